@@ -1,0 +1,54 @@
+"""`sitewatch <command>`: one console script, one module per command.
+
+Each command module exposes `add_arguments(parser)` and `run(args, settings) -> int`.
+Only the chosen command's module is imported, so `sitewatch migrate` does not load Faust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import logs, settings
+
+#: name -> (module, one-line help). Add a command by adding a row.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "broker": ("sitewatch.devbroker", "run the bundled Tansu broker on loopback (dev, tests)"),
+    "worker": ("sitewatch.streams.worker", "the Faust lifecycle agent"),
+    "settings": ("sitewatch.settings", "list every SITEWATCH_* setting with its default"),
+}
+
+
+def build_parser(chosen: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sitewatch",
+        description="Streaming site-health monitor. Configured by SITEWATCH_* variables "
+        "(`sitewatch settings` lists them).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.set_defaults(_module=module)
+        if name == chosen:
+            importlib.import_module(module).add_arguments(cmd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(chosen).parse_args(argv)
+    try:
+        conf = settings.load()
+    except settings.SettingsError as exc:
+        print(f"sitewatch: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(conf.log_level, conf.log_format)
+    code: int = importlib.import_module(args._module).run(args, conf)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

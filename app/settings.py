@@ -1,0 +1,148 @@
+"""Every `SITEWATCH_*` setting, in one place, validated at start.
+
+`load()` is the only way processes read settings; a bad value raises `SettingsError`
+with one readable line per problem, and the CLI turns that into exit code 2.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BrokerFlavor(enum.StrEnum):
+    """Which Kafka implementation we talk to; Tansu needs workarounds (DESIGN.md)."""
+
+    KAFKA = "kafka"
+    TANSU = "tansu"
+
+
+class SettingsError(ValueError):
+    """Raised for invalid SITEWATCH_* values."""
+
+
+_HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+class Settings(BaseSettings):
+    """Process settings. Field `x` is read from `SITEWATCH_X`."""
+
+    model_config = SettingsConfigDict(env_prefix="SITEWATCH_", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="host:port[,host:port] of the broker"
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite file under the state dir"
+    )
+    topic_prefix: str = Field("sitewatch.", description="prefix of topic names and app id")
+    partitions: int = Field(8, ge=1, le=10_000, description="partitions of created topics")
+    verifiers: str = Field("", description="comma-separated verifier locations")
+    state_dir: Path = Field(Path("./.sitewatch"), description="local state directory")
+    sink_writes: bool = Field(True, description="1 writes, 0 shadow mode")
+    probe_allow_private: bool = Field(False, description="allow loopback/private targets")
+    broker_flavor: BrokerFlavor = Field(
+        BrokerFlavor.KAFKA, description="`tansu` enables broker workarounds (tests, dev)"
+    )
+    tick_interval_s: float = Field(
+        1.0, gt=0, le=60, description="worker clock ticks on check-results (stream time)"
+    )
+    auto_timeout_s: int = Field(
+        86_400, ge=60, description="close events with no input for this long (stream time)"
+    )
+    log_format: str = Field("auto", pattern="^(auto|json|console)$")
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        hosts = [h.strip() for h in value.split(",")]
+        bad = [h for h in hosts if not _HOSTPORT.match(h)]
+        if bad or not hosts:
+            raise ValueError(f"expected host:port[,host:port], got {value!r}")
+        return ",".join(hosts)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._\-]*", value):
+            raise ValueError("may hold only letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        allowed = ("mysql+asyncmy://", "mysql+aiomysql://", "sqlite+aiosqlite://")
+        if not value.startswith(allowed):
+            raise ValueError(f"must start with one of {', '.join(allowed)}")
+        return value
+
+    @field_validator("verifiers")
+    @classmethod
+    def _check_verifiers(cls, value: str) -> str:
+        names = [v.strip() for v in value.split(",") if v.strip()]
+        for name in names:
+            if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+                raise ValueError(f"bad verifier name {name!r}")
+        return ",".join(names)
+
+    @cached_property
+    def verifier_names(self) -> tuple[str, ...]:
+        return tuple(v for v in self.verifiers.split(",") if v)
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return self.kafka_bootstrap.split(",")
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.state_dir / 'sitewatch.db').resolve()}"
+
+    @property
+    def is_tansu(self) -> bool:
+        return self.broker_flavor is BrokerFlavor.TANSU
+
+
+def load() -> Settings:
+    """Read and validate the environment; raise SettingsError with every problem."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "SITEWATCH_" + "_".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for every setting: the README table and `--help`."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = "" if field.default is None else str(field.default)
+        if isinstance(field.default, enum.Enum):
+            default = str(field.default.value)
+        rows.append((f"SITEWATCH_{name.upper()}", default, field.description or ""))
+    return rows
+
+
+def add_arguments(parser: object) -> None:
+    """`sitewatch settings` takes no arguments."""
+
+
+def run(args: object, conf: Settings) -> int:
+    """`sitewatch settings`: the documented table, with the values in force."""
+    current = conf.model_dump()
+    for var, default, meaning in describe():
+        value = current[var.removeprefix("SITEWATCH_").lower()]
+        print(f"{var:34} default={default!r:24} now={str(value)!r:24} {meaning}")
+    return 0

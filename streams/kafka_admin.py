@@ -1,0 +1,58 @@
+"""Create the topics a process needs when they are missing (aiokafka admin)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from .topics import TOPIC_CONFIGS, Topic, TopicNames
+
+log = structlog.get_logger(__name__)
+
+
+async def ensure_topics(
+    bootstrap: list[str] | str,
+    names: TopicNames,
+    partitions: int,
+    topics: list[Topic] | None = None,
+    dead_letters: bool = True,
+    extra: list[str] | None = None,
+    connect_timeout_s: float = 30.0,
+) -> None:
+    """Create each missing topic (and its dead-letter topic) with `partitions`."""
+    wanted: dict[str, dict[str, str]] = {}
+    for topic in topics or list(Topic):
+        wanted[names.name(topic)] = TOPIC_CONFIGS[topic]
+        if dead_letters:
+            wanted[names.dead_letter(names.name(topic))] = {}
+    for name in extra or []:
+        wanted[name] = {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    deadline = asyncio.get_running_loop().time() + connect_timeout_s
+    while True:
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("broker not reachable yet, retrying", bootstrap=bootstrap)
+            await asyncio.sleep(1.0)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=cfg)
+            for name, cfg in wanted.items()
+            if name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process won the race; fine
+            log.info("created topics", topics=[t.name for t in missing], partitions=partitions)
+    finally:
+        await admin.close()

@@ -1,0 +1,55 @@
+"""Topic names and how the project creates them (DESIGN.md wire contract)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Topic(enum.StrEnum):
+    SITES = "sites"
+    CHECK_RESULTS = "check-results"
+    VERIFY_REQUESTS = "verify-requests"
+    SITE_EVENTS = "site-events"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """Concrete names under a prefix (`SITEWATCH_TOPIC_PREFIX`, default `sitewatch.`)."""
+
+    prefix: str = "sitewatch."
+
+    def name(self, topic: Topic) -> str:
+        return f"{self.prefix}{topic.value}"
+
+    @property
+    def sites(self) -> str:
+        return self.name(Topic.SITES)
+
+    @property
+    def check_results(self) -> str:
+        return self.name(Topic.CHECK_RESULTS)
+
+    @property
+    def verify_requests(self) -> str:
+        return self.name(Topic.VERIFY_REQUESTS)
+
+    @property
+    def site_events(self) -> str:
+        return self.name(Topic.SITE_EVENTS)
+
+    @staticmethod
+    def dead_letter(topic: str) -> str:
+        return f"{topic}.dead-letter"
+
+    def all(self) -> list[str]:
+        return [self.name(t) for t in Topic]
+
+
+#: topic -> extra configs; `sites` is a table, so it is compacted
+TOPIC_CONFIGS: dict[Topic, dict[str, str]] = {
+    Topic.SITES: {"cleanup.policy": "compact"},
+    Topic.CHECK_RESULTS: {},
+    Topic.VERIFY_REQUESTS: {},
+    Topic.SITE_EVENTS: {},
+}
