@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -49,10 +50,8 @@ async def ensure_topics(
             if name not in existing
         ]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # lost a race: fine
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process won the race; fine
             log.info("created topics", topics=[t.name for t in missing], partitions=partitions)
     finally:
         await admin.close()

@@ -1,0 +1,139 @@
+"""Lifecycle state and the per-site settings the core reads.
+
+Everything here is plain data (msgspec Structs, msgpack on the changelog), kept lean:
+the state of a healthy site is one small entry per check tuple.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from . import records, timefmt
+from .enums import CheckType, EventState, RedirectPolicy, Severity
+
+#: how many effect-producing inputs a site remembers for re-emission after a crash
+OUTBOX_SIZE: Final = 16
+#: and for how long (stream time): redeliveries come within one commit interval
+OUTBOX_HORIZON_MS: Final = 10 * 60 * 1000
+
+
+class SiteConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """What the core needs from a `sites` record, with times pre-parsed."""
+
+    site_id: int
+    url: str
+    active: bool = True
+    timeout_s: int = 10
+    num_of_checks: int = 3
+    peer_offline_limit: int = 3
+    verify_timeout_ms: int = 15_000
+    keyword: str | None = None
+    redirect_policy: RedirectPolicy = RedirectPolicy.FOLLOW
+    custom_headers: dict[str, str] | None = None
+    #: (start_ms, end_ms) half-open windows
+    maintenance: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def from_record(cls, rec: records.SiteRecord) -> SiteConfig:
+        return cls(
+            site_id=rec.site_id,
+            url=rec.url,
+            active=rec.active,
+            timeout_s=rec.timeout_s,
+            num_of_checks=rec.num_of_checks,
+            peer_offline_limit=rec.peer_offline_limit,
+            verify_timeout_ms=rec.effective_verify_timeout_s * 1000,
+            keyword=rec.keyword,
+            redirect_policy=rec.redirect_policy,
+            custom_headers=rec.custom_headers,
+            maintenance=tuple(
+                (timefmt.to_ms(w.start), timefmt.to_ms(w.end)) for w in rec.maintenance
+            ),
+        )
+
+    def in_maintenance(self, at_ms: int) -> bool:
+        """The one maintenance check, shared by the event path and notifications."""
+        return any(start <= at_ms < end for start, end in self.maintenance)
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    """Deployment-wide lifecycle settings (SITEWATCH_VERIFIERS and friends)."""
+
+    verifiers: tuple[str, ...] = ()
+    auto_timeout_ms: int = 24 * 3600 * 1000
+
+
+class Verification(msgspec.Struct, kw_only=True, array_like=True):
+    request_id: str
+    requested_at: int
+    deadline: int
+    asked: int
+    #: verifier name -> its first answer's `ok`
+    answers: dict[str, bool] = msgspec.field(default_factory=dict)
+
+
+class OpenEvent(msgspec.Struct, kw_only=True, array_like=True):
+    event_id: str
+    endpoint_id: int | None
+    check_type: CheckType
+    discriminator: str
+    state: EventState
+    severity: Severity
+    started_at: int
+    seq: int
+    last_input_at: int
+    fail_count: int = 0
+    cause_event_id: str | None = None
+    verification: Verification | None = None
+    verified: bool = False
+
+    @property
+    def started_at_wire(self) -> str:
+        return timefmt.from_ms(self.started_at)
+
+
+class TupleMark(msgspec.Struct, kw_only=True, array_like=True):
+    """Rule 8: the newest input time applied for a tuple, and the ids seen at it.
+
+    An exact duplicate carries the same `observed_at` as its original, and anything
+    older is ignored by time alone, so the ids at the newest time are enough.
+    """
+
+    last_at: int
+    ids: list[str]
+
+
+class Emitted(msgspec.Struct, kw_only=True, array_like=True):
+    """What one input produced, kept to re-emit it if that input is redelivered."""
+
+    position: int
+    at: int
+    transitions: list[records.Transition]
+    verify_requests: list[records.VerifyRequest]
+
+
+class SiteState(msgspec.Struct, kw_only=True, array_like=True):
+    #: tuple key -> the open event of that tuple
+    open: dict[str, OpenEvent] = msgspec.field(default_factory=dict)
+    marks: dict[str, TupleMark] = msgspec.field(default_factory=dict)
+    #: position (partition offset) of the last input applied; -1 before any
+    position: int = -1
+    outbox: list[Emitted] = msgspec.field(default_factory=list)
+
+
+def tuple_key(endpoint_id: int | None, check_type: CheckType, discriminator: str = "") -> str:
+    return f"{endpoint_id or 0}|{check_type.value}|{discriminator}"
+
+
+_state_encoder = msgspec.msgpack.Encoder()
+_state_decoder = msgspec.msgpack.Decoder(SiteState)
+
+
+def dump_state(state: SiteState) -> bytes:
+    return _state_encoder.encode(state)
+
+
+def load_state(data: bytes) -> SiteState:
+    return _state_decoder.decode(data)
