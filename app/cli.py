@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "broker": ("sitewatch.devbroker", "run the bundled Tansu broker on loopback (dev, tests)"),
     "worker": ("sitewatch.streams.worker", "the Faust lifecycle agent"),
     "settings": ("sitewatch.settings", "list every SITEWATCH_* setting with its default"),
+    "migrate": ("sitewatch.migrations.command", "create/upgrade the database schema (Alembic)"),
+    "sink": ("sitewatch.sink.service", "write site-events and sites into the database"),
+    "projection": ("sitewatch.sink.projection_cmd", "check (and --repair) the site projection"),
 }
 
 

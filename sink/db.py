@@ -1,0 +1,29 @@
+"""Async engine creation shared by the sink, the projection check and migrations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # SQLite enforces foreign keys (ON DELETE CASCADE) only when asked, per connection.
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An engine for a `mysql+asyncmy`, `mysql+aiomysql` or `sqlite+aiosqlite` URL."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, **kwargs)
+        sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    # pre-ping: a connection broken by a server restart is replaced, not handed out
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_recycle", 3600)
+    return create_async_engine(url, **kwargs)
