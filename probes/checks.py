@@ -1,0 +1,665 @@
+"""The checks themselves: http (aiohttp), tcp and dns. They never raise.
+
+Every check turns what happened into an `Observation` (ok, error kind, timings, detail);
+`results.py` turns observations into wire records. One `Checker` is shared by all the
+checks of a process: one aiohttp session whose connector closes every connection after
+its request (`force_close`), so each check measures a fresh DNS + TCP + TLS setup, and
+whose connector refuses blocked addresses at the moment of connecting (DNS rebinding
+cannot slip a private address past a check done earlier on the name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import errno
+import socket
+import ssl
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import aiohappyeyeballs
+import aiohttp
+import dns.asyncquery
+import dns.exception
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+from aiohttp.client_exceptions import cert_errors, ssl_errors
+from aiohttp.helpers import ceil_timeout
+from cryptography import x509
+from sitewatch.streams.enums import CheckType, ErrorKind, RedirectPolicy, Role
+from sitewatch.streams.records import SiteRecord, Timings, VerifyRequest
+from yarl import URL
+
+from .safety import BlockedTargetError, InvalidTargetError, Target, is_blocked, parse_target
+
+MAX_REDIRECTS: Final = 10
+KEYWORD_WINDOW: Final = 1 << 20  # the keyword must appear in the first 1 MiB
+TLS_OK_DAYS: Final = 30  # tls_expiry is ok with more than this many days left
+MAX_TIMEOUT_S: Final = 300
+ROLE_HEADER: Final = "X-Sitewatch-Role"
+USER_AGENT: Final = "sitewatch-probe/0.1"
+_X509_V_ERR_CERT_HAS_EXPIRED: Final = 10
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSpec:
+    """What to check, from a `sites` record or a verify request."""
+
+    site_id: int
+    url: str
+    timeout_s: float = 10
+    endpoint_id: int | None = None
+    keyword: str | None = None
+    redirect_policy: RedirectPolicy = RedirectPolicy.FOLLOW
+    custom_headers: dict[str, str] | None = None
+
+    @classmethod
+    def from_site(cls, site: SiteRecord) -> CheckSpec:
+        return cls(
+            site_id=site.site_id,
+            url=site.url,
+            timeout_s=site.timeout_s,
+            keyword=site.keyword,
+            redirect_policy=site.redirect_policy,
+            custom_headers=site.custom_headers,
+        )
+
+    @classmethod
+    def from_request(cls, req: VerifyRequest) -> CheckSpec:
+        return cls(
+            site_id=req.site_id,
+            url=req.url,
+            timeout_s=req.timeout_s,
+            endpoint_id=req.endpoint_id,
+            keyword=req.keyword,
+            redirect_policy=req.redirect_policy,
+            custom_headers=req.custom_headers,
+        )
+
+
+@dataclass(slots=True)
+class Observation:
+    """The outcome of one check, before it becomes a `CheckResult`."""
+
+    check_type: CheckType
+    ok: bool
+    error: ErrorKind = ErrorKind.NONE
+    http_status: int | None = None
+    timings: Timings | None = None
+    tls_not_after: datetime | None = None
+    detail: str | None = None
+
+
+@dataclass(slots=True)
+class _Clock:
+    """Per-check stopwatch, shared by the trace hooks and the connector."""
+
+    start: float = field(default_factory=time.perf_counter)
+    dns_started: float = 0.0
+    dns: float | None = None
+    tcp: float | None = None
+    tls: float | None = None
+    ttfb: float | None = None
+    not_after: datetime | None = None
+
+    def add(self, name: str, seconds: float) -> None:
+        # summed over redirect hops: each hop is a fresh connection
+        before: float | None = getattr(self, name)
+        setattr(self, name, (before or 0.0) + seconds)
+
+    def timings(self, total: float | None = None) -> Timings:
+        def ms(v: float | None) -> float | None:
+            return None if v is None else round(v * 1000, 3)
+
+        end = time.perf_counter() - self.start if total is None else total
+        return Timings(
+            dns=ms(self.dns), tcp=ms(self.tcp), tls=ms(self.tls), ttfb=ms(self.ttfb), total=ms(end)
+        )
+
+
+# The connector runs inside the task of the request, so a context variable reaches it
+# without threading a parameter through aiohttp's private call chain.
+_CLOCK: contextvars.ContextVar[_Clock | None] = contextvars.ContextVar("sw_clock", default=None)
+
+
+async def _on_dns_start(
+    session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceDnsResolveHostStartParams
+) -> None:
+    clock = ctx.trace_request_ctx
+    if isinstance(clock, _Clock):
+        clock.dns_started = time.perf_counter()
+
+
+async def _on_dns_end(
+    session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceDnsResolveHostEndParams
+) -> None:
+    clock = ctx.trace_request_ctx
+    if isinstance(clock, _Clock) and clock.dns_started:
+        clock.add("dns", time.perf_counter() - clock.dns_started)
+
+
+def _trace_config() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+    trace.on_dns_resolvehost_start.append(_on_dns_start)
+    trace.on_dns_resolvehost_end.append(_on_dns_end)
+    return trace
+
+
+def _not_after_of(peercert: Any) -> datetime | None:
+    if isinstance(peercert, dict) and "notAfter" in peercert:
+        return datetime.fromtimestamp(ssl.cert_time_to_seconds(peercert["notAfter"]), UTC)
+    return None
+
+
+class _ProbeConnector(aiohttp.TCPConnector):
+    """TCPConnector that vets the address it connects to and splits tcp from tls time.
+
+    Mirrors aiohttp's `_wrap_create_connection` (3.11+), adding the two measurements
+    between the TCP connect and the TLS handshake, which aiohttp's tracing cannot see.
+    """
+
+    def __init__(self, *, allow_private: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._allow_private = allow_private
+
+    async def _wrap_create_connection(  # type: ignore[override]
+        self,
+        *args: Any,
+        addr_infos: list[aiohappyeyeballs.AddrInfoType],
+        req: aiohttp.ClientRequest,
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp signature
+        client_error: type[Exception] = aiohttp.ClientConnectorError,
+        **kwargs: Any,
+    ) -> tuple[asyncio.Transport, aiohttp.client_proto.ResponseHandler]:
+        if not self._allow_private:
+            addr_infos = [ai for ai in addr_infos if not is_blocked(str(ai[4][0]))]
+            if not addr_infos:
+                raise BlockedTargetError(f"{req.url.host} resolves only to blocked addresses")
+        clock = _CLOCK.get()
+        try:
+            async with ceil_timeout(timeout.sock_connect, ceil_threshold=timeout.ceil_threshold):
+                started = time.perf_counter()
+                sock = await aiohappyeyeballs.start_connection(
+                    addr_infos=addr_infos,
+                    local_addr_infos=self._local_addr_infos,
+                    happy_eyeballs_delay=self._happy_eyeballs_delay,
+                    interleave=self._interleave,
+                    loop=self._loop,
+                )
+                connected = time.perf_counter()
+                if not self._allow_private and is_blocked(str(sock.getpeername()[0])):
+                    sock.close()  # belt and braces: the address actually connected
+                    raise BlockedTargetError(f"connected address {sock.getpeername()} blocked")
+                transport, proto = await self._loop.create_connection(*args, **kwargs, sock=sock)
+                if clock is not None:
+                    clock.add("tcp", connected - started)
+                    if kwargs.get("ssl"):
+                        clock.add("tls", time.perf_counter() - connected)
+                        clock.not_after = _not_after_of(transport.get_extra_info("peercert"))
+                return transport, proto  # type: ignore[return-value]
+        except cert_errors as exc:
+            raise aiohttp.ClientConnectorCertificateError(req.connection_key, exc) from exc
+        except ssl_errors as exc:
+            raise aiohttp.ClientConnectorSSLError(req.connection_key, exc) from exc
+        except OSError as exc:
+            if exc.errno is None and isinstance(exc, asyncio.TimeoutError):
+                raise
+            raise client_error(req.connection_key, exc) from exc
+
+
+def _os_error_kind(exc: BaseException | None) -> ErrorKind:
+    if isinstance(exc, ConnectionRefusedError):
+        return ErrorKind.REFUSED
+    if isinstance(exc, ConnectionResetError):
+        return ErrorKind.RESET
+    if isinstance(exc, TimeoutError):
+        return ErrorKind.TIMEOUT
+    if isinstance(exc, OSError) and exc.errno == errno.ECONNRESET:
+        return ErrorKind.RESET
+    if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
+        return ErrorKind.REFUSED
+    return ErrorKind.CONNECT
+
+
+def classify(exc: BaseException) -> ErrorKind:
+    """Map an exception of a check to the wire's error kind."""
+    if isinstance(exc, BlockedTargetError):
+        return ErrorKind.BLOCKED_TARGET
+    if isinstance(exc, InvalidTargetError | aiohttp.InvalidURL):
+        return ErrorKind.INVALID_TARGET
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        code = getattr(exc.certificate_error, "verify_code", None)
+        return ErrorKind.TLS_EXPIRED if code == _X509_V_ERR_CERT_HAS_EXPIRED else ErrorKind.SSL
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        return ErrorKind.SSL
+    if isinstance(exc, aiohttp.ClientConnectorDNSError | socket.gaierror):
+        return ErrorKind.DNS
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return _os_error_kind(exc.os_error)
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return ErrorKind.TIMEOUT
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return ErrorKind.RESET
+    if isinstance(exc, OSError):
+        return _os_error_kind(exc)
+    if isinstance(exc, aiohttp.ClientError):
+        return ErrorKind.CONNECT  # protocol errors: the server spoke something else
+    if isinstance(exc, ValueError):
+        return ErrorKind.INVALID_TARGET  # e.g. a header value aiohttp refuses to send
+    return ErrorKind.INTERNAL
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+async def _read_prefix(resp: aiohttp.ClientResponse, limit: int = KEYWORD_WINDOW) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await resp.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def parse_nameserver(text: str) -> tuple[str, int]:
+    """`host`, `host:port` or `[v6]:port` -> (host, port)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest.lstrip(":") or 53)
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, int(port)
+    return text, 53
+
+
+def _system_nameservers() -> list[tuple[str, int]]:
+    try:
+        return [(str(ns), 53) for ns in dns.resolver.Resolver().nameservers]
+    except (dns.resolver.NoResolverConfiguration, OSError):
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class CheckerConfig:
+    allow_private: bool = False
+    extra_ca_file: str | None = None
+    nameservers: tuple[tuple[str, int], ...] = ()  # empty = /etc/resolv.conf
+    role: Role = Role.PRIMARY
+
+
+class Checker:
+    """Runs checks; one per process, `start()`ed inside the event loop."""
+
+    def __init__(self, config: CheckerConfig) -> None:
+        self.config = config
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl = ssl.create_default_context()
+        if config.extra_ca_file:
+            self._ssl.load_verify_locations(cafile=config.extra_ca_file)
+        self._nameservers = list(config.nameservers) or _system_nameservers()
+        self._base_headers = {"User-Agent": USER_AGENT, ROLE_HEADER: config.role.value}
+
+    async def start(self) -> None:
+        connector = _ProbeConnector(
+            allow_private=self.config.allow_private,
+            force_close=True,  # a fresh connection per check: the timings mean something
+            limit=0,  # the caller bounds concurrency
+            use_dns_cache=False,
+            ssl=self._ssl,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            trace_configs=[_trace_config()],
+            auto_decompress=True,
+            cookie_jar=aiohttp.DummyCookieJar(),  # no state leaks from one check to the next
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Checker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- entry point -------------------------------------------------------------------
+
+    async def run(self, spec: CheckSpec, checks: Iterable[CheckType]) -> list[Observation]:
+        """Run `checks` for `spec`; one observation per check (tls_expiry: https only)."""
+        wanted = list(dict.fromkeys(checks))
+        try:
+            target = self.validate(spec)
+        except InvalidTargetError as exc:
+            return [
+                Observation(c, ok=False, error=ErrorKind.INVALID_TARGET, detail=str(exc))
+                for c in wanted
+            ]
+        jobs: list[asyncio.Future[list[Observation]]] = []
+        if CheckType.HTTP in wanted or (CheckType.TLS_EXPIRY in wanted and target.is_https):
+            jobs.append(asyncio.ensure_future(self._http_and_tls(spec, target, wanted)))
+        if CheckType.TCP in wanted:
+            jobs.append(asyncio.ensure_future(self._one(self.tcp(target, spec.timeout_s))))
+        if CheckType.DNS in wanted:
+            jobs.append(asyncio.ensure_future(self._one(self.dns(target, spec.timeout_s))))
+        out: list[Observation] = []
+        for part in await asyncio.gather(*jobs):
+            out.extend(part)
+        return out
+
+    @staticmethod
+    async def _one(coro: Any) -> list[Observation]:
+        return [await coro]
+
+    @staticmethod
+    def validate(spec: CheckSpec) -> Target:
+        target = parse_target(spec.url)
+        if not 0 < spec.timeout_s <= MAX_TIMEOUT_S:
+            raise InvalidTargetError(f"timeout_s must be in (0, {MAX_TIMEOUT_S}]")
+        if spec.keyword is not None and not spec.keyword:
+            raise InvalidTargetError("keyword is empty")
+        for name, value in (spec.custom_headers or {}).items():
+            if not name or any(c in name + value for c in "\r\n\0") or ":" in name:
+                raise InvalidTargetError(f"invalid custom header {name!r}")
+        return target
+
+    async def _http_and_tls(
+        self, spec: CheckSpec, target: Target, wanted: list[CheckType]
+    ) -> list[Observation]:
+        obs = await self.http(spec, target)
+        out = [obs] if CheckType.HTTP in wanted else []
+        if CheckType.TLS_EXPIRY in wanted and target.is_https:
+            tls = await self._tls_expiry(obs, target, spec.timeout_s)
+            if tls is not None:
+                out.append(tls)
+        return out
+
+    # -- http --------------------------------------------------------------------------
+
+    async def http(self, spec: CheckSpec, target: Target) -> Observation:
+        assert self._session is not None, "Checker.start() first"
+        clock = _Clock()
+        token = _CLOCK.set(clock)
+        headers = {**self._base_headers, **(spec.custom_headers or {})}
+        url = target.url
+        visited = {url}
+        redirected: list[str] = []
+        timeout = aiohttp.ClientTimeout(total=spec.timeout_s)
+        try:
+            async with asyncio.timeout(spec.timeout_s):
+                while True:
+                    async with self._session.get(
+                        url,
+                        headers=headers,
+                        allow_redirects=False,
+                        timeout=timeout,
+                        trace_request_ctx=clock,
+                    ) as resp:
+                        clock.ttfb = time.perf_counter() - clock.start
+                        status = resp.status
+                        location = resp.headers.get("Location")
+                        if 300 <= status < 400 and location:
+                            nxt = str(resp.url.join(URL(location)))
+                            if spec.redirect_policy is RedirectPolicy.FAIL:
+                                return self._http_obs(
+                                    clock,
+                                    False,
+                                    ErrorKind.REDIRECT,
+                                    status,
+                                    f"redirect to {nxt} (policy fail)",
+                                )
+                            if nxt in visited:
+                                return self._http_obs(
+                                    clock,
+                                    False,
+                                    ErrorKind.REDIRECT,
+                                    status,
+                                    f"redirect loop at {nxt}",
+                                )
+                            if len(redirected) >= MAX_REDIRECTS:
+                                return self._http_obs(
+                                    clock,
+                                    False,
+                                    ErrorKind.REDIRECT,
+                                    status,
+                                    f"more than {MAX_REDIRECTS} redirects",
+                                )
+                            parse_target(nxt)  # a redirect to ftp:// etc. is invalid
+                            visited.add(nxt)
+                            redirected.append(nxt)
+                            url = nxt
+                            continue
+                        body = await _read_prefix(resp) if spec.keyword else b""
+                        return self._final(clock, spec, status, body, redirected)
+        except Exception as exc:  # every failure is an observation, never a crash
+            kind = classify(exc)
+            return self._http_obs(clock, False, kind, None, _describe(exc))
+        finally:
+            _CLOCK.reset(token)
+
+    def _final(
+        self, clock: _Clock, spec: CheckSpec, status: int, body: bytes, redirected: list[str]
+    ) -> Observation:
+        via = f"; redirected to {redirected[-1]}" if redirected else ""
+        if not 1 <= status <= 399:
+            return self._http_obs(
+                clock, False, ErrorKind.HTTP_STATUS, status, f"HTTP {status}{via}"
+            )
+        if spec.keyword and spec.keyword.encode() not in body:
+            return self._http_obs(
+                clock, False, ErrorKind.KEYWORD, status, f"keyword not in first 1 MiB{via}"
+            )
+        if redirected and spec.redirect_policy is RedirectPolicy.ALERT:
+            # alert: the site answers, but it moved; ok follows the final status
+            return self._http_obs(clock, True, ErrorKind.REDIRECT, status, f"HTTP {status}{via}")
+        return self._http_obs(clock, True, ErrorKind.NONE, status, f"HTTP {status}{via}")
+
+    @staticmethod
+    def _http_obs(
+        clock: _Clock, ok: bool, error: ErrorKind, status: int | None, detail: str
+    ) -> Observation:
+        return Observation(
+            CheckType.HTTP,
+            ok=ok,
+            error=error,
+            http_status=status,
+            timings=clock.timings(),
+            tls_not_after=clock.not_after,
+            detail=detail,
+        )
+
+    # -- tls_expiry --------------------------------------------------------------------
+
+    async def _tls_expiry(
+        self, http: Observation, target: Target, timeout_s: float
+    ) -> Observation | None:
+        """From the http check's certificate; None when no certificate was seen."""
+        not_after = http.tls_not_after
+        if http.error is ErrorKind.TLS_EXPIRED:
+            not_after = await self._fetch_not_after(target, timeout_s)
+            return Observation(
+                CheckType.TLS_EXPIRY,
+                ok=False,
+                error=ErrorKind.TLS_EXPIRED,
+                tls_not_after=not_after,
+                detail="certificate expired",
+            )
+        if not_after is None:
+            return None  # no handshake happened (refused, blocked...): http says why
+        days = (not_after - datetime.now(UTC)).total_seconds() / 86400
+        return Observation(
+            CheckType.TLS_EXPIRY,
+            ok=days > TLS_OK_DAYS,
+            tls_not_after=not_after,
+            detail=f"certificate expires in {days:.1f} days",
+        )
+
+    async def _fetch_not_after(self, target: Target, timeout_s: float) -> datetime | None:
+        """Read an expired certificate (verification would refuse it) for its date."""
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        try:
+            async with asyncio.timeout(timeout_s):
+                addrs = await self._addresses(target.host, target.port)
+                _, writer = await asyncio.open_connection(
+                    addrs[0], target.port, ssl=ctx, server_hostname=target.host
+                )
+                try:
+                    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+                finally:
+                    writer.close()
+            return x509.load_der_x509_certificate(der).not_valid_after_utc
+        except Exception:
+            return None
+
+    # -- tcp ---------------------------------------------------------------------------
+
+    async def _addresses(self, host: str, port: int) -> list[str]:
+        """Resolve and keep only allowed addresses (BlockedTargetError if none)."""
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addrs = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if not self.config.allow_private:
+            addrs = [a for a in addrs if not is_blocked(a)]
+            if not addrs:
+                raise BlockedTargetError(f"{host} resolves only to blocked addresses")
+        return addrs
+
+    async def tcp(self, target: Target, timeout_s: float) -> Observation:
+        """Connect to host:port and close: connect time; refused/reset/timeout apart."""
+        start = time.perf_counter()
+        dns_s: float | None = None
+        tcp_s: float | None = None
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout_s):
+                addrs = await self._addresses(target.host, target.port)
+                dns_s = time.perf_counter() - start
+                last: Exception | None = None
+                for addr in addrs:
+                    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+                    sock = socket.socket(family, socket.SOCK_STREAM)
+                    sock.setblocking(False)
+                    try:
+                        t0 = time.perf_counter()
+                        await loop.sock_connect(sock, (addr, target.port))
+                        tcp_s = time.perf_counter() - t0
+                        break
+                    except OSError as exc:
+                        last = exc
+                    finally:
+                        sock.close()
+                if tcp_s is None:
+                    assert last is not None
+                    raise last
+            ok, error, detail = True, ErrorKind.NONE, f"connected to {target.host}:{target.port}"
+        except Exception as exc:
+            ok, error, detail = False, classify(exc), _describe(exc)
+        return Observation(
+            CheckType.TCP,
+            ok=ok,
+            error=error,
+            timings=Timings(
+                dns=None if dns_s is None else round(dns_s * 1000, 3),
+                tcp=None if tcp_s is None else round(tcp_s * 1000, 3),
+                total=round((time.perf_counter() - start) * 1000, 3),
+            ),
+            detail=detail,
+        )
+
+    # -- dns ---------------------------------------------------------------------------
+
+    async def dns(self, target: Target, timeout_s: float) -> Observation:
+        """A and AAAA for the URL's host; NXDOMAIN/SERVFAIL/REFUSED/timeout told apart."""
+        start = time.perf_counter()
+
+        def obs(ok: bool, error: ErrorKind, detail: str) -> Observation:
+            total = round((time.perf_counter() - start) * 1000, 3)
+            return Observation(
+                CheckType.DNS,
+                ok=ok,
+                error=error,
+                timings=Timings(dns=total, total=total),
+                detail=detail,
+            )
+
+        try:
+            import ipaddress
+
+            ipaddress.ip_address(target.host)
+            if not self.config.allow_private and is_blocked(target.host):
+                return obs(False, ErrorKind.BLOCKED_TARGET, f"{target.host} is blocked")
+            return obs(True, ErrorKind.NONE, "IP literal: nothing to resolve")
+        except ValueError:
+            pass
+        if not self._nameservers:
+            return obs(False, ErrorKind.DNS, "no nameserver configured")
+        try:
+            qname = dns.name.from_text(target.host)
+        except dns.exception.DNSException as exc:
+            return obs(False, ErrorKind.INVALID_TARGET, _describe(exc))
+        deadline = time.perf_counter() + timeout_s
+        per_server = timeout_s / len(self._nameservers)
+        last_error = "no answer"
+        for host, port in self._nameservers:
+            budget = min(per_server, deadline - time.perf_counter())
+            if budget <= 0:
+                break
+            try:
+                answers = await asyncio.gather(
+                    *(
+                        dns.asyncquery.udp_with_fallback(
+                            dns.message.make_query(qname, rdtype), host, timeout=budget, port=port
+                        )
+                        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)
+                    )
+                )
+            except dns.exception.Timeout:
+                last_error = f"nameserver {host}:{port} timed out"
+                continue
+            except (OSError, dns.exception.DNSException) as exc:
+                last_error = _describe(exc)
+                if isinstance(exc, ConnectionRefusedError):
+                    continue  # ICMP port unreachable: try the next server
+                return obs(False, ErrorKind.DNS, last_error)
+            rcodes = {response.rcode() for response, _tcp in answers}
+            for rcode, kind in (
+                (dns.rcode.NXDOMAIN, ErrorKind.NXDOMAIN),
+                (dns.rcode.SERVFAIL, ErrorKind.SERVFAIL),
+                (dns.rcode.REFUSED, ErrorKind.DNS_REFUSED),
+            ):
+                if rcode in rcodes:
+                    return obs(False, kind, f"{target.host}: {dns.rcode.to_text(rcode)}")
+            if rcodes != {dns.rcode.NOERROR}:
+                text = ",".join(dns.rcode.to_text(r) for r in rcodes)
+                return obs(False, ErrorKind.DNS, f"{target.host}: {text}")
+            addrs = [
+                str(rdata.address)
+                for response, _tcp in answers
+                for rrset in response.answer
+                if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)
+                for rdata in rrset
+            ]
+            if not addrs:
+                return obs(False, ErrorKind.DNS, f"{target.host}: no A/AAAA records")
+            if not self.config.allow_private and all(is_blocked(a) for a in addrs):
+                return obs(False, ErrorKind.BLOCKED_TARGET, f"{target.host} -> {addrs} blocked")
+            return obs(True, ErrorKind.NONE, f"{target.host} -> {', '.join(addrs[:8])}")
+        return obs(False, ErrorKind.TIMEOUT, last_error)
