@@ -1,0 +1,456 @@
+"""Apply one batch of `site-events` and `sites` messages in one database transaction.
+
+Per batch: decode (poison -> dead letter), load the state the batch touches, fold the
+transitions in log order (idempotent on transition_id; contradictions -> dead letter),
+then write transitions, events, site settings, the projection and the consumer offsets
+through the gate, all in the caller's transaction (invariant 1, exactly-once effect).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import msgspec
+import sqlalchemy as sa
+from sitewatch.streams import records, timefmt
+from sitewatch.streams.deadletter import make_dead_letter
+from sitewatch.streams.enums import EventState, LegacySiteStatus, Reason, Severity, SiteState
+from sitewatch.streams.topics import TopicNames
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from . import tables as t
+from .gate import Tx
+from .projection import Change, OpenEvent, Projection, SiteTracker
+
+CONSUMER = "sitewatch-sink"
+_CHUNK = 1000  # ids per IN (...) list
+
+
+class Message(Protocol):
+    """What the sink needs of a Kafka record (aiokafka's ConsumerRecord fits)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class EventRow:
+    id: str
+    site_id: int
+    endpoint_id: int | None
+    check_type: str
+    discriminator: str
+    state: str
+    severity: int
+    started_at: datetime
+    ended_at: datetime | None
+    resolution_reason: str | None
+    cause_event_id: str | None
+    metadata: dict[str, Any] | None
+    in_db: bool
+    dirty: bool = False
+
+    @property
+    def tuple_key(self) -> tuple[int, int, str, str]:
+        return (self.site_id, self.endpoint_id or 0, self.check_type, self.discriminator)
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "site_id": self.site_id,
+            "endpoint_id": self.endpoint_id,
+            "check_type": self.check_type,
+            "discriminator": self.discriminator,
+            "state": self.state,
+            "severity": self.severity,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "resolution_reason": self.resolution_reason,
+            "cause_event_id": self.cause_event_id,
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What the batch did (or, in shadow mode, would have done)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    dead_letters: list[tuple[records.DeadLetter, bytes | None]] = field(default_factory=list)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+def _dt(stamp: str) -> datetime:
+    return timefmt.to_datetime(timefmt.to_ms(stamp))
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def upsert(dialect: str, table: sa.Table, keys: Sequence[str], update: Sequence[str]) -> sa.Insert:
+    """INSERT ... ON DUPLICATE KEY UPDATE (MySQL) / ON CONFLICT DO UPDATE (SQLite)."""
+    if dialect == "mysql":
+        my = mysql_insert(table)
+        return my.on_duplicate_key_update({c: my.inserted[c] for c in update})
+    lite = sqlite_insert(table)
+    return lite.on_conflict_do_update(
+        index_elements=list(keys), set_={c: lite.excluded[c] for c in update}
+    )
+
+
+def offsets_upsert(dialect: str) -> sa.Insert:
+    """Offsets only move forward (a late write from a revoked partition cannot rewind)."""
+    if dialect == "mysql":
+        my = mysql_insert(t.offsets)
+        return my.on_duplicate_key_update(
+            next_offset=sa.func.greatest(t.offsets.c.next_offset, my.inserted.next_offset)
+        )
+    lite = sqlite_insert(t.offsets)
+    return lite.on_conflict_do_update(
+        index_elements=["consumer_group", "topic", "kafka_partition"],
+        set_={"next_offset": sa.func.max(t.offsets.c.next_offset, lite.excluded.next_offset)},
+    )
+
+
+_EVENT_MUTABLE = ("state", "severity", "ended_at", "resolution_reason", "cause_event_id")
+_EVENT_UPDATE = (*_EVENT_MUTABLE, "metadata")
+
+
+def _event_from_row(row: sa.Row[Any]) -> EventRow:
+    m = row._mapping
+    return EventRow(
+        id=m["id"],
+        site_id=m["site_id"],
+        endpoint_id=m["endpoint_id"],
+        check_type=m["check_type"],
+        discriminator=m["discriminator"],
+        state=m["state"],
+        severity=m["severity"],
+        started_at=m["started_at"],
+        ended_at=m["ended_at"],
+        resolution_reason=m["resolution_reason"],
+        cause_event_id=m["cause_event_id"],
+        metadata=m["metadata"],
+        in_db=True,
+    )
+
+
+def _event_cols() -> list[sa.Column[Any]]:
+    return [c for c in t.events.c if c.name not in ("created_at", "open_key")]
+
+
+def _contradiction(tr: records.Transition, ev: EventRow | None, open_other: str | None) -> str:
+    """Why `tr` cannot apply to what the database holds, or '' if it can."""
+    closing = tr.reason.closes
+    if closing != (tr.state_after is EventState.RESOLVED):
+        return f"reason {tr.reason} with state_after {tr.state_after} is inconsistent"
+    if not closing and (tr.severity_after is None or tr.state_after is EventState.UP):
+        return f"live transition {tr.reason} without a severity or with state up"
+    if tr.reason is Reason.OPENED:
+        if ev is not None:
+            how = "closed" if ev.ended_at is not None else "open"
+            return f"opening event {tr.event_id} which already exists ({how})"
+        if open_other is not None:
+            return f"opening event {tr.event_id} while event {open_other} is open for its tuple"
+        return ""
+    if ev is None:
+        return f"{tr.reason} transition for unknown event {tr.event_id}"
+    if ev.site_id != tr.site_id:
+        return f"event {tr.event_id} belongs to site {ev.site_id}, not {tr.site_id}"
+    if ev.ended_at is not None:
+        return f"{tr.reason} transition for event {tr.event_id}, already closed"
+    return ""
+
+
+class BatchApplier:
+    """Stateless between batches: everything it needs is read in the transaction."""
+
+    def __init__(self, topics: TopicNames, group: str) -> None:
+        self.topics = topics
+        self.group = group
+
+    async def apply(self, tx: Tx, messages: Sequence[Message], now_ms: int) -> BatchResult:
+        res = BatchResult()
+        dialect = tx.dialect
+        transitions: list[tuple[Message, records.Transition]] = []
+        site_final: dict[int, records.SiteRecord | None] = {}
+        deleted: set[int] = set()
+
+        def dead(msg: Message, error: str) -> None:
+            letter = make_dead_letter(
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                key=msg.key,
+                value=msg.value,
+                error=error,
+                consumer=CONSUMER,
+                now_ms=now_ms,
+            )
+            res.dead_letters.append((letter, msg.key))
+            res.counts["dead_letters"] += 1
+
+        # 1. decode; poison records never stop the batch
+        for msg in messages:
+            tp = (msg.topic, msg.partition)
+            res.offsets[tp] = max(res.offsets.get(tp, 0), msg.offset + 1)
+            if msg.topic == self.topics.site_events:
+                try:
+                    if msg.value is None:
+                        raise ValueError("null value on site-events")
+                    transitions.append((msg, records.transition_decoder.decode(msg.value)))
+                except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+                    dead(msg, f"malformed transition: {exc}")
+            elif msg.topic == self.topics.sites:
+                try:
+                    site_id = int((msg.key or b"").decode())
+                    if site_id <= 0:
+                        raise ValueError(f"site id must be positive, got {site_id}")
+                    if msg.value is None:
+                        deleted.add(site_id)
+                        site_final[site_id] = None
+                        continue
+                    site = records.site_decoder.decode(msg.value)
+                    if site.site_id != site_id:
+                        raise ValueError(f"key {site_id} != site_id {site.site_id}")
+                    site_final[site_id] = site
+                except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+                    dead(msg, f"malformed site record: {exc}")
+            else:
+                dead(msg, f"unexpected topic {msg.topic}")
+
+        # 2. load what the batch touches
+        touched = {tr.site_id for _, tr in transitions}
+        tids = list({tr.transition_id for _, tr in transitions})
+        known: set[str] = set()
+        for part in _chunks(tids):
+            rows = await tx.read(
+                sa.select(t.transitions.c.transition_id).where(
+                    t.transitions.c.transition_id.in_(part)
+                )
+            )
+            known.update(r[0] for r in rows)
+        events: dict[str, EventRow] = {}
+        cols = _event_cols()
+        eids = list({tr.event_id for _, tr in transitions})
+        for part in _chunks(eids):
+            for row in await tx.read(sa.select(*cols).where(t.events.c.id.in_(part))):
+                events[row.id] = _event_from_row(row)
+        trackers: dict[int, SiteTracker] = {}
+        site_list = sorted(touched - deleted)
+        for part in _chunks(site_list):
+            for row in await tx.read(
+                sa.select(*cols).where(t.events.c.site_id.in_(part), t.events.c.ended_at.is_(None))
+            ):
+                events.setdefault(row.id, _event_from_row(row))
+            for row in await tx.read(
+                sa.select(
+                    t.sites.c.site_id, t.sites.c.current_state, t.sites.c.last_status_change
+                ).where(t.sites.c.site_id.in_(part))
+            ):
+                trackers[row.site_id] = SiteTracker(
+                    current_state=SiteState(row.current_state),
+                    last_status_change=row.last_status_change,
+                )
+        # a site deleted in this batch lost its events (ON DELETE CASCADE) before any
+        # transition of the batch is applied
+        events = {k: v for k, v in events.items() if v.site_id not in deleted}
+        open_by_tuple: dict[tuple[int, int, str, str], str] = {}
+        for loaded in events.values():
+            if loaded.ended_at is None:
+                open_by_tuple[loaded.tuple_key] = loaded.id
+                tracker = trackers.setdefault(loaded.site_id, SiteTracker())
+                tracker.open_events[loaded.id] = OpenEvent(
+                    loaded.id,
+                    EventState(loaded.state),
+                    Severity(loaded.severity),
+                    loaded.started_at,
+                )
+
+        # 3. fold transitions in log order
+        trans_rows: list[dict[str, Any]] = []
+        applied_sites: set[int] = set()
+        for msg, tr in transitions:
+            if tr.transition_id in known:
+                res.counts["duplicates"] += 1  # a replay: its effect is already stored
+                continue
+            ev = events.get(tr.event_id)
+            key = (tr.site_id, tr.endpoint_id or 0, tr.check_type.value, tr.discriminator)
+            why = _contradiction(tr, ev, open_by_tuple.get(key))
+            if why:
+                dead(msg, f"contradicts the database: {why}")
+                continue
+            at = _dt(tr.at)
+            started = _dt(tr.started_at)
+            if tr.reason is Reason.OPENED:
+                ev = EventRow(
+                    id=tr.event_id,
+                    site_id=tr.site_id,
+                    endpoint_id=tr.endpoint_id,
+                    check_type=tr.check_type.value,
+                    discriminator=tr.discriminator,
+                    state=tr.state_after.value,
+                    severity=tr.severity_after or 0,
+                    started_at=started,
+                    ended_at=None,
+                    resolution_reason=None,
+                    cause_event_id=tr.cause_event_id,
+                    metadata=dict(tr.metadata) if tr.metadata else None,
+                    in_db=False,
+                )
+                events[ev.id] = ev
+                open_by_tuple[key] = ev.id
+            else:
+                assert ev is not None  # _contradiction checked it
+                if tr.metadata:
+                    ev.metadata = {**(ev.metadata or {}), **tr.metadata}
+                if tr.cause_event_id is not None:
+                    ev.cause_event_id = tr.cause_event_id
+                if tr.reason.closes:
+                    # closed: keeps its last severity; resolution_reason = closing reason
+                    ev.state = EventState.RESOLVED.value
+                    ev.ended_at = _dt(tr.ended_at) if tr.ended_at else at
+                    ev.resolution_reason = (tr.resolution_reason or tr.reason).value
+                    open_by_tuple.pop(ev.tuple_key, None)
+                else:
+                    ev.state = tr.state_after.value
+                    ev.severity = tr.severity_after or 0
+            ev.dirty = True
+            known.add(tr.transition_id)
+            trackers.setdefault(tr.site_id, SiteTracker()).apply(
+                Change(tr.event_id, tr.reason, tr.state_after, tr.severity_after, started, at)
+            )
+            applied_sites.add(tr.site_id)
+            trans_rows.append(_transition_row(msg, tr, at, started))
+
+        # 4. write, in an order the constraints accept: sites before events (FK);
+        #    updates of open events (which may close one) before inserts (open-key)
+        await tx.write(
+            "sites_deleted",
+            sa.delete(t.sites).where(t.sites.c.site_id == sa.bindparam("sid")),
+            [{"sid": s} for s in sorted(deleted)],
+        )
+        settings = [_site_row(s) for s in site_final.values() if s is not None]
+        await tx.write(
+            "sites_upserted",
+            upsert(dialect, t.sites, ["site_id"], t.SETTINGS_COLUMNS),
+            settings,
+        )
+        projections = [
+            {"site_id": sid, **trackers[sid].projection().as_row()} for sid in sorted(applied_sites)
+        ]
+        await tx.write(
+            "projections",
+            upsert(dialect, t.sites, ["site_id"], t.PROJECTION_COLUMNS),
+            projections,
+        )
+        dirty = [e for e in events.values() if e.dirty]
+        await tx.write(
+            "events_updated",
+            upsert(dialect, t.events, ["id"], _EVENT_UPDATE),
+            [e.as_row() for e in dirty if e.in_db],
+        )
+        await tx.write(
+            "events_inserted", sa.insert(t.events), [e.as_row() for e in dirty if not e.in_db]
+        )
+        await tx.write("transitions", sa.insert(t.transitions), trans_rows)
+        await tx.write(
+            "offsets",
+            offsets_upsert(dialect),
+            [
+                {
+                    "consumer_group": self.group,
+                    "topic": topic,
+                    "kafka_partition": part,
+                    "next_offset": off,
+                }
+                for (topic, part), off in sorted(res.offsets.items())
+            ],
+        )
+        res.counts.update(tx.report)
+        res.counts["messages"] += len(messages)
+        return res
+
+
+def _transition_row(
+    msg: Message, tr: records.Transition, at: datetime, started: datetime
+) -> dict[str, Any]:
+    return {
+        "transition_id": tr.transition_id,
+        "event_id": tr.event_id,
+        "site_id": tr.site_id,
+        "seq": tr.seq,
+        "reason": tr.reason.value,
+        "state_before": tr.state_before.value,
+        "state_after": tr.state_after.value,
+        "severity_before": tr.severity_before,
+        "severity_after": tr.severity_after,
+        "source": tr.source,
+        "at": at,
+        "metadata": tr.metadata or None,
+        "endpoint_id": tr.endpoint_id,
+        "check_type": tr.check_type.value,
+        "discriminator": tr.discriminator,
+        "started_at": started,
+        "ended_at": _dt(tr.ended_at) if tr.ended_at else None,
+        "resolution_reason": tr.resolution_reason.value if tr.resolution_reason else None,
+        "cause_event_id": tr.cause_event_id,
+        "kafka_topic": msg.topic,
+        "kafka_partition": msg.partition,
+        "kafka_offset": msg.offset,
+    }
+
+
+def _site_row(site: records.SiteRecord) -> dict[str, Any]:
+    return {
+        "site_id": site.site_id,
+        "url": site.url,
+        "active": site.active,
+        "check_interval_s": site.check_interval_s,
+        "timeout_s": site.timeout_s,
+        "recheck_interval_s": site.recheck_interval_s,
+        "num_of_checks": site.num_of_checks,
+        "peer_offline_limit": site.peer_offline_limit,
+        "verify_timeout_s": site.verify_timeout_s,
+        "keyword": site.keyword,
+        "redirect_policy": site.redirect_policy.value,
+        "custom_headers": site.custom_headers,
+        "alert_cooldown_minutes": site.alert_cooldown_minutes,
+        "maintenance": msgspec.to_builtins(site.maintenance),
+        "checks": [c.value for c in site.checks],
+    }
+
+
+def projection_of(row: Any) -> Projection:
+    """The stored projection of a `jetpack_monitor_sites` row."""
+    return Projection(
+        SiteState(row.current_state),
+        Severity(row.current_severity),
+        row.active_event_id,
+        LegacySiteStatus(row.site_status),
+        row.last_status_change,
+    )

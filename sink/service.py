@@ -1,0 +1,204 @@
+"""`sitewatch sink`: consume `site-events` and `sites`, write them in one transaction per batch.
+
+Exactly-once effect without Kafka transactions (DESIGN.md): the consumer offsets live in
+`sitewatch_offsets`, written in the same transaction as the data, and on every partition
+assignment the consumer seeks to them. A batch is therefore either wholly in the
+database with its offsets or not at all; a replayed transition is a no-op (unique
+transition_id). Losing the database means retrying the same batch with back-off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from sitewatch.settings import Settings
+from sitewatch.streams.deadletter import send_dead_letter
+from sitewatch.streams.kafka_admin import ensure_topics
+from sitewatch.streams.topics import Topic, TopicNames
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from . import tables as t
+from .batch import BatchApplier, BatchResult, Message
+from .db import make_engine
+from .gate import WriteGate
+
+log = structlog.get_logger(__name__)
+
+#: errors after which the same batch is retried (server gone, connection reset, deadlock)
+RETRYABLE: tuple[type[BaseException], ...] = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    OSError,
+    ConnectionError,
+)
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, RETRYABLE)
+
+
+class Sink:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: AsyncEngine | None = None,
+        max_batch: int = 5000,
+    ) -> None:
+        self.settings = settings
+        self.topics = TopicNames(settings.topic_prefix)
+        self.group = f"{settings.topic_prefix}sink"
+        self.engine = engine or make_engine(settings.db_url)
+        self.gate = WriteGate(self.engine, settings.sink_writes)
+        self.applier = BatchApplier(self.topics, self.group)
+        self.max_batch = max_batch
+        self.totals: Counter[str] = Counter()
+        self.producer: AIOKafkaProducer | None = None
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _retrying(self, what: str, attempt: object) -> None:
+        """Back-off: 0.2 s doubling to 10 s, for as long as the database is away."""
+        delay = 0.2
+        while True:
+            try:
+                await attempt()  # type: ignore[operator]
+                return
+            except Exception as exc:
+                if not _retryable(exc) or self._stop.is_set():
+                    raise
+                log.warning("database unavailable, retrying", what=what, error=str(exc)[:300])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def stored_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        found: dict[TopicPartition, int] = {}
+
+        async def read() -> None:
+            found.clear()
+            async with self.gate.transaction() as tx:
+                rows = await tx.read(
+                    sa.select(
+                        t.offsets.c.topic, t.offsets.c.kafka_partition, t.offsets.c.next_offset
+                    ).where(t.offsets.c.consumer_group == self.group)
+                )
+            wanted = set(tps)
+            for row in rows:
+                tp = TopicPartition(row.topic, row.kafka_partition)
+                if tp in wanted:
+                    found[tp] = row.next_offset
+
+        await self._retrying("load offsets", read)
+        return found
+
+    async def process(self, messages: Sequence[Message]) -> BatchResult:
+        """Apply one batch; retried whole until its transaction commits."""
+        outcome: list[BatchResult] = []
+
+        async def once() -> None:
+            outcome.clear()
+            async with self.gate.transaction() as tx:
+                result = await self.applier.apply(tx, messages, int(time.time() * 1000))
+                # dead letters go out before the commit: a crash in between re-sends them
+                # (at least once), it never loses one
+                await self._dead_letters(result)
+            outcome.append(result)
+
+        await self._retrying("write batch", once)
+        result = outcome[0]
+        self.totals.update(result.counts)
+        if not self.gate.writes:
+            log.info("shadow mode: would write", **dict(result.counts))
+        return result
+
+    async def _dead_letters(self, result: BatchResult) -> None:
+        for letter, key in result.dead_letters:
+            if self.gate.writes and self.producer is not None:
+                await send_dead_letter(self.producer, letter, key)
+            else:
+                log.warning("shadow mode: would dead-letter", error=letter.error)
+
+    async def run(self) -> None:
+        s = self.settings
+        await ensure_topics(
+            s.bootstrap_servers, self.topics, s.partitions, topics=[Topic.SITES, Topic.SITE_EVENTS]
+        )
+        tansu = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000} if s.is_tansu else {}
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            group_id=self.group,
+            enable_auto_commit=False,  # offsets live in the database
+            auto_offset_reset="earliest",
+            max_poll_records=self.max_batch,
+            **tansu,  # type: ignore[arg-type]
+        )
+        self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers)
+        await self.producer.start()
+        consumer.subscribe(
+            [self.topics.site_events, self.topics.sites], listener=_SeekToStored(self, consumer)
+        )
+        await consumer.start()
+        log.info("sink started", group=self.group, writes=self.gate.writes)
+        last_report = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                data = await consumer.getmany(timeout_ms=500, max_records=self.max_batch)
+                messages = [m for batch in data.values() for m in batch]
+                if messages:
+                    await self.process(messages)  # type: ignore[arg-type]
+                if time.monotonic() - last_report > 10:
+                    last_report = time.monotonic()
+                    log.info("sink progress", **dict(self.totals))
+        finally:
+            await consumer.stop()
+            await self.producer.stop()
+            await self.engine.dispose()
+            log.info("sink stopped", **dict(self.totals))
+
+
+class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On assignment, continue from the offsets committed with the data."""
+
+    def __init__(self, sink: Sink, consumer: AIOKafkaConsumer) -> None:
+        self.sink = sink
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        pass  # nothing pending: a batch commits its offsets with its data
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        stored = await self.sink.stored_offsets(list(assigned))
+        fresh = [tp for tp in assigned if tp not in stored]
+        for tp, offset in stored.items():
+            self.consumer.seek(tp, offset)
+        if fresh:
+            await self.consumer.seek_to_beginning(*fresh)
+        log.info("partitions assigned", stored=len(stored), from_beginning=len(fresh))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, default=5000, help="most records per transaction")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    async def main() -> None:
+        sink = Sink(settings, max_batch=args.batch_size)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, sink.stop)
+        await sink.run()
+
+    asyncio.run(main())
+    return 0
