@@ -67,8 +67,10 @@ class Effects(NamedTuple):
 NO_EFFECTS: Final = Effects([], [])
 
 
-def event_id_for(site_id: int, key: str, started_at: int) -> str:
-    return str(uuid.uuid5(ID_NAMESPACE, f"event|{site_id}|{key}|{started_at}"))
+def event_id_for(site_id: int, key: str, started_at: int, opened_by: str) -> str:
+    """UUIDv5 of the tuple, `started_at` and the opening input's id: an event closed
+    and reopened within the same millisecond still gets a new id."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"event|{site_id}|{key}|{started_at}|{opened_by}"))
 
 
 def transition_id_for(event_id: str, seq: int) -> str:
@@ -269,7 +271,7 @@ class _Step:
         meta: dict[str, object] | None = None,
     ) -> OpenEvent:
         ev = OpenEvent(
-            event_id=event_id_for(self.site_id, key, now),
+            event_id=event_id_for(self.site_id, key, now, res.result_id),
             endpoint_id=res.endpoint_id,
             check_type=res.check_type,
             discriminator="",

@@ -48,9 +48,11 @@ def result(
     )
 
 
-def close_cmd(event_id: str, t: float, site_id: int = 1) -> records.Command:
+def close_cmd(
+    event_id: str, t: float, site_id: int = 1, command_id: str | None = None
+) -> records.Command:
     return records.Command(
-        command_id=f"c{next(_ids)}",
+        command_id=command_id or f"c{next(_ids)}",
         site_id=site_id,
         command=CommandKind.CLOSE_EVENT,
         event_id=event_id,
