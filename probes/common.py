@@ -1,0 +1,135 @@
+"""What the probe and the verifier share: options, Kafka clients, results, shutdown."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import time
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sitewatch.settings import Settings
+from sitewatch.streams import records, timefmt
+from sitewatch.streams.enums import Role
+
+from .checks import CheckerConfig, CheckSpec, Observation, parse_nameserver
+
+#: probes must trust a private CA (the local fleet's, a corporate one): PEM file path
+EXTRA_CA_ENV = "SITEWATCH_PROBE_EXTRA_CA"
+#: comma-separated `host[:port]` nameservers for the dns check (default: resolv.conf)
+NAMESERVERS_ENV = "SITEWATCH_PROBE_NAMESERVERS"
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency", type=int, default=256, help="checks in flight at most (default 256)"
+    )
+    parser.add_argument(
+        "--extra-ca",
+        default=os.environ.get(EXTRA_CA_ENV) or None,
+        help=f"PEM file of an extra CA to trust (env {EXTRA_CA_ENV})",
+    )
+    parser.add_argument(
+        "--nameserver",
+        action="append",
+        default=None,
+        help=f"host[:port] for dns checks, repeatable (env {NAMESERVERS_ENV}; "
+        "default /etc/resolv.conf)",
+    )
+    parser.add_argument(
+        "--session-timeout-ms",
+        type=int,
+        default=None,
+        help="consumer group session timeout (default 6000 on Tansu, else 10000)",
+    )
+    parser.add_argument(
+        "--heartbeat-ms",
+        type=int,
+        default=None,
+        help="consumer heartbeat interval (default 1000 on Tansu, else 3000)",
+    )
+
+
+def checker_config(args: argparse.Namespace, conf: Settings, role: Role) -> CheckerConfig:
+    names: list[str] = list(args.nameserver or [])
+    if not names and os.environ.get(NAMESERVERS_ENV):
+        names = [n for n in os.environ[NAMESERVERS_ENV].split(",") if n.strip()]
+    return CheckerConfig(
+        allow_private=conf.probe_allow_private,
+        extra_ca_file=args.extra_ca,
+        nameservers=tuple(parse_nameserver(n) for n in names),
+        role=role,
+    )
+
+
+def default_name() -> str:
+    return socket.gethostname() or "probe"
+
+
+def consumer(
+    args: argparse.Namespace, conf: Settings, group_id: str, **kwargs: Any
+) -> AIOKafkaConsumer:
+    # Tansu admits a member only after half the session timeout (DESIGN.md): keep it short
+    # there; production Kafka keeps client defaults unless told otherwise.
+    session = args.session_timeout_ms or (6000 if conf.is_tansu else 10_000)
+    heartbeat = args.heartbeat_ms or (1000 if conf.is_tansu else 3000)
+    return AIOKafkaConsumer(
+        bootstrap_servers=conf.bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=session,
+        heartbeat_interval_ms=heartbeat,
+        **kwargs,
+    )
+
+
+def producer(conf: Settings) -> AIOKafkaProducer:
+    # acks=all, no idempotence: idempotent producers do not work against Tansu
+    return AIOKafkaProducer(bootstrap_servers=conf.bootstrap_servers, acks="all", linger_ms=5)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def to_result(
+    spec: CheckSpec,
+    obs: Observation,
+    *,
+    role: Role,
+    probe: str,
+    observed_at_ms: int,
+    request_id: str | None = None,
+) -> records.CheckResult:
+    return records.CheckResult(
+        result_id=str(uuid.uuid4()),
+        site_id=spec.site_id,
+        endpoint_id=spec.endpoint_id,
+        check_type=obs.check_type,
+        role=role,
+        probe=probe,
+        request_id=request_id,
+        ok=obs.ok,
+        observed_at=timefmt.from_ms(observed_at_ms),
+        http_status=obs.http_status,
+        error=obs.error,
+        timings_ms=obs.timings,
+        tls_not_after=None
+        if obs.tls_not_after is None
+        else timefmt.from_datetime(obs.tls_not_after),
+        detail=obs.detail,
+    )
+
+
+def stop_event() -> asyncio.Event:
+    """Set on SIGTERM/SIGINT, so the process leaves its group and flushes cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
