@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -186,12 +186,78 @@ def _contradiction(tr: records.Transition, ev: EventRow | None, open_other: str 
     return ""
 
 
+@dataclass(slots=True)
+class ShadowOverlay:
+    """Shadow mode's memory of what it would have written (the database is untouched).
+
+    Without it, a transition applied "in shadow" in one batch would be unknown to the
+    next one and every later change of that event would look like a contradiction.
+    It grows with the events seen since start; shadow runs are meant to be bounded.
+    """
+
+    transition_ids: set[str] = field(default_factory=set)
+    events: dict[str, EventRow] = field(default_factory=dict)
+    open_by_site: dict[int, set[str]] = field(default_factory=dict)
+    sites: dict[int, tuple[SiteState, datetime | None]] = field(default_factory=dict)
+    deleted: set[int] = field(default_factory=set)
+
+    def merge_into(
+        self,
+        events: dict[str, EventRow],
+        trackers: dict[int, SiteTracker],
+        eids: Iterable[str],
+        sites: Iterable[int],
+    ) -> None:
+        for eid in list(events):
+            if eid in self.events:
+                events[eid] = replace(self.events[eid])
+            elif events[eid].site_id in self.deleted:
+                del events[eid]  # cascaded away by a shadow delete
+        for eid in eids:
+            if eid in self.events:
+                events[eid] = replace(self.events[eid])
+        for sid in sites:
+            for eid in self.open_by_site.get(sid, ()):
+                events[eid] = replace(self.events[eid])
+            if sid in self.sites:
+                state, changed = self.sites[sid]
+                trackers[sid] = SiteTracker(current_state=state, last_status_change=changed)
+
+    def remember(
+        self,
+        deleted: set[int],
+        events: Iterable[EventRow],
+        trackers: dict[int, SiteTracker],
+        applied_sites: Iterable[int],
+        transition_ids: Iterable[str],
+    ) -> None:
+        for sid in deleted:
+            self.deleted.add(sid)
+            self.sites[sid] = (SiteState.UP, None)
+            for eid in self.open_by_site.pop(sid, set()):
+                self.events.pop(eid, None)
+            for eid in [k for k, v in self.events.items() if v.site_id == sid]:
+                del self.events[eid]
+        for ev in events:
+            self.events[ev.id] = replace(ev, in_db=True, dirty=False)
+            opened = self.open_by_site.setdefault(ev.site_id, set())
+            if ev.ended_at is None:
+                opened.add(ev.id)
+            else:
+                opened.discard(ev.id)
+        for sid in applied_sites:
+            tracker = trackers[sid]
+            self.sites[sid] = (tracker.current_state, tracker.last_status_change)
+        self.transition_ids.update(transition_ids)
+
+
 class BatchApplier:
-    """Stateless between batches: everything it needs is read in the transaction."""
+    """Stateless between batches when writing: what it needs is read in the transaction."""
 
     def __init__(self, topics: TopicNames, group: str) -> None:
         self.topics = topics
         self.group = group
+        self.shadow = ShadowOverlay()
 
     async def apply(self, tx: Tx, messages: Sequence[Message], now_ms: int) -> BatchResult:
         res = BatchResult()
@@ -276,6 +342,9 @@ class BatchApplier:
                     current_state=SiteState(row.current_state),
                     last_status_change=row.last_status_change,
                 )
+        if not tx.writes:
+            known.update(tid for tid in tids if tid in self.shadow.transition_ids)
+            self.shadow.merge_into(events, trackers, eids, site_list)
         # a site deleted in this batch lost its events (ON DELETE CASCADE) before any
         # transition of the batch is applied
         events = {k: v for k, v in events.items() if v.site_id not in deleted}
@@ -391,6 +460,10 @@ class BatchApplier:
                 for (topic, part), off in sorted(res.offsets.items())
             ],
         )
+        if not tx.writes:
+            self.shadow.remember(
+                deleted, dirty, trackers, applied_sites, (r["transition_id"] for r in trans_rows)
+            )
         res.counts.update(tx.report)
         res.counts["messages"] += len(messages)
         return res
