@@ -113,7 +113,10 @@ class Fleet:
         self._by_port: dict[int, FleetSite] = {}
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._serve)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        # shutdown_timeout: do not wait for `slow` handlers that sleep on purpose
+        self._runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=0.5
+        )
         admin = web.Application()
         admin.router.add_get("/sites", self._admin_list)
         admin.router.add_put("/sites/{name}", self._admin_set)

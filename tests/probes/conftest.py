@@ -11,7 +11,6 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 import pytest
-
 from sitewatch.probes.checks import Checker, CheckerConfig
 from sitewatch.probes.fleet import Fleet, start_demo_fleet
 
@@ -31,8 +30,7 @@ class _DnsServer(asyncio.DatagramProtocol):
     transport: asyncio.DatagramTransport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         query = dns.message.from_wire(data)
