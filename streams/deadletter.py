@@ -56,6 +56,11 @@ async def send_dead_letter(
     key: bytes | None,
 ) -> None:
     """Publish to `<topic>.dead-letter`, keeping the original key (so, its partition)."""
+    log_dead_letter(letter)
+    await producer.send_and_wait(f"{letter.topic}.dead-letter", records.encode(letter), key)
+
+
+def log_dead_letter(letter: records.DeadLetter) -> None:
     log.warning(
         "dead-lettered record",
         topic=letter.topic,
@@ -64,4 +69,3 @@ async def send_dead_letter(
         error=letter.error,
         consumer=letter.consumer,
     )
-    await producer.send_and_wait(f"{letter.topic}.dead-letter", records.encode(letter), key)

@@ -22,8 +22,12 @@ async def ensure_topics(
     dead_letters: bool = True,
     extra: list[str] | None = None,
     connect_timeout_s: float = 30.0,
-) -> None:
-    """Create each missing topic (and its dead-letter topic) with `partitions`."""
+) -> dict[str, int]:
+    """Create each missing topic (and its dead-letter topic) with `partitions`.
+
+    Returns the partition count of every wanted topic as the broker reports it, so a
+    caller can co-partition with topics that existed before it.
+    """
     wanted: dict[str, dict[str, str]] = {}
     for topic in topics or list(Topic):
         wanted[names.name(topic)] = TOPIC_CONFIGS[topic]
@@ -53,5 +57,13 @@ async def ensure_topics(
             with contextlib.suppress(TopicAlreadyExistsError):  # lost a race: fine
                 await admin.create_topics(missing)
             log.info("created topics", topics=[t.name for t in missing], partitions=partitions)
+        counts: dict[str, int] = {}
+        for _ in range(50):  # metadata of just-created topics can lag a moment
+            described = await admin.describe_topics(list(wanted))
+            counts = {t["topic"]: len(t["partitions"]) for t in described if t["partitions"]}
+            if len(counts) == len(wanted):
+                break
+            await asyncio.sleep(0.1)
+        return counts
     finally:
         await admin.close()

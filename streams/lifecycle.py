@@ -247,7 +247,7 @@ class _Step:
         if cmd.command is CommandKind.CLOSE_EVENT:
             for key, ev in self.state.open.items():
                 if ev.event_id == cmd.event_id:
-                    meta = {"command_id": cmd.command_id}
+                    meta: dict[str, object] = {"command_id": cmd.command_id}
                     if cmd.note:
                         meta["note"] = cmd.note
                     self.close(key, ev, Reason.MANUAL_OVERRIDE, now, f"operator:{cmd.actor}", meta)
@@ -282,7 +282,11 @@ class _Step:
             last_input_at=now,
         )
         self.state.open[key] = ev
-        base = {"result_id": res.result_id, "probe": res.probe, "error": res.error.value}
+        base: dict[str, object] = {
+            "result_id": res.result_id,
+            "probe": res.probe,
+            "error": res.error.value,
+        }
         if res.http_status is not None:
             base["http_status"] = res.http_status
         self.emit(

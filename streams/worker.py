@@ -1,0 +1,299 @@
+"""`sitewatch worker`: the Faust app that runs the lifecycle over `check-results`.
+
+A thin shell: Faust tables hold each site's lifecycle state and settings (changelog
+backed, RocksDB locally), `Processor` does the work, and this module moves bytes
+between Kafka and it. Delivery is at-least-once; the core re-emits what a redelivered
+input produced, and downstream dedups by `transition_id`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+import weakref
+from pathlib import Path
+from typing import Any
+
+import faust
+import structlog
+from aiokafka.partitioner import murmur2
+from faust.streams import _current_event
+from sitewatch.settings import Settings
+
+from . import records, timefmt
+from .deadletter import log_dead_letter, make_dead_letter
+from .kafka_admin import ensure_topics
+from .processor import Message, Processor
+from .state import Config, SiteConfig
+from .topics import Topic, TopicNames
+
+log = structlog.get_logger(__name__)
+
+#: settings-table value of a deleted site (a tombstone on `sites`)
+DELETED = b""
+#: longest a batch waits for the settings of a site never seen before
+UNKNOWN_SITE_WAIT_S = 2.0
+BATCH_MAX = 2000
+BATCH_WITHIN_S = 0.02
+
+
+def _bind(handle: object) -> None:
+    """Make `handle` Faust's current event: tables pick partitions from it."""
+    if handle is not None:
+        _current_event.set(weakref.ref(handle))  # type: ignore[arg-type]
+
+
+class TableStates:
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: bytes, msg: Message) -> bytes | None:
+        _bind(msg.handle)
+        value: bytes | None = self.table.get(key)
+        return value
+
+    def put(self, key: bytes, value: bytes, msg: Message) -> None:
+        _bind(msg.handle)
+        self.table[key] = value
+
+
+class TableSettings:
+    """Site settings from the table, decoded once per distinct record."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self._decoded: dict[bytes, tuple[bytes, SiteConfig]] = {}
+
+    def raw(self, key: bytes, msg: Message) -> bytes | None:
+        _bind(msg.handle)
+        value: bytes | None = self.table.get(key)
+        return value
+
+    def get(self, key: bytes, msg: Message) -> SiteConfig | None:
+        raw = self.raw(key, msg)
+        if not raw:
+            return None
+        cached = self._decoded.get(key)
+        if cached is not None and cached[0] is raw:
+            return cached[1]
+        site = SiteConfig.from_record(records.site_decoder.decode(raw))
+        self._decoded[key] = (raw, site)
+        return site
+
+
+def create_app(conf: Settings, partitions: int) -> faust.App:
+    names = TopicNames(conf.topic_prefix)
+    broker_opts: dict[str, Any] = {}
+    if conf.is_tansu:
+        # Tansu joins groups after half the session timeout (DESIGN.md broker facts)
+        broker_opts = {"broker_session_timeout": 6.0, "broker_heartbeat_interval": 1.0}
+    app = faust.App(
+        f"{conf.topic_prefix}worker",
+        broker=[f"kafka://{hp}" for hp in conf.bootstrap_servers],
+        store="rocksdb://",
+        datadir=str(Path(conf.state_dir) / "worker"),
+        topic_partitions=partitions,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=BATCH_MAX * 2,
+        **broker_opts,
+    )
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    results_topic = app.topic(names.check_results, partitions=partitions, **raw)
+    sites_topic = app.topic(names.sites, partitions=partitions, **raw)
+    # key/value type `bytes` makes Faust tables use the raw codec: we encode ourselves
+    state_table = app.Table("site-state", partitions=partitions, key_type=bytes, value_type=bytes)
+    settings_table = app.Table(
+        "site-settings", partitions=partitions, key_type=bytes, value_type=bytes
+    )
+
+    processor = Processor(
+        Config(verifiers=conf.verifier_names, auto_timeout_ms=conf.auto_timeout_s * 1000),
+        TableStates(state_table),
+        TableSettings(settings_table),
+        topic=names.check_results,
+        consumer=f"{conf.topic_prefix}worker",
+    )
+    site_settings = TableSettings(settings_table)
+    #: partition -> (stream time, monotonic seconds when it was seen): the tick anchor
+    anchors: dict[int, tuple[int, float]] = {}
+    indexed: set[int] = set()
+
+    def now_ms() -> int:
+        return time.time_ns() // 1_000_000
+
+    def refresh_index() -> None:
+        """After a rebalance, refill the timer index from the recovered table."""
+        assigned = {
+            tp.partition for tp in app.consumer.assignment() if tp.topic == names.check_results
+        }
+        if assigned == indexed:
+            return
+        processor.forget_partitions(indexed - assigned)
+        new = assigned - indexed
+        items = []
+        for key, value in state_table.items():
+            part = (murmur2(key) & 0x7FFFFFFF) % partitions
+            if part in new and value:
+                items.append((key, part, value))
+        processor.rebuild_deadlines(items)
+        indexed.clear()
+        indexed.update(assigned)
+        log.info(
+            "timer index rebuilt", partitions=sorted(assigned), pending=len(processor.deadlines)
+        )
+
+    async def await_unknown_sites(batch: list[Message]) -> None:
+        """Results can overtake their site's first `sites` record; give it a moment."""
+        deadline = time.monotonic() + UNKNOWN_SITE_WAIT_S
+        pending = {m.key: m for m in batch if m.key and site_settings.raw(m.key, m) is None}
+        while pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            pending = {k: m for k, m in pending.items() if site_settings.raw(k, m) is None}
+        if pending:
+            log.warning("results for sites without settings", sites=len(pending))
+
+    async def send_letter(key: bytes | None, letter: records.DeadLetter) -> Any:
+        log_dead_letter(letter)
+        return await app.producer.send(
+            names.dead_letter(letter.topic), key, records.encode(letter), None, None, None
+        )
+
+    async def publish(out_topic: str, rows: list[tuple[bytes, bytes]]) -> list[Any]:
+        return [
+            await app.producer.send(out_topic, key, value, None, None, None) for key, value in rows
+        ]
+
+    async def crash_on_error(body: Any, stream: Any) -> None:
+        """A failing agent must stop the worker (and so be restarted), not idle."""
+        try:
+            await body(stream)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("agent failed; stopping the worker")
+            await app.crash(exc)
+            raise
+
+    @app.agent(results_topic)
+    async def lifecycle_agent(stream: Any) -> None:
+        await crash_on_error(run_lifecycle, stream)
+
+    @app.agent(sites_topic)
+    async def sites_agent(stream: Any) -> None:
+        await crash_on_error(run_sites, stream)
+
+    async def run_lifecycle(stream: Any) -> None:
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            refresh_index()
+            batch = [
+                Message(e.message.partition, e.message.offset, e.message.key, e.message.value, e)
+                for e in events
+            ]
+            await await_unknown_sites(batch)
+            out = processor.process(batch, now_ms())
+            pending = await publish(names.site_events, out.transitions)
+            pending += await publish(names.verify_requests, out.verify_requests)
+            for key, letter in out.dead_letters:
+                pending.append(await send_letter(key, letter))
+            # Offsets are acked (and later committed) only once outputs are durable.
+            if pending:
+                await asyncio.gather(*pending)
+            mono = time.monotonic()
+            for part, stream_ms in processor.stream_time.items():
+                if part not in anchors or anchors[part][0] != stream_ms:
+                    anchors[part] = (stream_ms, mono)
+
+    async def run_sites(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                if msg.value is None:
+                    value = DELETED
+                else:
+                    rec = records.site_decoder.decode(msg.value)
+                    if msg.key != records.site_key(rec.site_id):
+                        raise ValueError(f"key {msg.key!r} does not match {rec.site_id}")
+                    value = msg.value
+            except (records.DecodeError, records.ValidationError, ValueError) as exc:
+                letter = make_dead_letter(
+                    topic=names.sites,
+                    partition=msg.partition,
+                    offset=msg.offset,
+                    key=msg.key,
+                    value=msg.value,
+                    error=str(exc),
+                    consumer=app.conf.id,
+                    now_ms=now_ms(),
+                )
+                await (await send_letter(msg.key, letter))
+                continue
+            settings_table[msg.key] = value
+
+    @app.timer(interval=conf.tick_interval_s)
+    async def tick() -> None:
+        """Stream clock: one tick per owned partition, anchored on its stream time."""
+        mono = time.monotonic()
+        for tp in app.consumer.assignment():
+            if tp.topic != names.check_results or tp.partition not in anchors:
+                continue
+            stream_ms, seen = anchors[tp.partition]
+            at = stream_ms + int((mono - seen) * 1000)
+            rec = records.Tick(
+                tick_id=uuid.uuid4().hex, partition=tp.partition, at=timefmt.from_ms(at)
+            )
+            await app.producer.send(
+                names.check_results, None, records.encode(rec), tp.partition, None, None
+            )
+
+    @app.timer(interval=10.0)
+    async def report() -> None:
+        s = processor.stats
+        log.info(
+            "worker stats",
+            inputs=s.inputs,
+            ticks=s.ticks,
+            transitions=s.transitions,
+            verify_requests=s.verify_requests,
+            dead_letters=s.dead_letters,
+            redelivered=s.redelivered,
+            pending_timers=len(processor.deadlines),
+        )
+
+    async def ready() -> None:
+        log.info("worker ready", app_id=app.conf.id, partitions=partitions)
+
+    app.on_startup_finished = ready
+    return app
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--loglevel", default="warning", help="Faust's own log level")
+
+
+def run(args: argparse.Namespace, conf: Settings) -> int:
+    names = TopicNames(conf.topic_prefix)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    counts = loop.run_until_complete(ensure_topics(conf.bootstrap_servers, names, conf.partitions))
+    partitions = counts.get(names.name(Topic.CHECK_RESULTS), conf.partitions)
+    if counts.get(names.sites, partitions) != partitions:
+        log.error(
+            "sites and check-results must have the same partition count",
+            sites=counts.get(names.sites),
+            check_results=partitions,
+        )
+        return 2
+    (Path(conf.state_dir) / "worker").mkdir(parents=True, exist_ok=True)
+    app = create_app(conf, partitions)
+    worker = faust.Worker(app, loglevel=args.loglevel, loop=loop, quiet=True)
+    worker.execute_from_commandline()
+    return 0
