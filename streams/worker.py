@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
+import sys
 import time
 import uuid
 import weakref
@@ -280,6 +282,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, conf: Settings) -> int:
+    # Until Faust installs its own handlers, a stop request simply ends the process.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     names = TopicNames(conf.topic_prefix)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

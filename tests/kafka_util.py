@@ -40,9 +40,9 @@ async def read_all(bootstrap: str, topic: str, idle_s: float = 1.0,
         deadline = time.monotonic() + timeout_s
         parts = None
         while parts is None and time.monotonic() < deadline:
-            parts = consumer.partitions_for_topic(topic) or None
+            if topic in await consumer.topics():
+                parts = consumer.partitions_for_topic(topic) or None
             if parts is None:
-                await consumer.force_metadata_update()
                 await asyncio.sleep(0.2)
         if parts is None:
             return out
