@@ -16,7 +16,7 @@ import errno
 import socket
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -351,13 +351,15 @@ class Checker:
                 Observation(c, ok=False, error=ErrorKind.INVALID_TARGET, detail=str(exc))
                 for c in wanted
             ]
-        jobs: list[asyncio.Future[list[Observation]]] = []
+        jobs: list[Coroutine[Any, Any, list[Observation]]] = []
         if CheckType.HTTP in wanted or (CheckType.TLS_EXPIRY in wanted and target.is_https):
-            jobs.append(asyncio.ensure_future(self._http_and_tls(spec, target, wanted)))
+            jobs.append(self._http_and_tls(spec, target, wanted))
         if CheckType.TCP in wanted:
-            jobs.append(asyncio.ensure_future(self._one(self.tcp(target, spec.timeout_s))))
+            jobs.append(self._one(self.tcp(target, spec.timeout_s)))
         if CheckType.DNS in wanted:
-            jobs.append(asyncio.ensure_future(self._one(self.dns(target, spec.timeout_s))))
+            jobs.append(self._one(self.dns(target, spec.timeout_s)))
+        if len(jobs) == 1:
+            return await jobs[0]  # the common case: no extra task per check
         out: list[Observation] = []
         for part in await asyncio.gather(*jobs):
             out.extend(part)

@@ -30,6 +30,7 @@ from aiohttp import web
 from sitewatch.settings import Settings
 from sitewatch.streams.enums import Role
 
+from . import common
 from .checks import ROLE_HEADER
 
 KEYWORD = "sitewatch-ok"  # in every healthy page; `keyword_missing` leaves it out
@@ -360,4 +361,4 @@ async def _serve_forever(args: argparse.Namespace, conf: Settings) -> int:
 
 
 def run(args: argparse.Namespace, conf: Settings) -> int:
-    return asyncio.run(_serve_forever(args, conf))
+    return common.run_loop(_serve_forever(args, conf))

@@ -152,4 +152,4 @@ async def main(args: argparse.Namespace, conf: Settings) -> int:
 
 
 def run(args: argparse.Namespace, conf: Settings) -> int:
-    return asyncio.run(main(args, conf))
+    return common.run_loop(main(args, conf))
