@@ -76,21 +76,22 @@ class EventRow:
     def tuple_key(self) -> tuple[int, int, str, str]:
         return (self.site_id, self.endpoint_id or 0, self.check_type, self.discriminator)
 
-    def as_row(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "site_id": self.site_id,
-            "endpoint_id": self.endpoint_id,
-            "check_type": self.check_type,
-            "discriminator": self.discriminator,
-            "state": self.state,
-            "severity": self.severity,
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-            "resolution_reason": self.resolution_reason,
-            "cause_event_id": self.cause_event_id,
-            "metadata": self.metadata,
-        }
+    def as_tuple(self) -> tuple[Any, ...]:
+        """Values in EVENT_COLUMNS order, driver-ready."""
+        return (
+            self.id,
+            self.site_id,
+            self.endpoint_id,
+            self.check_type,
+            self.discriminator,
+            self.state,
+            self.severity,
+            self.started_at,
+            self.ended_at,
+            self.resolution_reason,
+            self.cause_event_id,
+            _json(self.metadata),
+        )
 
 
 @dataclass(slots=True)
@@ -103,6 +104,9 @@ class BatchResult:
 
 
 def _dt(stamp: str) -> datetime:
+    """Wire timestamp -> naive UTC datetime at millisecond precision (DATETIME(3))."""
+    if len(stamp) == 24 and stamp[-1] == "Z":  # the canonical form: parse it directly
+        return datetime.fromisoformat(stamp[:-1])
     return timefmt.to_datetime(timefmt.to_ms(stamp))
 
 
@@ -136,8 +140,51 @@ def offsets_upsert(dialect: str) -> sa.Insert:
     )
 
 
-_EVENT_MUTABLE = ("state", "severity", "ended_at", "resolution_reason", "cause_event_id")
-_EVENT_UPDATE = (*_EVENT_MUTABLE, "metadata")
+EVENT_COLUMNS = (
+    "id",
+    "site_id",
+    "endpoint_id",
+    "check_type",
+    "discriminator",
+    "state",
+    "severity",
+    "started_at",
+    "ended_at",
+    "resolution_reason",
+    "cause_event_id",
+    "metadata",
+)
+_EVENT_UPDATE = ("state", "severity", "ended_at", "resolution_reason", "cause_event_id", "metadata")
+TRANSITION_COLUMNS = (
+    "transition_id",
+    "event_id",
+    "site_id",
+    "seq",
+    "reason",
+    "state_before",
+    "state_after",
+    "severity_before",
+    "severity_after",
+    "source",
+    "at",
+    "metadata",
+    "endpoint_id",
+    "check_type",
+    "discriminator",
+    "started_at",
+    "ended_at",
+    "resolution_reason",
+    "cause_event_id",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+)
+_json_encoder = msgspec.json.Encoder(order="deterministic")
+
+
+def _json(value: Any) -> str | None:
+    """JSON text for a JSON column written on the raw path (NULL for empty)."""
+    return _json_encoder.encode(value).decode() if value else None
 
 
 def _event_from_row(row: sa.Row[Any]) -> EventRow:
@@ -361,7 +408,7 @@ class BatchApplier:
                 )
 
         # 3. fold transitions in log order
-        trans_rows: list[dict[str, Any]] = []
+        trans_rows: list[tuple[Any, ...]] = []
         applied_sites: set[int] = set()
         for msg, tr in transitions:
             if tr.transition_id in known:
@@ -430,23 +477,32 @@ class BatchApplier:
             settings,
         )
         projections = [
-            {"site_id": sid, **trackers[sid].projection().as_row()} for sid in sorted(applied_sites)
+            (sid, *trackers[sid].projection().as_tuple()) for sid in sorted(applied_sites)
         ]
-        await tx.write(
+        await tx.write_rows(
             "projections",
-            upsert(dialect, t.sites, ["site_id"], t.PROJECTION_COLUMNS),
+            t.sites.name,
+            ("site_id", *t.PROJECTION_COLUMNS),
             projections,
+            keys=("site_id",),
+            update=t.PROJECTION_COLUMNS,
         )
         dirty = [e for e in events.values() if e.dirty]
-        await tx.write(
+        await tx.write_rows(
             "events_updated",
-            upsert(dialect, t.events, ["id"], _EVENT_UPDATE),
-            [e.as_row() for e in dirty if e.in_db],
+            t.events.name,
+            EVENT_COLUMNS,
+            [e.as_tuple() for e in dirty if e.in_db],
+            keys=("id",),
+            update=_EVENT_UPDATE,
         )
-        await tx.write(
-            "events_inserted", sa.insert(t.events), [e.as_row() for e in dirty if not e.in_db]
+        await tx.write_rows(
+            "events_inserted",
+            t.events.name,
+            EVENT_COLUMNS,
+            [e.as_tuple() for e in dirty if not e.in_db],
         )
-        await tx.write("transitions", sa.insert(t.transitions), trans_rows)
+        await tx.write_rows("transitions", t.transitions.name, TRANSITION_COLUMNS, trans_rows)
         await tx.write(
             "offsets",
             offsets_upsert(dialect),
@@ -462,7 +518,7 @@ class BatchApplier:
         )
         if not tx.writes:
             self.shadow.remember(
-                deleted, dirty, trackers, applied_sites, (r["transition_id"] for r in trans_rows)
+                deleted, dirty, trackers, applied_sites, (r[0] for r in trans_rows)
             )
         res.counts.update(tx.report)
         res.counts["messages"] += len(messages)
@@ -471,31 +527,32 @@ class BatchApplier:
 
 def _transition_row(
     msg: Message, tr: records.Transition, at: datetime, started: datetime
-) -> dict[str, Any]:
-    return {
-        "transition_id": tr.transition_id,
-        "event_id": tr.event_id,
-        "site_id": tr.site_id,
-        "seq": tr.seq,
-        "reason": tr.reason.value,
-        "state_before": tr.state_before.value,
-        "state_after": tr.state_after.value,
-        "severity_before": tr.severity_before,
-        "severity_after": tr.severity_after,
-        "source": tr.source,
-        "at": at,
-        "metadata": tr.metadata or None,
-        "endpoint_id": tr.endpoint_id,
-        "check_type": tr.check_type.value,
-        "discriminator": tr.discriminator,
-        "started_at": started,
-        "ended_at": _dt(tr.ended_at) if tr.ended_at else None,
-        "resolution_reason": tr.resolution_reason.value if tr.resolution_reason else None,
-        "cause_event_id": tr.cause_event_id,
-        "kafka_topic": msg.topic,
-        "kafka_partition": msg.partition,
-        "kafka_offset": msg.offset,
-    }
+) -> tuple[Any, ...]:
+    """Values in TRANSITION_COLUMNS order, driver-ready."""
+    return (
+        tr.transition_id,
+        tr.event_id,
+        tr.site_id,
+        tr.seq,
+        tr.reason.value,
+        tr.state_before.value,
+        tr.state_after.value,
+        tr.severity_before,
+        tr.severity_after,
+        tr.source,
+        at,
+        _json(tr.metadata),
+        tr.endpoint_id,
+        tr.check_type.value,
+        tr.discriminator,
+        started,
+        _dt(tr.ended_at) if tr.ended_at else None,
+        tr.resolution_reason.value if tr.resolution_reason else None,
+        tr.cause_event_id,
+        msg.topic,
+        msg.partition,
+        msg.offset,
+    )
 
 
 def _site_row(site: records.SiteRecord) -> dict[str, Any]:

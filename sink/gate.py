@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,6 +55,49 @@ class Tx:
             await self._conn.execute(stmt)
         else:
             await self._conn.execute(stmt, list(rows))
+
+    async def write_rows(
+        self,
+        label: str,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+        *,
+        keys: Sequence[str] = (),
+        update: Sequence[str] = (),
+    ) -> None:
+        """Bulk INSERT (or upsert on `keys`, updating `update`) of plain tuples.
+
+        The hot path: driver-level executemany, which the MySQL drivers send as one
+        multi-row INSERT, without SQLAlchemy's per-row parameter processing (P4).
+        Values must be driver-ready: JSON already serialized, datetimes naive UTC.
+        """
+        if not rows:
+            return
+        self.report[label] += len(rows)
+        if not self._writes:
+            return
+        cols = ", ".join(columns)
+        if self.dialect == "mysql":
+            sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join(['%s'] * len(columns))})"
+            if update:
+                sql += " ON DUPLICATE KEY UPDATE " + ", ".join(f"{c}=VALUES({c})" for c in update)
+            params: list[tuple[Any, ...]] = list(rows)
+        else:
+            sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join(['?'] * len(columns))})"
+            if update:
+                sql += f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET " + ", ".join(
+                    f"{c}=excluded.{c}" for c in update
+                )
+            params = [tuple(_sqlite_value(v) for v in row) for row in rows]
+        await self._conn.exec_driver_sql(sql, params)  # type: ignore[arg-type]
+
+
+def _sqlite_value(value: Any) -> Any:
+    # the text form SQLAlchemy's SQLite DateTime type writes and parses back
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
 
 
 class WriteGate:

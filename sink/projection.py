@@ -39,6 +39,16 @@ class Projection:
     site_status: LegacySiteStatus
     last_status_change: datetime | None
 
+    def as_tuple(self) -> tuple[str, int, str | None, int, datetime | None]:
+        """Values in PROJECTION_COLUMNS order."""
+        return (
+            self.current_state.value,
+            int(self.current_severity),
+            self.active_event_id,
+            int(self.site_status),
+            self.last_status_change,
+        )
+
     def as_row(self) -> dict[str, object]:
         return {
             "current_state": self.current_state.value,

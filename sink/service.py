@@ -53,7 +53,7 @@ class Sink:
         settings: Settings,
         *,
         engine: AsyncEngine | None = None,
-        max_batch: int = 5000,
+        max_batch: int = 10_000,
     ) -> None:
         self.settings = settings
         self.topics = TopicNames(settings.topic_prefix)
@@ -189,7 +189,9 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=int, default=5000, help="most records per transaction")
+    parser.add_argument(
+        "--batch-size", type=int, default=10_000, help="most records per transaction"
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

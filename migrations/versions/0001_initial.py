@@ -10,6 +10,8 @@ has is fixed by its migrations, whatever the code later becomes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
@@ -51,7 +53,7 @@ END
 }
 
 
-def _mysql_opts() -> dict[str, str]:
+def _mysql_opts() -> dict[str, Any]:
     return {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 
 
@@ -96,9 +98,7 @@ def upgrade() -> None:
         sa.Column("resolution_reason", sa.String(32), nullable=True),
         sa.Column("cause_event_id", sa.String(64), nullable=True),
         sa.Column("metadata", sa.JSON, nullable=True),
-        sa.Column(
-            "created_at", DT3, nullable=False, server_default=sa.text("CURRENT_TIMESTAMP(3)")
-        )
+        sa.Column("created_at", DT3, nullable=False, server_default=sa.text("CURRENT_TIMESTAMP(3)"))
         if dialect == "mysql"
         else sa.Column(
             "created_at",
@@ -122,6 +122,9 @@ def upgrade() -> None:
         **opts,
     )
     op.create_index("ix_jetmon_events_site_started", "jetmon_events", ["site_id", "started_at"])
+    # the sink loads the open events of the sites a batch touches; without this index
+    # that read scans each site's whole (growing) history
+    op.create_index("ix_jetmon_events_site_open", "jetmon_events", ["site_id", "ended_at"])
     op.create_table(
         "jetmon_event_transitions",
         sa.Column("id", BIGINT_PK, primary_key=True, autoincrement=True),
