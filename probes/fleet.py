@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import enum
 import json
-import signal
 import socket
 import ssl
 import struct
@@ -333,6 +332,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _serve_forever(args: argparse.Namespace, conf: Settings) -> int:
+    stop = common.stop_event()  # first: a SIGTERM during start-up still stops cleanly
     fleet = await start_demo_fleet(args.extra_up, args.admin_port)
     ca_path = fleet.write_ca(args.ca_out or conf.state_dir / "fleet-ca.pem")
     if args.json:
@@ -351,14 +351,11 @@ async def _serve_forever(args: argparse.Namespace, conf: Settings) -> int:
         print(f"ca    {ca_path}  (SITEWATCH_PROBE_EXTRA_CA)")
         for site in fleet.sites.values():
             print(f"{site.name:22} {site.script.behaviour.value:20} {site.url}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await fleet.close()
     return 0
 
 
 def run(args: argparse.Namespace, conf: Settings) -> int:
-    return common.run_loop(_serve_forever(args, conf))
+    # plain asyncio: under uvloop this server died of the SIGTERM it handles (rc 143)
+    return asyncio.run(_serve_forever(args, conf))

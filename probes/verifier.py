@@ -121,8 +121,8 @@ async def main(args: argparse.Namespace, conf: Settings) -> int:
         conf.partitions,
         topics=[Topic.VERIFY_REQUESTS, Topic.CHECK_RESULTS],
     )
-    stop = common.stop_event()
     group = f"{conf.topic_prefix}verifier.{args.name}"
+    stop = common.stop_event()
     consumer = common.consumer(args, conf, group)
     producer = common.producer(conf)
     checker = Checker(common.checker_config(args, conf, Role.VERIFIER))
