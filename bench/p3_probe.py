@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+
 from sitewatch.probes.checks import Checker, CheckerConfig, CheckSpec
 from sitewatch.probes.common import run_loop
 from sitewatch.streams.enums import CheckType

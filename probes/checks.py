@@ -33,9 +33,10 @@ import dns.resolver
 from aiohttp.client_exceptions import cert_errors, ssl_errors
 from aiohttp.helpers import ceil_timeout
 from cryptography import x509
+from yarl import URL
+
 from sitewatch.streams.enums import CheckType, ErrorKind, RedirectPolicy, Role
 from sitewatch.streams.records import SiteRecord, Timings, VerifyRequest
-from yarl import URL
 
 from .safety import BlockedTargetError, InvalidTargetError, Target, is_blocked, parse_target
 

@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from sitewatch.settings import Settings
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import Role

@@ -26,6 +26,7 @@ from typing import Any
 
 import trustme
 from aiohttp import web
+
 from sitewatch.settings import Settings
 from sitewatch.streams.enums import Role
 

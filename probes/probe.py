@@ -17,6 +17,7 @@ from collections import Counter
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+
 from sitewatch.settings import Settings
 from sitewatch.streams import deadletter, records
 from sitewatch.streams.enums import CheckType, Role

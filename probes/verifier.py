@@ -16,6 +16,7 @@ from collections import Counter
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
 from sitewatch.settings import Settings
 from sitewatch.streams import deadletter, records, timefmt
 from sitewatch.streams.enums import Role

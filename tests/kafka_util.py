@@ -16,24 +16,32 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 SITEWATCH = str(Path(sys.executable).with_name("sitewatch"))
 
 
-async def produce(bootstrap: str, topic: str, rows: Iterable[tuple[bytes | None, bytes | None]],
-                  partition: int | None = None) -> None:
+async def produce(
+    bootstrap: str,
+    topic: str,
+    rows: Iterable[tuple[bytes | None, bytes | None]],
+    partition: int | None = None,
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
     try:
-        futures = [await producer.send(topic, value=v, key=k, partition=partition)
-                   for k, v in rows]
+        futures = [await producer.send(topic, value=v, key=k, partition=partition) for k, v in rows]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
 
 
-async def read_all(bootstrap: str, topic: str, idle_s: float = 1.0,
-                   timeout_s: float = 60.0, want: int | None = None) -> list[tuple[
-                       bytes | None, bytes | None, int, int]]:
+async def read_all(
+    bootstrap: str,
+    topic: str,
+    idle_s: float = 1.0,
+    timeout_s: float = 60.0,
+    want: int | None = None,
+) -> list[tuple[bytes | None, bytes | None, int, int]]:
     """Every record of `topic` from the start: (key, value, partition, offset)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     out: list[tuple[bytes | None, bytes | None, int, int]] = []
     try:
@@ -57,9 +65,9 @@ async def read_all(bootstrap: str, topic: str, idle_s: float = 1.0,
                 out.extend((m.key, m.value, tp.partition, m.offset) for m in msgs)
             if got:
                 last = time.monotonic()
-            elif want is not None and len(out) >= want and time.monotonic() - last > idle_s:
-                break
-            elif want is None and time.monotonic() - last > idle_s:
+                continue
+            enough = want is None or len(out) >= want
+            if enough and time.monotonic() - last > idle_s:
                 break
         return out
     finally:
@@ -69,8 +77,13 @@ async def read_all(bootstrap: str, topic: str, idle_s: float = 1.0,
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     full_env = {**os.environ, **env}
     with open(log, "ab") as out:
-        return subprocess.Popen([SITEWATCH, *args], env=full_env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [SITEWATCH, *args],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20) -> int:

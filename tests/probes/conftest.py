@@ -11,6 +11,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 import pytest
+
 from sitewatch.probes.checks import Checker, CheckerConfig
 from sitewatch.probes.fleet import Fleet, start_demo_fleet
 

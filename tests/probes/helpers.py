@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
 from sitewatch.streams import records
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import TopicNames

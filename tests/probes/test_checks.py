@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
+
 from sitewatch.probes.checks import Checker, CheckerConfig, CheckSpec, Observation
 from sitewatch.probes.fleet import KEYWORD, Behaviour, Fleet, SiteScript
 from sitewatch.probes.safety import is_blocked, parse_target

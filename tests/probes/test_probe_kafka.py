@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+
 from sitewatch.devbroker import Broker
 from sitewatch.probes.fleet import KEYWORD, Fleet
 from sitewatch.streams import records, timefmt

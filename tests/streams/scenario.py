@@ -91,9 +91,9 @@ class Run:
         self.transitions.extend(out)
         return out
 
-    def answer(self, ok: bool, t: float, probe: str, request_id: str | None = None) -> list[
-        records.Transition
-    ]:
+    def answer(
+        self, ok: bool, t: float, probe: str, request_id: str | None = None
+    ) -> list[records.Transition]:
         rid = request_id or self.requests[-1].request_id
         return self.feed(result(ok, t, role=Role.VERIFIER, probe=probe, request_id=rid))
 

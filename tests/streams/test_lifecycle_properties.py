@@ -22,15 +22,20 @@ def inputs(draw: st.DrawFn) -> list[object]:
     out: list[object] = []
     for _ in range(n):
         t += draw(st.sampled_from([0, 1, 5, 30, 300, 90_000]))
-        kind = draw(st.sampled_from(["fail", "ok", "answer", "tick", "dup", "late", "tls",
-                                     "close"]))
+        kind = draw(
+            st.sampled_from(["fail", "ok", "answer", "tick", "dup", "late", "tls", "close"])
+        )
         check = draw(st.sampled_from(CHECKS[:3]))
         if kind in ("fail", "ok"):
-            out.append(result(kind == "ok", t, check_type=check,
-                              endpoint_id=draw(st.sampled_from([None, 2]))))
+            out.append(
+                result(
+                    kind == "ok", t, check_type=check, endpoint_id=draw(st.sampled_from([None, 2]))
+                )
+            )
         elif kind == "answer":
-            out.append(("answer", t, draw(st.sampled_from(["eu", "us", "ap"])),
-                        draw(st.booleans())))
+            out.append(
+                ("answer", t, draw(st.sampled_from(["eu", "us", "ap"])), draw(st.booleans()))
+            )
         elif kind == "tick":
             out.append(tick(t))
         elif kind == "dup" and out and isinstance(out[-1], records.CheckResult):
@@ -38,8 +43,14 @@ def inputs(draw: st.DrawFn) -> list[object]:
         elif kind == "late":
             out.append(result(False, max(0.0, t - 100), check_type=check))
         elif kind == "tls":
-            out.append(result(True, t, check_type=CheckType.TLS_EXPIRY,
-                              tls_days=draw(st.sampled_from([-1, 3, 10, 29, 45]))))
+            out.append(
+                result(
+                    True,
+                    t,
+                    check_type=CheckType.TLS_EXPIRY,
+                    tls_days=draw(st.sampled_from([-1, 3, 10, 29, 45])),
+                )
+            )
         elif kind == "close":
             out.append(("close", t))
     return out
@@ -63,18 +74,20 @@ def drive(seq: list[object], config: Config, site: SiteConfig) -> Run:
 
 CONFIGS = st.sampled_from([Config(), Config(verifiers=("eu", "us", "ap"))])
 SITES = st.builds(
-    lambda n, limit: SiteConfig(site_id=1, url="https://x.test/", num_of_checks=n,
-                                peer_offline_limit=limit),
-    st.integers(1, 4), st.integers(1, 3),
+    lambda n, limit: SiteConfig(
+        site_id=1, url="https://x.test/", num_of_checks=n, peer_offline_limit=limit
+    ),
+    st.integers(1, 4),
+    st.integers(1, 3),
 )
-SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS
 @given(inputs(), CONFIGS, SITES)
-def test_property_never_two_open_events_per_tuple(seq: list[object], config: Config,
-                                                   site: SiteConfig) -> None:
+def test_property_never_two_open_events_per_tuple(
+    seq: list[object], config: Config, site: SiteConfig
+) -> None:
     run = drive(seq, config, site)
     open_by_tuple: dict[tuple[object, ...], str] = {}
     for tr in run.transitions:
@@ -90,8 +103,9 @@ def test_property_never_two_open_events_per_tuple(seq: list[object], config: Con
 
 @SETTINGS
 @given(inputs(), CONFIGS, SITES)
-def test_property_closed_events_have_a_resolution_reason(seq: list[object], config: Config,
-                                                        site: SiteConfig) -> None:
+def test_property_closed_events_have_a_resolution_reason(
+    seq: list[object], config: Config, site: SiteConfig
+) -> None:
     for tr in drive(seq, config, site).transitions:
         closing = tr.state_after is EventState.RESOLVED
         assert (tr.resolution_reason is not None) == closing == (tr.ended_at is not None)
@@ -102,21 +116,22 @@ def test_property_closed_events_have_a_resolution_reason(seq: list[object], conf
 
 @SETTINGS
 @given(inputs(), CONFIGS, SITES)
-def test_property_severity_consistent_with_state(seq: list[object], config: Config,
-                                                 site: SiteConfig) -> None:
+def test_property_severity_consistent_with_state(
+    seq: list[object], config: Config, site: SiteConfig
+) -> None:
     for tr in drive(seq, config, site).transitions:
         assert SEVERITY_OF[tr.state_before] == tr.severity_before
         if tr.state_after is not EventState.RESOLVED:
             assert SEVERITY_OF[tr.state_after] == tr.severity_after
         if tr.check_type is CheckType.TLS_EXPIRY:
-            assert tr.state_after in (EventState.WARNING, EventState.DEGRADED,
-                                      EventState.RESOLVED)
+            assert tr.state_after in (EventState.WARNING, EventState.DEGRADED, EventState.RESOLVED)
 
 
 @SETTINGS
 @given(inputs(), CONFIGS, SITES)
-def test_property_same_inputs_byte_identical_transitions(seq: list[object], config: Config,
-                                                         site: SiteConfig) -> None:
+def test_property_same_inputs_byte_identical_transitions(
+    seq: list[object], config: Config, site: SiteConfig
+) -> None:
     first = [records.encode(t) for t in drive(seq, config, site).transitions]
     second = [records.encode(t) for t in drive(seq, config, site).transitions]
     assert first == second
@@ -124,8 +139,9 @@ def test_property_same_inputs_byte_identical_transitions(seq: list[object], conf
 
 @SETTINGS
 @given(inputs(), CONFIGS, SITES)
-def test_property_seq_contiguous_per_event(seq: list[object], config: Config,
-                                           site: SiteConfig) -> None:
+def test_property_seq_contiguous_per_event(
+    seq: list[object], config: Config, site: SiteConfig
+) -> None:
     seqs: dict[str, list[int]] = {}
     for tr in drive(seq, config, site).transitions:
         seqs.setdefault(tr.event_id, []).append(tr.seq)

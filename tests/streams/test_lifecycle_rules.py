@@ -253,13 +253,17 @@ def test_invariant_2_every_change_writes_exactly_one_transition() -> None:
 
 
 def test_invariant_3_replay_gives_byte_identical_transitions() -> None:
-    inputs = [result(False, 0), result(False, 30), result(False, 60), result(True, 90),
-              result(True, 1, check_type=CheckType.TLS_EXPIRY, tls_days=3)]
+    inputs = [
+        result(False, 0),
+        result(False, 30),
+        result(False, 60),
+        result(True, 90),
+        result(True, 1, check_type=CheckType.TLS_EXPIRY, tls_days=3),
+    ]
     a, b = Run(), Run()
     a.feed(*inputs)
     b.feed(*inputs)
-    assert [records.encode(t) for t in a.transitions] == [records.encode(t) for t in
-                                                           b.transitions]
+    assert [records.encode(t) for t in a.transitions] == [records.encode(t) for t in b.transitions]
 
 
 def test_invariant_4_same_result_twice_one_event_one_opened() -> None:
@@ -280,8 +284,10 @@ def test_invariant_5_false_alarm_closes_seems_down() -> None:
 
 def test_invariant_6_severity_change_is_a_transition_not_an_event() -> None:
     run = Run()
-    run.feed(result(True, 0, check_type=CheckType.TLS_EXPIRY, tls_days=20),
-             result(True, 10, check_type=CheckType.TLS_EXPIRY, tls_days=2))
+    run.feed(
+        result(True, 0, check_type=CheckType.TLS_EXPIRY, tls_days=20),
+        result(True, 10, check_type=CheckType.TLS_EXPIRY, tls_days=2),
+    )
     assert len({t.event_id for t in run.transitions}) == 1
     assert run.reasons == ["opened", "severity_escalation"]
     assert run.transitions[-1].severity_after == Severity.DEGRADED
