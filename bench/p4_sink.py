@@ -19,6 +19,7 @@ import uuid
 
 import pymysql
 import sqlalchemy as sa
+
 from sitewatch.migrations.command import upgrade
 from sitewatch.sink import tables as t
 from sitewatch.sink.batch import BatchApplier

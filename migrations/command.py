@@ -13,9 +13,10 @@ from importlib import resources
 import structlog
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Connection
+
 from sitewatch.settings import Settings
 from sitewatch.sink.db import make_engine
-from sqlalchemy import Connection
 
 log = structlog.get_logger(__name__)
 

@@ -16,12 +16,13 @@ from typing import Any, Protocol
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.deadletter import make_dead_letter
 from sitewatch.streams.enums import EventState, LegacySiteStatus, Reason, Severity, SiteState
 from sitewatch.streams.topics import TopicNames
-from sqlalchemy.dialects.mysql import insert as mysql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from . import tables as t
 from .gate import Tx

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 import structlog
+
 from sitewatch.settings import Settings
 from sitewatch.streams.enums import EventState, Reason
 

@@ -19,11 +19,12 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from sitewatch.settings import Settings
 from sitewatch.streams.deadletter import send_dead_letter
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import Topic, TopicNames
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import tables as t
 from .batch import BatchApplier, BatchResult, Message
@@ -54,6 +55,7 @@ class Sink:
         *,
         engine: AsyncEngine | None = None,
         max_batch: int = 10_000,
+        session_timeout_ms: int | None = None,
     ) -> None:
         self.settings = settings
         self.topics = TopicNames(settings.topic_prefix)
@@ -62,6 +64,7 @@ class Sink:
         self.gate = WriteGate(self.engine, settings.sink_writes)
         self.applier = BatchApplier(self.topics, self.group)
         self.max_batch = max_batch
+        self.session_timeout_ms = session_timeout_ms
         self.totals: Counter[str] = Counter()
         self.producer: AIOKafkaProducer | None = None
         self._stop = asyncio.Event()
@@ -135,14 +138,17 @@ class Sink:
         await ensure_topics(
             s.bootstrap_servers, self.topics, s.partitions, topics=[Topic.SITES, Topic.SITE_EVENTS]
         )
-        tansu = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000} if s.is_tansu else {}
+        # Tansu admits a member after half the session timeout (DESIGN.md): keep it short
+        session_ms = self.session_timeout_ms or (6000 if s.is_tansu else 10_000)
+        heartbeat_ms = max(300, min(3000, session_ms // 4))
         consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers,
             group_id=self.group,
             enable_auto_commit=False,  # offsets live in the database
             auto_offset_reset="earliest",
             max_poll_records=self.max_batch,
-            **tansu,  # type: ignore[arg-type]
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=heartbeat_ms,
         )
         self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers)
         await self.producer.start()
@@ -192,11 +198,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=10_000, help="most records per transaction"
     )
+    parser.add_argument(
+        "--session-timeout-ms",
+        type=int,
+        default=None,
+        help="consumer group session timeout (default 6000 on Tansu, 10000 on Kafka)",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     async def main() -> None:
-        sink = Sink(settings, max_batch=args.batch_size)
+        sink = Sink(settings, max_batch=args.batch_size, session_timeout_ms=args.session_timeout_ms)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, sink.stop)

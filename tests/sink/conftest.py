@@ -10,10 +10,11 @@ from typing import Any
 import pymysql
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from sitewatch.migrations.command import upgrade
 from sitewatch.sink import tables as t
 from sitewatch.sink.db import make_engine
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 MYSQL = "mysql+asyncmy://root@127.0.0.1:3306"
 

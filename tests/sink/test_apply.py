@@ -10,6 +10,8 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from sitewatch.sink import tables as t
 from sitewatch.sink.batch import BatchApplier
 from sitewatch.sink.db import make_engine
@@ -17,7 +19,6 @@ from sitewatch.sink.gate import WriteGate
 from sitewatch.sink.projection_cmd import check
 from sitewatch.streams import records
 from sitewatch.streams.enums import CheckType, EventState, Reason
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import scenarios
 from .conftest import snapshot

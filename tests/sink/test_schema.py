@@ -8,6 +8,7 @@ from pathlib import Path
 import pymysql
 import pytest
 import sqlalchemy as sa
+
 from sitewatch.migrations.command import downgrade, upgrade
 from sitewatch.sink.db import make_engine
 
