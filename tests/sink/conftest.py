@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +91,91 @@ async def snapshot(engine: AsyncEngine, *, volatile: bool = True) -> dict[str, l
             )
             out[table.name] = [tuple(r) for r in rows]
     return out
+
+
+class PrivateMariaDB:
+    """A mariadbd of the test's own (own datadir, port, socket) that it may kill.
+
+    The machine's server on 3306 is never touched. Grants are skipped: root over TCP
+    without a password, like the machine's server.
+    """
+
+    def __init__(self, base: Path) -> None:
+        from sitewatch.devbroker import free_port
+
+        self.base = base
+        self.datadir = base / "data"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    @property
+    def server_url(self) -> str:
+        return f"mysql+asyncmy://root@127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = (self.base / "server.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                "/usr/sbin/mariadbd",
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--socket={self.base / 'mysqld.sock'}",
+                f"--pid-file={self.base / 'mysqld.pid'}",
+                "--user=root",
+                "--skip-grant-tables",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=64M",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                pymysql.connect(host="127.0.0.1", port=self.port, user="root").close()
+                return
+            except pymysql.err.OperationalError:
+                assert self.proc.poll() is None, (self.base / "server.log").read_text()[-2000:]
+                assert time.monotonic() < deadline, "private mariadbd did not start"
+                time.sleep(0.2)
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes mid-transaction, as in a crash."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+    def execute(self, sql: str) -> None:
+        conn = pymysql.connect(host="127.0.0.1", port=self.port, user="root")
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def private_mariadb(tmp_path: Path) -> Iterator[PrivateMariaDB]:
+    server = PrivateMariaDB(tmp_path / "mariadb")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -25,7 +25,7 @@ from sitewatch.sink.projection_cmd import check
 from sitewatch.streams import records
 
 from . import scenarios
-from .conftest import drop_mysql_db, new_mysql_db, snapshot
+from .conftest import PrivateMariaDB, drop_mysql_db, new_mysql_db, snapshot
 from .helpers import (
     feed,
     make_topics,
@@ -213,3 +213,54 @@ async def test_invariant_11_sink_sigkill_loses_and_duplicates_nothing(
     assert killed == reference  # sites, events, transitions (with kafka coords), offsets
     assert {(r[1], r[2]): r[3] for r in killed["sitewatch_offsets"]} == ends
     assert await check(WriteGate(engine, True)) == []
+
+
+@pytest.mark.slow
+async def test_mariadb_restart_mid_run_loses_and_duplicates_nothing(
+    broker: Broker,
+    private_mariadb: PrivateMariaDB,
+    unique_prefix: str,
+    tmp_path: Path,
+) -> None:
+    """Kill our own mariadbd mid-run and start it again: the sink retries and resumes."""
+    private_mariadb.execute("CREATE DATABASE sink CHARACTER SET utf8mb4")
+    url = f"{private_mariadb.server_url}/sink"
+    await upgrade(url)
+    names = await make_topics(broker.bootstrap, unique_prefix)
+    items = list(scenarios.transitions(random.Random(2024), n_sites=500, count=30_000))
+    ends = await produce(broker.bootstrap, transitions_for(names.site_events, items))
+    group = f"{unique_prefix}sink"
+    engine = make_engine(url)
+    log = tmp_path / "sink.log"
+    proc = start_sink(sink_env(broker.bootstrap, url, unique_prefix), log, *FAST_RESTART)
+    try:
+        deadline = time.monotonic() + 60
+        while sum((await stored_offsets(engine, group)).values()) == 0:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        private_mariadb.kill()
+        await engine.dispose()  # the pool's connections died with the server
+        await asyncio.sleep(3)  # the sink is retrying against nothing meanwhile
+        assert proc.poll() is None, "the sink must survive the database going away"
+        private_mariadb.start()
+        await wait_caught_up(engine, group, ends, limit_s=120)
+    finally:
+        code = stop(proc)
+    assert code == 0
+    assert "database unavailable, retrying" in log.read_text()
+    name, ref_url = new_mysql_db()
+    clean = make_engine(ref_url)
+    try:
+        await upgrade(ref_url)
+        everything = await read_all(broker.bootstrap, [names.site_events], ends)
+        await feed(clean, everything, batch=5000, prefix=unique_prefix)
+        reference = await snapshot(clean, volatile=False)
+    finally:
+        await clean.dispose()
+        drop_mysql_db(name)
+    restarted = await snapshot(engine, volatile=False)
+    assert len(restarted["jetmon_event_transitions"]) == 30_000
+    assert restarted == reference
+    assert await check(WriteGate(engine, True)) == []
+    await engine.dispose()
