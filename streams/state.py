@@ -123,8 +123,18 @@ class SiteState(msgspec.Struct, kw_only=True, array_like=True):
     outbox: list[Emitted] = msgspec.field(default_factory=list)
 
 
+_keys: dict[tuple[int | None, CheckType, str], str] = {}
+
+
 def tuple_key(endpoint_id: int | None, check_type: CheckType, discriminator: str = "") -> str:
-    return f"{endpoint_id or 0}|{check_type.value}|{discriminator}"
+    """`endpoint|check_type|discriminator`, interned: computed once per distinct tuple."""
+    parts = (endpoint_id, check_type, discriminator)
+    key = _keys.get(parts)
+    if key is None:
+        if len(_keys) > 100_000:
+            _keys.clear()
+        key = _keys[parts] = f"{endpoint_id or 0}|{check_type.value}|{discriminator}"
+    return key
 
 
 _state_encoder = msgspec.msgpack.Encoder()
