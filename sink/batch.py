@@ -307,6 +307,42 @@ class BatchApplier:
         self.group = group
         self.shadow = ShadowOverlay()
 
+    async def refuse(self, tx: Tx, msg: Message, error: str, now_ms: int) -> BatchResult:
+        """Dead-letter one message the database refused, and move its offset past it."""
+        res = BatchResult()
+        letter = make_dead_letter(
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=msg.key,
+            value=msg.value,
+            error=error,
+            consumer=CONSUMER,
+            now_ms=now_ms,
+        )
+        res.dead_letters.append((letter, msg.key))
+        res.offsets[(msg.topic, msg.partition)] = msg.offset + 1
+        await self._write_offsets(tx, res)
+        res.counts.update(tx.report)
+        res.counts["dead_letters"] += 1
+        res.counts["messages"] += 1
+        return res
+
+    async def _write_offsets(self, tx: Tx, res: BatchResult) -> None:
+        await tx.write(
+            "offsets",
+            offsets_upsert(tx.dialect),
+            [
+                {
+                    "consumer_group": self.group,
+                    "topic": topic,
+                    "kafka_partition": part,
+                    "next_offset": off,
+                }
+                for (topic, part), off in sorted(res.offsets.items())
+            ],
+        )
+
     async def apply(self, tx: Tx, messages: Sequence[Message], now_ms: int) -> BatchResult:
         res = BatchResult()
         dialect = tx.dialect
@@ -504,19 +540,7 @@ class BatchApplier:
             [e.as_tuple() for e in dirty if not e.in_db],
         )
         await tx.write_rows("transitions", t.transitions.name, TRANSITION_COLUMNS, trans_rows)
-        await tx.write(
-            "offsets",
-            offsets_upsert(dialect),
-            [
-                {
-                    "consumer_group": self.group,
-                    "topic": topic,
-                    "kafka_partition": part,
-                    "next_offset": off,
-                }
-                for (topic, part), off in sorted(res.offsets.items())
-            ],
-        )
+        await self._write_offsets(tx, res)
         if not tx.writes:
             self.shadow.remember(
                 deleted, dirty, trackers, applied_sites, (r[0] for r in trans_rows)

@@ -33,19 +33,25 @@ from .gate import WriteGate
 
 log = structlog.get_logger(__name__)
 
-#: errors after which the same batch is retried (server gone, connection reset, deadlock)
-RETRYABLE: tuple[type[BaseException], ...] = (
-    sa.exc.OperationalError,
-    sa.exc.InterfaceError,
-    OSError,
-    ConnectionError,
+#: MySQL/MariaDB error numbers after which the same batch is retried: the server went
+#: away or refused a connection, or a lock conflict. Anything else (a constraint, the
+#: closed-event trigger's SIGNAL 1644) would fail again: the batch is split instead.
+TRANSIENT_MYSQL_ERRORS = frozenset(
+    {1040, 1053, 1205, 1213, 1927, 2002, 2003, 2005, 2006, 2013, 2014, 2055, 4031}
 )
 
 
 def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, RETRYABLE)
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, sa.exc.InterfaceError):
+            return True
+        if not isinstance(exc, sa.exc.OperationalError):
+            return False
+        args = getattr(exc.orig, "args", ())
+        if args and isinstance(args[0], int):
+            return args[0] in TRANSIENT_MYSQL_ERRORS
+        return "locked" in str(exc.orig) or "disk I/O" in str(exc.orig)  # SQLite
+    return isinstance(exc, (OSError, ConnectionError))
 
 
 class Sink:
@@ -107,7 +113,49 @@ class Sink:
         return found
 
     async def process(self, messages: Sequence[Message]) -> BatchResult:
-        """Apply one batch; retried whole until its transaction commits."""
+        """Apply one batch; retried whole until it commits, split if the database refuses it.
+
+        A refusal that is not transient (a constraint or the closed-event trigger: a
+        case the contradiction checks missed) would fail forever; applying the messages
+        in halves isolates the refused one, which is dead-lettered with the database's
+        error while the others are applied, in order.
+        """
+        try:
+            return await self._process(messages)
+        except sa.exc.DBAPIError as exc:
+            if _retryable(exc):
+                raise
+            if len(messages) == 1:
+                return await self._refuse(messages[0], exc)
+            log.error(
+                "database refused a batch, splitting it",
+                error=str(exc)[:300],
+                messages=len(messages),
+            )
+            # halves, in order: log2(n) extra transactions find the refused record
+            half = len(messages) // 2
+            merged = BatchResult()
+            for part in (messages[:half], messages[half:]):
+                merged.counts.update((await self.process(part)).counts)
+            return merged
+
+    async def _refuse(self, msg: Message, exc: BaseException) -> BatchResult:
+        outcome: list[BatchResult] = []
+
+        async def once() -> None:
+            outcome.clear()
+            async with self.gate.transaction() as tx:
+                result = await self.applier.refuse(
+                    tx, msg, f"refused by the database: {exc}", int(time.time() * 1000)
+                )
+                await self._dead_letters(result)
+            outcome.append(result)
+
+        await self._retrying("dead-letter a refused record", once)
+        self.totals.update(outcome[0].counts)
+        return outcome[0]
+
+    async def _process(self, messages: Sequence[Message]) -> BatchResult:
         outcome: list[BatchResult] = []
 
         async def once() -> None:
@@ -128,10 +176,12 @@ class Sink:
 
     async def _dead_letters(self, result: BatchResult) -> None:
         for letter, key in result.dead_letters:
-            if self.gate.writes and self.producer is not None:
-                await send_dead_letter(self.producer, letter, key)
-            else:
+            if not self.gate.writes:
                 log.warning("shadow mode: would dead-letter", error=letter.error)
+            elif self.producer is None:  # never commit past a record we could not park
+                raise RuntimeError("no producer for dead letters")
+            else:
+                await send_dead_letter(self.producer, letter, key)
 
     async def run(self) -> None:
         s = self.settings

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sitewatch.devbroker import Broker
 from sitewatch.migrations.command import upgrade
 from sitewatch.sink import tables as t
+from sitewatch.sink.batch import RawMessage
 from sitewatch.sink.db import make_engine
 from sitewatch.sink.gate import WriteGate
 from sitewatch.sink.projection_cmd import check
@@ -264,3 +266,42 @@ async def test_mariadb_restart_mid_run_loses_and_duplicates_nothing(
     assert restarted == reference
     assert await check(WriteGate(engine, True)) == []
     await engine.dispose()
+
+
+async def test_record_refused_by_the_database_is_dead_lettered_and_the_rest_applied(
+    broker: Broker, engine: AsyncEngine, db_url: str, unique_prefix: str
+) -> None:
+    """A record the checks let through but MariaDB refuses (too long a discriminator)."""
+    from aiokafka import AIOKafkaProducer
+
+    from sitewatch.settings import Settings
+    from sitewatch.sink.service import Sink
+
+    names = await make_topics(broker.bootstrap, unique_prefix)
+    items = list(scenarios.transitions(random.Random(8), n_sites=3, count=40))
+    opened = next(i for i, x in enumerate(items) if x.reason.value == "opened")
+    bad = msgspec.structs.replace(
+        items[opened], event_id="long", transition_id="long:1", discriminator="d" * 300
+    )
+    sequence = [*items[:20], bad, *items[20:]]
+    msgs = [
+        RawMessage(names.site_events, 0, n, records.site_key(x.site_id), records.encode(x))
+        for n, x in enumerate(sequence)
+    ]
+    conf = Settings(
+        database_url=db_url, topic_prefix=unique_prefix, kafka_bootstrap=broker.bootstrap
+    )
+    sink = Sink(conf, engine=engine)
+    sink.producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await sink.producer.start()
+    try:
+        result = await sink.process(msgs)
+    finally:
+        await sink.producer.stop()
+    assert result.counts["transitions"] == 40 and result.counts["dead_letters"] == 1
+    snap = await snapshot(engine)
+    assert len(snap["jetmon_event_transitions"]) == 40
+    assert [r[3] for r in snap["sitewatch_offsets"]] == [41]
+    (letter,) = await dead_letters(broker.bootstrap, f"{names.site_events}.dead-letter", 1)
+    assert letter.offset == 20 and "refused by the database" in letter.error
+    assert await check(WriteGate(engine, True)) == []
