@@ -52,7 +52,7 @@ Input = records.CheckResult | records.Command | records.Tick
 _CheckResult: Final = records.CheckResult
 _PRIMARY: Final = Role.PRIMARY
 _TLS: Final = CheckType.TLS_EXPIRY
-to_ms: Final = timefmt.to_ms
+_compare: Final = timefmt.compare
 
 
 class SiteSettings(NamedTuple):
@@ -144,17 +144,25 @@ def apply(
     if position <= state.position:
         for emitted in state.outbox:
             if emitted.position == position:
-                return state, Effects(list(emitted.transitions), list(emitted.verify_requests))
+                return state, Effects(
+                    [records.transition_decoder.decode(t) for t in emitted.transitions],
+                    [records.verify_request_decoder.decode(r) for r in emitted.verify_requests],
+                )
         return state, NO_EFFECTS
-    if not state.open and type(inp) is _CheckResult:
+    if (
+        not state.open
+        and type(inp) is _CheckResult
+        and inp.ok
+        and inp.role is _PRIMARY
+        and inp.check_type is not _TLS
+    ):
         # The common case, a healthy site's check: only rule 8's bookkeeping moves.
         # Kept inline and free of enum/property lookups: it runs for nearly every input.
-        if inp.ok and inp.role is _PRIMARY and inp.check_type is not _TLS:
-            site = settings.site
-            if site is not None and site.active:
-                _mark(state, inp, to_ms(inp.observed_at) if now is None else now)
-            state.position = position
-            return state, NO_EFFECTS
+        site = settings.site
+        if site is not None and site.active:
+            _mark(state, inp)
+        state.position = position
+        return state, NO_EFFECTS
     if now is None:
         now = input_time(inp)
     step = _Step(state, settings, now)
@@ -171,18 +179,20 @@ def apply(
     return state, effects
 
 
-def _mark(state: SiteState, res: records.CheckResult, now: int) -> str | None:
+def _mark(state: SiteState, res: records.CheckResult) -> str | None:
     """Rule 8 bookkeeping; returns the tuple key, or None to ignore the input."""
     key = _KEYS.get((res.endpoint_id, res.check_type, ""))
     if key is None:
         key = tuple_key(res.endpoint_id, res.check_type)
     mark = state.marks.get(key)
     if mark is None:
-        state.marks[key] = TupleMark(last_at=now, ids=[res.result_id])
-    elif now > mark.last_at:
-        mark.last_at = now
+        state.marks[key] = TupleMark(stamp=res.observed_at, ids=[res.result_id])
+        return key
+    order = _compare(res.observed_at, mark.stamp)
+    if order > 0:
+        mark.stamp = res.observed_at
         mark.ids = [res.result_id]
-    elif now < mark.last_at or res.result_id in mark.ids:
+    elif order < 0 or res.result_id in mark.ids:
         return None  # rule 8: older than the last applied input, or a duplicate
     else:
         mark.ids.append(res.result_id)
@@ -191,15 +201,14 @@ def _mark(state: SiteState, res: records.CheckResult, now: int) -> str | None:
 
 def _remember(state: SiteState, position: int, now: int, effects: Effects) -> None:
     keep = [e for e in state.outbox if e.at >= now - OUTBOX_HORIZON_MS]
-    if effects:
-        keep.append(
-            Emitted(
-                position=position,
-                at=now,
-                transitions=effects.transitions,
-                verify_requests=effects.verify_requests,
-            )
+    keep.append(
+        Emitted(
+            position=position,
+            at=now,
+            transitions=[records.encode(t) for t in effects.transitions],
+            verify_requests=[records.encode(r) for r in effects.verify_requests],
         )
+    )
     state.outbox = keep[-OUTBOX_SIZE:]
 
 
@@ -245,7 +254,7 @@ class _Step:
         if res.role is Role.VERIFIER:
             self.verifier_answer(res, now)
             return
-        key = _mark(self.state, res, now)
+        key = _mark(self.state, res)
         if key is None:
             return
         ev = self.state.open.get(key)

@@ -90,29 +90,40 @@ class Processor:
         out = Output()
         cache: dict[bytes, tuple[SiteState | None, Message]] = {}
         dirty: dict[bytes, Message] = {}
+        newest: dict[int, lifecycle.Input] = {}
+        decode = records.input_decoder.decode
         for msg in batch:
             try:
-                inp = records.input_decoder.decode(msg.value or b"")
-                if not isinstance(inp, records.Tick) and msg.key != records.site_key(inp.site_id):
-                    raise ValueError(f"key {msg.key!r} does not match site_id {inp.site_id}")
-            except (records.DecodeError, records.ValidationError, ValueError) as exc:
+                inp = decode(msg.value or b"")
+            except (records.DecodeError, records.ValidationError) as exc:
                 self._dead_letter(out, msg, str(exc), now_ms)
                 continue
-            at = lifecycle.input_time(inp)
-            if at > self.stream_time.get(msg.partition, -1):
-                self.stream_time[msg.partition] = at
-            if isinstance(inp, records.Tick):
+            if type(inp) is records.Tick:
                 self.stats.ticks += 1
+                at = lifecycle.input_time(inp)
+                if at > self.stream_time.get(msg.partition, -1):
+                    self.stream_time[msg.partition] = at
                 due = [
                     key
                     for key, (part, deadline) in self.deadlines.items()
                     if part == msg.partition and deadline <= at
                 ]
                 for key in sorted(due):
-                    self._apply(key, inp, msg, cache, dirty, out)
-            else:
-                self.stats.inputs += 1
-                self._apply(records.site_key(inp.site_id), inp, msg, cache, dirty, out)
+                    self._apply(key, int(key), inp, msg, cache, dirty, out)
+                continue
+            key = records.site_key(inp.site_id)
+            if msg.key != key:
+                self._dead_letter(
+                    out, msg, f"key {msg.key!r} does not match site_id {inp.site_id}", now_ms
+                )
+                continue
+            self.stats.inputs += 1
+            newest[msg.partition] = inp
+            self._apply(key, inp.site_id, inp, msg, cache, dirty, out)
+        for part, inp in newest.items():  # inputs are nearly in time order: last is enough
+            at = lifecycle.input_time(inp)
+            if at > self.stream_time.get(part, -1):
+                self.stream_time[part] = at
         for key, msg in dirty.items():
             state = cache[key][0]
             assert state is not None
@@ -122,6 +133,7 @@ class Processor:
     def _apply(
         self,
         key: bytes,
+        site_id: int,
         inp: lifecycle.Input,
         msg: Message,
         cache: dict[bytes, tuple[SiteState | None, Message]],
@@ -133,7 +145,6 @@ class Processor:
         else:
             raw = self.states.get(key, msg)
             state = load_state(raw) if raw else None
-        site_id = int(key)
         settings = lifecycle.SiteSettings(site_id, self.sites.get(key, msg), self.config)
         before = state.position if state is not None else -1
         state, effects = lifecycle.apply(state, inp, settings, msg.offset)
@@ -143,17 +154,19 @@ class Processor:
         elif effects:
             self.stats.redelivered += 1
         out.applied += 1
-        for tr in effects.transitions:
-            out.transitions.append(Keyed(key, records.encode(tr)))
-        for req in effects.verify_requests:
-            out.verify_requests.append(Keyed(key, records.encode(req)))
-        self.stats.transitions += len(effects.transitions)
-        self.stats.verify_requests += len(effects.verify_requests)
-        deadline = lifecycle.next_deadline(state, self.config)
-        if deadline is None:
-            self.deadlines.pop(key, None)
-        else:
+        if effects:
+            for tr in effects.transitions:
+                out.transitions.append(Keyed(key, records.encode(tr)))
+            for req in effects.verify_requests:
+                out.verify_requests.append(Keyed(key, records.encode(req)))
+            self.stats.transitions += len(effects.transitions)
+            self.stats.verify_requests += len(effects.verify_requests)
+        if state.open:
+            deadline = lifecycle.next_deadline(state, self.config)
+            assert deadline is not None
             self.deadlines[key] = (msg.partition, deadline)
+        elif key in self.deadlines:
+            del self.deadlines[key]
 
     def _dead_letter(self, out: Output, msg: Message, error: str, now_ms: int) -> None:
         self.stats.dead_letters += 1

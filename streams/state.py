@@ -98,10 +98,11 @@ class TupleMark(msgspec.Struct, kw_only=True, array_like=True):
     """Rule 8: the newest input time applied for a tuple, and the ids seen at it.
 
     An exact duplicate carries the same `observed_at` as its original, and anything
-    older is ignored by time alone, so the ids at the newest time are enough.
+    older is ignored by time alone, so the ids at the newest time are enough. The time
+    is kept as the wire stamp: canonical stamps compare as strings, unparsed.
     """
 
-    last_at: int
+    stamp: str
     ids: list[str]
 
 
@@ -110,8 +111,9 @@ class Emitted(msgspec.Struct, kw_only=True, array_like=True):
 
     position: int
     at: int
-    transitions: list[records.Transition]
-    verify_requests: list[records.VerifyRequest]
+    #: encoded records: cheap to keep in the changelog, decoded only on redelivery
+    transitions: list[bytes]
+    verify_requests: list[bytes]
 
 
 class SiteState(msgspec.Struct, kw_only=True, array_like=True):

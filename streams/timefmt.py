@@ -34,6 +34,18 @@ def to_ms(stamp: str) -> int:
     return _slow_to_ms(stamp)
 
 
+def compare(a: str, b: str) -> int:
+    """-1, 0 or 1 as stamp `a` is before, at or after `b`.
+
+    Canonical stamps (24 characters, `...mmmZ`) order as strings, which is the common
+    case and needs no parsing.
+    """
+    if len(a) == 24 == len(b) and a[23] == "Z" == b[23]:
+        return (a > b) - (a < b)
+    x, y = to_ms(a), to_ms(b)
+    return (x > y) - (x < y)
+
+
 def _slow_to_ms(stamp: str) -> int:
     parsed = datetime.fromisoformat(stamp)
     if parsed.tzinfo is None:
