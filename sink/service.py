@@ -41,6 +41,14 @@ TRANSIENT_MYSQL_ERRORS = frozenset(
 )
 
 
+def _refusal(exc: BaseException) -> bool:
+    """The database refused these rows (not the environment: a missing table is not)."""
+    if isinstance(exc, (sa.exc.IntegrityError, sa.exc.DataError)):
+        return True
+    args: tuple[object, ...] = getattr(getattr(exc, "orig", None), "args", ())
+    return isinstance(exc, sa.exc.OperationalError) and bool(args) and args[0] == 1644
+
+
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, sa.exc.DBAPIError):
         if exc.connection_invalidated or isinstance(exc, sa.exc.InterfaceError):
@@ -74,6 +82,7 @@ class Sink:
         self.totals: Counter[str] = Counter()
         self.producer: AIOKafkaProducer | None = None
         self._stop = asyncio.Event()
+        self.fatal: BaseException | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -123,8 +132,8 @@ class Sink:
         try:
             return await self._process(messages)
         except sa.exc.DBAPIError as exc:
-            if _retryable(exc):
-                raise
+            if not _refusal(exc):
+                raise  # e.g. schema missing: stop rather than dead-letter everything
             if len(messages) == 1:
                 return await self._refuse(messages[0], exc)
             log.error(
@@ -183,8 +192,18 @@ class Sink:
             else:
                 await send_dead_letter(self.producer, letter, key)
 
+    async def check_schema(self) -> None:
+        """Fail at start, clearly, if the tables are missing (waits for the database)."""
+        try:
+            await self.stored_offsets([])
+        except sa.exc.DBAPIError as exc:
+            raise SchemaMissing(
+                f"cannot read {t.offsets.name} ({exc.orig}); run `sitewatch migrate` first"
+            ) from exc
+
     async def run(self) -> None:
         s = self.settings
+        await self.check_schema()
         await ensure_topics(
             s.bootstrap_servers, self.topics, s.partitions, topics=[Topic.SITES, Topic.SITE_EVENTS]
         )
@@ -211,6 +230,8 @@ class Sink:
         try:
             while not self._stop.is_set():
                 data = await consumer.getmany(timeout_ms=500, max_records=self.max_batch)
+                if self.fatal is not None:  # raised in the rebalance listener
+                    raise self.fatal
                 messages = [m for batch in data.values() for m in batch]
                 if messages:
                     await self.process(messages)  # type: ignore[arg-type]
@@ -235,13 +256,26 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
         pass  # nothing pending: a batch commits its offsets with its data
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        stored = await self.sink.stored_offsets(list(assigned))
+        try:
+            stored = await self.sink.stored_offsets(list(assigned))
+        except Exception as exc:
+            # aiokafka only logs a listener's exception; consuming from anywhere but the
+            # stored offsets would break exactly-once, so stop and surface it instead
+            self.sink.fatal = exc
+            self.sink.stop()
+            for tp in assigned:
+                self.consumer.pause(tp)
+            return
         fresh = [tp for tp in assigned if tp not in stored]
         for tp, offset in stored.items():
             self.consumer.seek(tp, offset)
         if fresh:
             await self.consumer.seek_to_beginning(*fresh)
         log.info("partitions assigned", stored=len(stored), from_beginning=len(fresh))
+
+
+class SchemaMissing(RuntimeError):
+    """The sink's tables are not there."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -264,5 +298,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             loop.add_signal_handler(sig, sink.stop)
         await sink.run()
 
-    asyncio.run(main())
+    if settings.db_url.startswith("sqlite"):
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        asyncio.run(main())
+    except SchemaMissing as exc:
+        log.error(str(exc))
+        return 2
     return 0

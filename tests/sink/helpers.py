@@ -167,3 +167,10 @@ async def wait_caught_up(
             return
         assert time.monotonic() < deadline, f"sink did not catch up: {stored} < {ends}"
         await asyncio.sleep(0.2)
+
+
+async def run_cli(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A `sitewatch` command, off the event loop."""
+    return await asyncio.to_thread(
+        subprocess.run, argv, env=env, capture_output=True, text=True, timeout=120
+    )

@@ -22,7 +22,7 @@ from sitewatch.streams.enums import CheckType, EventState, Reason
 
 from . import scenarios
 from .conftest import snapshot
-from .helpers import GROUP, NOW_MS, TOPICS, Log, feed
+from .helpers import GROUP, NOW_MS, SITEWATCH, TOPICS, Log, feed, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -329,7 +329,7 @@ async def test_invariant_9_rebuild_equals_live(
     assert await check(WriteGate(engine, True)) == []
 
 
-async def test_projection_check_reports_and_repairs_drift(engine: AsyncEngine) -> None:
+async def test_projection_check_reports_and_repairs_drift(engine: AsyncEngine, db_url: str) -> None:
     items = list(scenarios.transitions(random.Random(21), n_sites=5, count=200))
     await feed(engine, scenarios.as_messages(TOPICS.site_events, items))
     async with engine.begin() as conn:
@@ -337,8 +337,14 @@ async def test_projection_check_reports_and_repairs_drift(engine: AsyncEngine) -
             sa.text("UPDATE jetpack_monitor_sites SET current_state='down', site_status=2")
         )
     gate = WriteGate(engine, True)
+    env = {"SITEWATCH_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"}
+    cli = [SITEWATCH, "projection", "check"]
+    found = await run_cli(cli, env)
+    assert found.returncode == 1 and "drifting site(s)" in found.stdout
     drifts = await check(gate)
     assert drifts and {d.live.current_state for d in drifts} == {"down"}
     assert len(await check(WriteGate(engine, False), repair=True)) == len(drifts)  # shadow
-    assert len(await check(gate, repair=True)) == len(drifts)
+    repaired = await run_cli([*cli, "--repair"], env)
+    assert repaired.returncode == 1  # drift was found (and repaired)
     assert await check(gate) == []
+    assert (await run_cli(cli, env)).returncode == 0

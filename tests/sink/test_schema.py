@@ -137,3 +137,15 @@ async def test_sqlite_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
         names = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
     await engine.dispose()
     assert names == TABLES | {"alembic_version"}
+
+
+def test_sink_refuses_to_start_without_the_schema() -> None:
+    name, url = new_mysql_db()
+    try:
+        env = {"SITEWATCH_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}
+        done = subprocess.run(
+            [".venv/bin/sitewatch", "sink"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 2 and "run `sitewatch migrate` first" in done.stderr
+    finally:
+        drop_mysql_db(name)
