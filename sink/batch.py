@@ -29,7 +29,7 @@ from .gate import Tx
 from .projection import Change, OpenEvent, Projection, SiteTracker
 
 CONSUMER = "sitewatch-sink"
-_CHUNK = 1000  # ids per IN (...) list
+_CHUNK = 5000  # ids per IN (...) list: few round trips, well within packet limits
 
 
 class Message(Protocol):
@@ -306,6 +306,7 @@ class BatchApplier:
         self.topics = topics
         self.group = group
         self.shadow = ShadowOverlay()
+        self._events_topic, self._sites_topic = topics.site_events, topics.sites
 
     async def refuse(self, tx: Tx, msg: Message, error: str, now_ms: int) -> BatchResult:
         """Dead-letter one message the database refused, and move its offset past it."""
@@ -368,14 +369,14 @@ class BatchApplier:
         for msg in messages:
             tp = (msg.topic, msg.partition)
             res.offsets[tp] = max(res.offsets.get(tp, 0), msg.offset + 1)
-            if msg.topic == self.topics.site_events:
+            if msg.topic == self._events_topic:
                 try:
                     if msg.value is None:
                         raise ValueError("null value on site-events")
                     transitions.append((msg, records.transition_decoder.decode(msg.value)))
                 except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
                     dead(msg, f"malformed transition: {exc}")
-            elif msg.topic == self.topics.sites:
+            elif msg.topic == self._sites_topic:
                 try:
                     site_id = int((msg.key or b"").decode())
                     if site_id <= 0:

@@ -67,6 +67,13 @@ _LEGACY: dict[SiteState, LegacySiteStatus] = {
 }
 
 
+#: enum lookups by table: this runs once per transition on the sink's hot path
+_SITE_STATE: dict[EventState, SiteState] = {
+    e: SiteState(e.value) for e in EventState if e.value in SiteState._value2member_map_
+}
+_SEVERITY: tuple[Severity, ...] = tuple(Severity)
+
+
 def worst(open_events: Iterable[OpenEvent]) -> OpenEvent | None:
     """Worst severity, then earliest started_at, then smallest id (a total order)."""
     return min(
@@ -105,11 +112,7 @@ class SiteTracker:
         if change.reason.closes or change.state_after is EventState.RESOLVED:
             self.open_events.pop(change.event_id, None)
         else:
-            severity = (
-                Severity(change.severity_after)
-                if change.severity_after is not None
-                else Severity.UP
-            )
+            severity = _SEVERITY[change.severity_after or 0]
             self.open_events[change.event_id] = OpenEvent(
                 change.event_id, change.state_after, severity, change.started_at
             )
@@ -119,8 +122,14 @@ class SiteTracker:
             self.last_status_change = change.at
 
     def _state(self) -> SiteState:
-        top = worst(self.open_events.values())
-        return SiteState.UP if top is None else SiteState(top.state.value)
+        events = self.open_events
+        if not events:
+            return SiteState.UP
+        if len(events) == 1:
+            (top,) = events.values()
+        else:
+            top = min(events.values(), key=lambda e: (-e.severity, e.started_at, e.event_id))
+        return _SITE_STATE[top.state]
 
     def projection(self) -> Projection:
         top = worst(self.open_events.values())
