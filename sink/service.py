@@ -14,7 +14,7 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import sqlalchemy as sa
 import structlog
@@ -87,12 +87,12 @@ class Sink:
     def stop(self) -> None:
         self._stop.set()
 
-    async def _retrying(self, what: str, attempt: object) -> None:
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
         """Back-off: 0.2 s doubling to 10 s, for as long as the database is away."""
         delay = 0.2
         while True:
             try:
-                await attempt()  # type: ignore[operator]
+                await attempt()
                 return
             except Exception as exc:
                 if not _retryable(exc) or self._stop.is_set():
