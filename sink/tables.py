@@ -110,9 +110,9 @@ transitions = sa.Table(
     "jetmon_event_transitions",
     metadata,
     sa.Column("id", BIGINT, primary_key=True, autoincrement=True),
-    sa.Column("transition_id", TRANSITION_ID, nullable=False, unique=True),
-    sa.Column("event_id", EVENT_ID, nullable=False, index=True),
-    sa.Column("site_id", sa.BigInteger, nullable=False, index=True),
+    sa.Column("transition_id", TRANSITION_ID, nullable=False),
+    sa.Column("event_id", EVENT_ID, nullable=False),
+    sa.Column("site_id", sa.BigInteger, nullable=False),
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("reason", sa.String(32), nullable=False),
     sa.Column("state_before", sa.String(16), nullable=False),
@@ -134,6 +134,9 @@ transitions = sa.Table(
     sa.Column("kafka_topic", sa.String(255), nullable=False),
     sa.Column("kafka_partition", sa.Integer, nullable=False),
     sa.Column("kafka_offset", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("transition_id", name="uq_jetmon_event_transitions_transition_id"),
+    sa.Index("ix_jetmon_event_transitions_event_id", "event_id"),
+    sa.Index("ix_jetmon_event_transitions_site_id", "site_id", "id"),
 )
 
 offsets = sa.Table(
@@ -145,5 +148,10 @@ offsets = sa.Table(
     # the next offset to read, committed in the same transaction as the data
     sa.Column("next_offset", sa.BigInteger, nullable=False),
 )
+
+# the non-unique indexes of migration 0001, so metadata.create_all() matches it too
+sa.Index("ix_jetmon_events_site_started", events.c.site_id, events.c.started_at)
+sa.Index("ix_jetmon_events_site_open", events.c.site_id, events.c.ended_at)
+sa.UniqueConstraint(events.c.open_key, name="uq_jetmon_events_open_key")
 
 ALL_TABLES = (sites, events, transitions, offsets)

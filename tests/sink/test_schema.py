@@ -149,3 +149,33 @@ def test_sink_refuses_to_start_without_the_schema() -> None:
         assert done.returncode == 2 and "run `sitewatch migrate` first" in done.stderr
     finally:
         drop_mysql_db(name)
+
+
+async def test_core_tables_match_the_migrated_schema(db_url: str) -> None:
+    """sink/tables.py (what the code writes) and migration 0001 (the schema) agree."""
+    from sitewatch.sink import tables as t
+
+    engine = make_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            migrated = await conn.run_sync(
+                lambda c: {
+                    name: [col["name"] for col in sa.inspect(c).get_columns(name)]
+                    for name in TABLES
+                }
+            )
+            indexes = await conn.run_sync(
+                lambda c: {
+                    name: {i["name"] for i in sa.inspect(c).get_indexes(name)} for name in TABLES
+                }
+            )
+    finally:
+        await engine.dispose()
+    assert migrated == {table.name: [c.name for c in table.c] for table in t.ALL_TABLES}
+    declared = {
+        table.name: {i.name for i in table.indexes}
+        | {c.name for c in table.constraints if isinstance(c, sa.UniqueConstraint)}
+        for table in t.ALL_TABLES
+    }
+    # MariaDB lists unique constraints among indexes, and the FK's own index if any
+    assert {k: v - {"fk_jetmon_events_site"} for k, v in indexes.items()} == declared
