@@ -18,7 +18,7 @@ import time
 
 from sitewatch.streams import lifecycle, records, timefmt
 from sitewatch.streams.enums import CheckType
-from sitewatch.streams.processor import Message, Processor
+from sitewatch.streams.processor import MemoryStore, Message, Processor
 from sitewatch.streams.state import Config, SiteConfig, SiteState
 
 BASE = timefmt.to_ms("2026-11-26T00:00:00.000Z")
@@ -71,31 +71,12 @@ def bench_core(inputs: list[records.CheckResult], sites: int) -> float:
     return len(inputs) / elapsed
 
 
-class _Dict:
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-
-    def get(self, key: bytes, msg: Message) -> bytes | None:
-        return self.data.get(key)
-
-    def put(self, key: bytes, value: bytes, msg: Message) -> None:
-        self.data[key] = value
-
-
-class _Sites:
-    def __init__(self) -> None:
-        self.cache: dict[bytes, SiteConfig] = {}
-
-    def get(self, key: bytes, msg: Message) -> SiteConfig | None:
-        site = self.cache.get(key)
-        if site is None:
-            site = self.cache[key] = SiteConfig(site_id=int(key), url="http://x/")
-        return site
-
-
 def bench_batch(wire: list[tuple[bytes, bytes]], batch: int = 2000) -> float:
-    proc = Processor(Config(), _Dict(), _Sites(), "bench", "bench")
-    msgs = [Message(0, i, k, v) for i, (k, v) in enumerate(wire)]
+    settings = MemoryStore()
+    for key, _ in wire:
+        settings.data[key] = records.encode(records.SiteRecord(site_id=int(key), url="http://x/"))
+    proc = Processor(Config(), MemoryStore(), settings, "results", "sites", "bench")
+    msgs = [Message("results", 0, i, k, v) for i, (k, v) in enumerate(wire)]
     start = time.perf_counter()
     for i in range(0, len(msgs), batch):
         proc.process(msgs[i : i + batch], 0)
@@ -118,8 +99,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--inputs", type=int, default=500_000)
     parser.add_argument("--sites", type=int, default=10_000)
-    parser.add_argument("--down-rate", type=float, default=0.002,
-                        help="chance that a check of a healthy site starts an outage")
+    parser.add_argument(
+        "--down-rate",
+        type=float,
+        default=0.002,
+        help="chance that a check of a healthy site starts an outage",
+    )
     args = parser.parse_args()
     inputs = make_inputs(args.inputs, args.sites, args.down_rate)
     failing = sum(not i.ok for i in inputs) / len(inputs)
@@ -130,10 +115,14 @@ def main() -> None:
     core_heavy = bench_core(heavy, args.sites)
     batch = bench_batch(wire)
     decode = bench_decode(wire)
-    print(f"P2 core apply:           {core:10,.0f} inputs/s  ({failing:.1%} failing checks; "
-          "target >= 300,000)")
-    print(f"P2 core, failure-heavy:  {core_heavy:10,.0f} inputs/s  ({heavy_failing:.1%} "
-          "failing checks)")
+    print(
+        f"P2 core apply:           {core:10,.0f} inputs/s  ({failing:.1%} failing checks; "
+        "target >= 300,000)"
+    )
+    print(
+        f"P2 core, failure-heavy:  {core_heavy:10,.0f} inputs/s  ({heavy_failing:.1%} "
+        "failing checks)"
+    )
     print(f"P2 batch (bytes in):     {batch:10,.0f} inputs/s  (decode+apply+state codec)")
     print(f"baseline JSON decode:    {decode:10,.0f} inputs/s")
     print(f"ratio core/decode:       {core / decode:10.2f}")

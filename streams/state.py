@@ -116,6 +116,13 @@ class Emitted(msgspec.Struct, kw_only=True, array_like=True):
     verify_requests: list[bytes]
 
 
+class Parked(msgspec.Struct, kw_only=True, array_like=True):
+    """A result held until its site's settings arrive (see `processor`)."""
+
+    position: int
+    value: bytes
+
+
 class SiteState(msgspec.Struct, kw_only=True, array_like=True):
     #: tuple key -> the open event of that tuple
     open: dict[str, OpenEvent] = msgspec.field(default_factory=dict)
@@ -123,6 +130,8 @@ class SiteState(msgspec.Struct, kw_only=True, array_like=True):
     #: position (partition offset) of the last input applied; -1 before any
     position: int = -1
     outbox: list[Emitted] = msgspec.field(default_factory=list)
+    #: shell bookkeeping, ignored by the core: results waiting for site settings
+    parked: list[Parked] = msgspec.field(default_factory=list)
 
 
 _keys: dict[tuple[int | None, CheckType, str], str] = {}

@@ -27,18 +27,14 @@ from faust.streams import _current_event
 from sitewatch.settings import Settings
 
 from . import records, timefmt
-from .deadletter import log_dead_letter, make_dead_letter
+from .deadletter import log_dead_letter
 from .kafka_admin import ensure_topics
 from .processor import Message, Processor
-from .state import Config, SiteConfig
+from .state import Config
 from .topics import Topic, TopicNames
 
 log = structlog.get_logger(__name__)
 
-#: settings-table value of a deleted site (a tombstone on `sites`)
-DELETED = b""
-#: longest a batch waits for the settings of a site never seen before
-UNKNOWN_SITE_WAIT_S = 2.0
 BATCH_MAX = 2000
 BATCH_WITHIN_S = 0.02
 
@@ -64,27 +60,19 @@ class TableStates:
 
 
 class TableSettings:
-    """Site settings from the table, decoded once per distinct record."""
+    """Raw `sites` values in a Faust table (co-partitioned with `check-results`)."""
 
     def __init__(self, table: Any) -> None:
         self.table = table
-        self._decoded: dict[bytes, tuple[bytes, SiteConfig]] = {}
 
-    def raw(self, key: bytes, msg: Message) -> bytes | None:
+    def get(self, key: bytes, msg: Message) -> bytes | None:
         _bind(msg.handle)
         value: bytes | None = self.table.get(key)
         return value
 
-    def get(self, key: bytes, msg: Message) -> SiteConfig | None:
-        raw = self.raw(key, msg)
-        if not raw:
-            return None
-        cached = self._decoded.get(key)
-        if cached is not None and cached[0] is raw:
-            return cached[1]
-        site = SiteConfig.from_record(records.site_decoder.decode(raw))
-        self._decoded[key] = (raw, site)
-        return site
+    def put(self, key: bytes, value: bytes, msg: Message) -> None:
+        _bind(msg.handle)
+        self.table[key] = value
 
 
 def create_app(conf: Settings, partitions: int) -> faust.App:
@@ -118,8 +106,9 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
         "key_serializer": "raw",
         "value_serializer": "raw",
     }
-    results_topic = app.topic(names.check_results, partitions=partitions, **raw)
-    sites_topic = app.topic(names.sites, partitions=partitions, **raw)
+    # One stream over both topics: a site's settings and results share a partition
+    # number, so one agent sees both in order per topic and never waits on the other.
+    inputs_topic = app.topic(names.check_results, names.sites, partitions=partitions, **raw)
     # key/value type `bytes` makes Faust tables use the raw codec: we encode ourselves
     state_table = app.Table("site-state", partitions=partitions, key_type=bytes, value_type=bytes)
     settings_table = app.Table(
@@ -130,10 +119,10 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
         Config(verifiers=conf.verifier_names, auto_timeout_ms=conf.auto_timeout_s * 1000),
         TableStates(state_table),
         TableSettings(settings_table),
-        topic=names.check_results,
+        results_topic=names.check_results,
+        sites_topic=names.sites,
         consumer=f"{conf.topic_prefix}worker",
     )
-    site_settings = TableSettings(settings_table)
     #: partition -> (stream time, monotonic seconds when it was seen): the tick anchor
     anchors: dict[int, tuple[int, float]] = {}
     indexed: set[int] = set()
@@ -162,16 +151,6 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
             "timer index rebuilt", partitions=sorted(assigned), pending=len(processor.deadlines)
         )
 
-    async def await_unknown_sites(batch: list[Message]) -> None:
-        """Results can overtake their site's first `sites` record; give it a moment."""
-        deadline = time.monotonic() + UNKNOWN_SITE_WAIT_S
-        pending = {m.key: m for m in batch if m.key and site_settings.raw(m.key, m) is None}
-        while pending and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-            pending = {k: m for k, m in pending.items() if site_settings.raw(k, m) is None}
-        if pending:
-            log.warning("results for sites without settings", sites=len(pending))
-
     async def send_letter(key: bytes | None, letter: records.DeadLetter) -> Any:
         log_dead_letter(letter)
         return await app.producer.send(
@@ -194,22 +173,18 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
             await app.crash(exc)
             raise
 
-    @app.agent(results_topic)
+    @app.agent(inputs_topic)
     async def lifecycle_agent(stream: Any) -> None:
         await crash_on_error(run_lifecycle, stream)
-
-    @app.agent(sites_topic)
-    async def sites_agent(stream: Any) -> None:
-        await crash_on_error(run_sites, stream)
 
     async def run_lifecycle(stream: Any) -> None:
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             refresh_index()
             batch = [
-                Message(e.message.partition, e.message.offset, e.message.key, e.message.value, e)
+                Message(m.topic, m.partition, m.offset, m.key, m.value, e)
                 for e in events
+                for m in (e.message,)
             ]
-            await await_unknown_sites(batch)
             out = processor.process(batch, now_ms())
             pending = await publish(names.site_events, out.transitions)
             pending += await publish(names.verify_requests, out.verify_requests)
@@ -222,32 +197,6 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
             for part, stream_ms in processor.stream_time.items():
                 if part not in anchors or anchors[part][0] != stream_ms:
                     anchors[part] = (stream_ms, mono)
-
-    async def run_sites(stream: Any) -> None:
-        async for event in stream.events():
-            msg = event.message
-            try:
-                if msg.value is None:
-                    value = DELETED
-                else:
-                    rec = records.site_decoder.decode(msg.value)
-                    if msg.key != records.site_key(rec.site_id):
-                        raise ValueError(f"key {msg.key!r} does not match {rec.site_id}")
-                    value = msg.value
-            except (records.DecodeError, records.ValidationError, ValueError) as exc:
-                letter = make_dead_letter(
-                    topic=names.sites,
-                    partition=msg.partition,
-                    offset=msg.offset,
-                    key=msg.key,
-                    value=msg.value,
-                    error=str(exc),
-                    consumer=app.conf.id,
-                    now_ms=now_ms(),
-                )
-                await (await send_letter(msg.key, letter))
-                continue
-            settings_table[msg.key] = value
 
     @app.timer(interval=conf.tick_interval_s)  # type: ignore[untyped-decorator]
     async def tick() -> None:

@@ -21,7 +21,7 @@ from sitewatch.streams import processor as proc_mod
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import CheckType
 from sitewatch.streams.kafka_admin import ensure_topics
-from sitewatch.streams.state import Config, SiteConfig
+from sitewatch.streams.state import Config
 from sitewatch.streams.topics import TopicNames
 from tests.kafka_util import produce, read_all, spawn, stop
 
@@ -87,26 +87,17 @@ def expected_by_core(rows: list[tuple[bytes, bytes]]) -> dict[str, bytes]:
     """What the pure core yields, partition by partition as Kafka orders it."""
     from aiokafka.partitioner import murmur2
 
-    class Dict:
-        def __init__(self) -> None:
-            self.data: dict[bytes, bytes] = {}
-
-        def get(self, key: bytes, msg: proc_mod.Message) -> bytes | None:
-            return self.data.get(key)
-
-        def put(self, key: bytes, value: bytes, msg: proc_mod.Message) -> None:
-            self.data[key] = value
-
-    class Sites:
-        def get(self, key: bytes, msg: proc_mod.Message) -> SiteConfig | None:
-            return SiteConfig(site_id=int(key), url=f"http://s{int(key)}.test/", num_of_checks=2)
-
-    processor = proc_mod.Processor(Config(), Dict(), Sites(), "x", "test")
+    settings = proc_mod.MemoryStore()
+    for key, value in sites():
+        settings.data[key] = value
+    processor = proc_mod.Processor(
+        Config(), proc_mod.MemoryStore(), settings, "results", "sites", "test"
+    )
     offsets = [0] * PARTITIONS
     out: dict[str, bytes] = {}
     for key, value in rows:
         part = (murmur2(key) & 0x7FFFFFFF) % PARTITIONS
-        msg = proc_mod.Message(part, offsets[part], key, value)
+        msg = proc_mod.Message("results", part, offsets[part], key, value)
         offsets[part] += 1
         for _, tr in processor.process([msg], 0).transitions:
             out[records.transition_decoder.decode(tr).transition_id] = tr
