@@ -15,6 +15,7 @@ from . import logs, settings
 
 #: name -> (module, one-line help). Add a command by adding a row.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "dev": ("sitewatch.dev", "the whole system locally with a live view (no setup)"),
     "broker": ("sitewatch.devbroker", "run the bundled Tansu broker on loopback (dev, tests)"),
     "worker": ("sitewatch.streams.worker", "the Faust lifecycle agent"),
     "settings": ("sitewatch.settings", "list every SITEWATCH_* setting with its default"),
@@ -24,6 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("sitewatch.migrations.command", "create/upgrade the database schema (Alembic)"),
     "sink": ("sitewatch.sink.service", "write site-events and sites into the database"),
     "projection": ("sitewatch.sink.projection_cmd", "check (and --repair) the site projection"),
+    "replay": ("sitewatch.streams.replay", "re-run the lifecycle over a time range (--diff)"),
+    "notify": ("sitewatch.notify.service", "send signed webhooks for downs and recoveries"),
+    "webhooks": ("sitewatch.notify.webhooks_cmd", "manage webhook subscriptions"),
 }
 
 
