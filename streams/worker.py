@@ -98,6 +98,9 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
         web_enabled=False,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=BATCH_MAX * 2,
+        # one changelog record per touched site per batch: let the producer batch them
+        producer_linger_ms=5,
+        producer_max_batch_size=256 * 1024,
         **broker_opts,
     )
     raw: dict[str, Any] = {
