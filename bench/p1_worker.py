@@ -131,8 +131,9 @@ async def run_worker(bootstrap: str, prefix: str, n: int, state: Path) -> float:
         "SITEWATCH_LOG_LEVEL": "WARNING",
     }
     exe = str(Path(sys.executable).with_name("sitewatch"))
-    proc = subprocess.Popen(
-        [exe, "worker"],
+    proc = await asyncio.create_subprocess_exec(
+        exe,
+        "worker",
         env=env,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
@@ -160,7 +161,7 @@ async def run_worker(bootstrap: str, prefix: str, n: int, state: Path) -> float:
         raise SystemExit("worker did not finish in 600 s")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+        await asyncio.wait_for(proc.wait(), 30)
 
 
 async def main() -> None:
