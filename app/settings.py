@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     state_dir: Path = Field(Path("./.sitewatch"), description="local state directory")
     sink_writes: bool = Field(True, description="1 writes, 0 shadow mode")
     probe_allow_private: bool = Field(False, description="allow loopback/private targets")
+    probe_extra_ca: Path | None = Field(
+        None, description="PEM file of an extra CA probes trust (the local fleet's)"
+    )
+    probe_nameservers: str = Field(
+        "", description="comma-separated host[:port] for dns checks; empty: resolv.conf"
+    )
     broker_flavor: BrokerFlavor = Field(
         BrokerFlavor.KAFKA, description="`tansu` enables broker workarounds (tests, dev)"
     )
@@ -92,6 +98,17 @@ class Settings(BaseSettings):
             if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
                 raise ValueError(f"bad verifier name {name!r}")
         return ",".join(names)
+
+    @field_validator("probe_extra_ca")
+    @classmethod
+    def _check_ca(cls, value: Path | None) -> Path | None:
+        if value is not None and str(value) and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value or None
+
+    @cached_property
+    def nameserver_list(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.probe_nameservers.split(",") if n.strip())
 
     @cached_property
     def verifier_names(self) -> tuple[str, ...]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import socket
 import time
@@ -22,9 +21,8 @@ from .checks import CheckerConfig, CheckSpec, Observation, parse_nameserver
 
 T = TypeVar("T")
 
-#: probes must trust a private CA (the local fleet's, a corporate one): PEM file path
+#: read through `sitewatch.settings` (validated there); named here for the help texts
 EXTRA_CA_ENV = "SITEWATCH_PROBE_EXTRA_CA"
-#: comma-separated `host[:port]` nameservers for the dns check (default: resolv.conf)
 NAMESERVERS_ENV = "SITEWATCH_PROBE_NAMESERVERS"
 
 
@@ -34,8 +32,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--extra-ca",
-        default=os.environ.get(EXTRA_CA_ENV) or None,
-        help=f"PEM file of an extra CA to trust (env {EXTRA_CA_ENV})",
+        default=None,
+        help=f"PEM file of an extra CA to trust (default: {EXTRA_CA_ENV})",
     )
     parser.add_argument(
         "--nameserver",
@@ -59,12 +57,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def checker_config(args: argparse.Namespace, conf: Settings, role: Role) -> CheckerConfig:
-    names: list[str] = list(args.nameserver or [])
-    if not names and os.environ.get(NAMESERVERS_ENV):
-        names = [n for n in os.environ[NAMESERVERS_ENV].split(",") if n.strip()]
+    names: list[str] = list(args.nameserver or conf.nameserver_list)
+    extra_ca = args.extra_ca or (str(conf.probe_extra_ca) if conf.probe_extra_ca else None)
     return CheckerConfig(
         allow_private=conf.probe_allow_private,
-        extra_ca_file=args.extra_ca,
+        extra_ca_file=extra_ca,
         nameservers=tuple(parse_nameserver(n) for n in names),
         role=role,
     )
