@@ -106,15 +106,8 @@ class Probe:
             return  # the same poison record again, after a re-read of the partition
         self._dead.add((msg.partition, msg.offset))
         self.stats["dead_lettered"] += 1
-        letter = deadletter.make_dead_letter(
-            topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            key=msg.key,
-            value=msg.value,
-            error=error,
-            consumer=f"{self.conf.topic_prefix}probes:{self.name}",
-            now_ms=common.now_ms(),
+        letter = deadletter.dead_letter_for(
+            msg, error, f"{self.conf.topic_prefix}probes:{self.name}", common.now_ms()
         )
         await deadletter.send_dead_letter(self.producer, letter, msg.key)
 

@@ -57,15 +57,8 @@ class Verifier:
             req = records.verify_request_decoder.decode(msg.value)
         except (ValueError, records.DecodeError) as exc:
             self.stats["dead_lettered"] += 1
-            letter = deadletter.make_dead_letter(
-                topic=msg.topic,
-                partition=msg.partition,
-                offset=msg.offset,
-                key=msg.key,
-                value=msg.value,
-                error=str(exc),
-                consumer=f"{self.conf.topic_prefix}verifier.{self.name}",
-                now_ms=common.now_ms(),
+            letter = deadletter.dead_letter_for(
+                msg, str(exc), f"{self.conf.topic_prefix}verifier.{self.name}", common.now_ms()
             )
             await deadletter.send_dead_letter(self.producer, letter, msg.key)
             return

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from sitewatch.streams import records, timefmt
-from sitewatch.streams.deadletter import make_dead_letter
+from sitewatch.streams.deadletter import dead_letter_for
 from sitewatch.streams.enums import EventState, LegacySiteStatus, Reason, Severity, SiteState
 from sitewatch.streams.topics import TopicNames
 
@@ -311,16 +311,7 @@ class BatchApplier:
     async def refuse(self, tx: Tx, msg: Message, error: str, now_ms: int) -> BatchResult:
         """Dead-letter one message the database refused, and move its offset past it."""
         res = BatchResult()
-        letter = make_dead_letter(
-            topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            key=msg.key,
-            value=msg.value,
-            error=error,
-            consumer=CONSUMER,
-            now_ms=now_ms,
-        )
+        letter = dead_letter_for(msg, error, CONSUMER, now_ms)
         res.dead_letters.append((letter, msg.key))
         res.offsets[(msg.topic, msg.partition)] = msg.offset + 1
         await self._write_offsets(tx, res)
@@ -352,16 +343,7 @@ class BatchApplier:
         deleted: set[int] = set()
 
         def dead(msg: Message, error: str) -> None:
-            letter = make_dead_letter(
-                topic=msg.topic,
-                partition=msg.partition,
-                offset=msg.offset,
-                key=msg.key,
-                value=msg.value,
-                error=error,
-                consumer=CONSUMER,
-                now_ms=now_ms,
-            )
+            letter = dead_letter_for(msg, error, CONSUMER, now_ms)
             res.dead_letters.append((letter, msg.key))
             res.counts["dead_letters"] += 1
 

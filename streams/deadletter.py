@@ -18,6 +18,35 @@ class _Sender(Protocol):
     ) -> object: ...
 
 
+class _Raw(Protocol):
+    """Any consumed message: aiokafka's ConsumerRecord, Faust's Message, ours."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+def dead_letter_for(msg: _Raw, error: str, consumer: str, now_ms: int) -> records.DeadLetter:
+    """The dead letter of a consumed message."""
+    return make_dead_letter(
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        key=msg.key,
+        value=msg.value,
+        error=error,
+        consumer=consumer,
+        now_ms=now_ms,
+    )
+
+
 def make_dead_letter(
     *,
     topic: str,

@@ -20,7 +20,7 @@ from typing import Final, NamedTuple, Protocol
 import structlog
 
 from . import lifecycle, records
-from .deadletter import make_dead_letter
+from .deadletter import dead_letter_for
 from .state import Config, Parked, SiteConfig, SiteState, dump_state, load_state
 
 log = structlog.get_logger(__name__)
@@ -286,17 +286,7 @@ class Processor:
 
     def _dead_letter(self, out: Output, msg: Message, error: str, now_ms: int) -> None:
         self.stats.dead_letters += 1
-        letter = make_dead_letter(
-            topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            key=msg.key,
-            value=msg.value,
-            error=error,
-            consumer=self.consumer,
-            now_ms=now_ms,
-        )
-        out.dead_letters.append((msg.key, letter))
+        out.dead_letters.append((msg.key, dead_letter_for(msg, error, self.consumer, now_ms)))
 
 
 class MemoryStore:

@@ -45,22 +45,8 @@ def _bind(handle: object) -> None:
         _current_event.set(weakref.ref(handle))  # type: ignore[arg-type]
 
 
-class TableStates:
-    def __init__(self, table: Any) -> None:
-        self.table = table
-
-    def get(self, key: bytes, msg: Message) -> bytes | None:
-        _bind(msg.handle)
-        value: bytes | None = self.table.get(key)
-        return value
-
-    def put(self, key: bytes, value: bytes, msg: Message) -> None:
-        _bind(msg.handle)
-        self.table[key] = value
-
-
-class TableSettings:
-    """Raw `sites` values in a Faust table (co-partitioned with `check-results`)."""
+class TableStore:
+    """A Faust table behind the processor's store protocols (raw bytes both ways)."""
 
     def __init__(self, table: Any) -> None:
         self.table = table
@@ -120,8 +106,8 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
 
     processor = Processor(
         Config(verifiers=conf.verifier_names, auto_timeout_ms=conf.auto_timeout_s * 1000),
-        TableStates(state_table),
-        TableSettings(settings_table),
+        TableStore(state_table),
+        TableStore(settings_table),
         results_topic=names.check_results,
         sites_topic=names.sites,
         consumer=f"{conf.topic_prefix}worker",
