@@ -31,9 +31,8 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
     )
     # Library logs (faust, aiokafka, sqlalchemy) go through the same renderer.
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=processors, processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer
-        ]
+        foreign_pre_chain=processors,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
