@@ -24,6 +24,7 @@ import structlog
 from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 
+from sitewatch import logs
 from sitewatch.settings import Settings
 
 from . import records, timefmt
@@ -224,6 +225,15 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
     return app
 
 
+class _Worker(faust.Worker):  # type: ignore[misc]
+    """Faust's worker, keeping sitewatch's structured logs instead of its own format."""
+
+    conf: Settings
+
+    def _setup_logging(self) -> None:
+        logs.configure(self.conf.log_level, self.conf.log_format)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loglevel", default="warning", help="Faust's own log level")
 
@@ -245,6 +255,7 @@ def run(args: argparse.Namespace, conf: Settings) -> int:
         return 2
     (Path(conf.state_dir) / "worker").mkdir(parents=True, exist_ok=True)
     app = create_app(conf, partitions)
-    worker = faust.Worker(app, loglevel=args.loglevel, loop=loop, quiet=True)
+    worker = _Worker(app, loglevel=args.loglevel, loop=loop, quiet=True, redirect_stdouts=False)
+    worker.conf = conf
     worker.execute_from_commandline()
     return 0
