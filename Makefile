@@ -29,7 +29,7 @@ test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: venv
-	$(BIN)/python -m bench
+	for b in bench/p*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 schemas: venv
 	$(BIN)/python -m sitewatch.streams.schemas_gen
