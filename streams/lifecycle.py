@@ -160,7 +160,15 @@ def apply(
         # Kept inline and free of enum/property lookups: it runs for nearly every input.
         site = settings.site
         if site is not None and site.active:
-            _mark(state, inp)
+            stamp = inp.observed_at
+            key = _KEYS.get((inp.endpoint_id, inp.check_type, ""))
+            mark = state.marks.get(key) if key is not None else None
+            # canonical stamps (24 characters) order as strings: no parsing needed
+            if mark is not None and len(stamp) == 24 == len(mark.stamp) and stamp > mark.stamp:
+                mark.stamp = stamp
+                mark.ids = [inp.result_id]
+            else:
+                _mark(state, inp)
         state.position = position
         return state, NO_EFFECTS
     if now is None:
