@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     auto_timeout_s: int = Field(
         86_400, ge=60, description="close events with no input for this long (stream time)"
     )
+    notify_retry_scale: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="multiplies the webhook retry schedule (1 min .. 6 h); tests use 0.01",
+    )
+    notify_timeout_s: float = Field(10.0, gt=0, le=300, description="webhook request timeout")
     log_format: str = Field("auto", pattern="^(auto|json|console)$")
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 

@@ -1,0 +1,1 @@
+"""Webhook notifications for downs and recoveries (SPEC.md "Notifications")."""
