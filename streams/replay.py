@@ -10,10 +10,10 @@ How the range is read, per partition of `check-results`, in offset order:
   `issued_at`) is at or after `--from` minus `--lookback`. `offsets_for_times` is only
   a hint (Tansu answers with the broker's write time, DESIGN.md): from the hint we step
   back until a record is older than the start by `--slack`, then scan forward.
-- end: just before the first record whose time is at or after `--to` plus `--grace`
-  (or the partition's end when replay began), so the ticks that fire timers due
-  before `--to` are applied. The stop point depends on record contents only, never on
-  fetch batch sizes, which keeps two runs identical.
+- end: just before the first tick whose `at` is at or after `--to` plus `--grace` (or
+  the end of the partition), so the ticks that fire timers due before `--to` are
+  applied. The stop point depends on record contents only, never on fetch batch
+  sizes, which keeps two runs identical.
 - settings: all `sites` records of the partition are loaded first; each is applied
   just before the first result whose broker timestamp is not older than its own
   (the worker saw both topics interleaved as delivered; settings rarely change during
@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import enum
+import gc
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
@@ -54,7 +56,7 @@ DEFAULT_LOOKBACK: Final = "48h"
 DEFAULT_GRACE: Final = "2m"
 DEFAULT_SLACK: Final = "10m"
 FETCH_RECORDS: Final = 20_000
-IDLE_POLL_MS: Final = 100
+IDLE_POLL_MS: Final = 150
 #: what-if keys that are not fields of a `sites` record
 WHAT_IF_ALIASES: Final = {"quorum": "peer_offline_limit"}
 WHAT_IF_CONFIG_KEYS: Final = frozenset({"verifiers", "auto_timeout_s"})
@@ -310,14 +312,19 @@ class Replay:
         sites_topic, results_topic = self.names.sites, self.names.check_results
         batch: list[Message] = []
         for row in rows:
-            stamp = record_stamp(row.value)
             if not part.started:
+                stamp = record_stamp(row.value)
                 if stamp is None or w.feed_from.before(stamp):
                     continue  # before the lookback start
                 part.started = True
-            elif stamp is not None and not w.feed_until.before(stamp):
-                part.done = True
-                break
+            elif row.key is None:
+                # A tick (the only keyless input) at or after to+grace ends the range: the
+                # worker's stream clock has passed every timer due before `to`. Only ticks
+                # are looked at, so results pay no extra parsing.
+                stamp = record_stamp(row.value)
+                if stamp is not None and not w.feed_until.before(stamp):
+                    part.done = True
+                    break
             # settings in force: every sites record written before this result
             sites = part.sites
             while part.next_site < len(sites) and sites[part.next_site].timestamp <= row.timestamp:
@@ -523,16 +530,18 @@ class TopicReader:
         self.consumer.assign([tp])
         self.consumer.seek(tp, start)
         idle = 0
+        got_any = False  # after data, one empty poll (3x the fetch wait) means the end
         while True:
             got = await self.consumer.getmany(tp, timeout_ms=IDLE_POLL_MS, max_records=max_records)
             msgs = got.get(tp, [])
             if not msgs:
                 if await self.consumer.position(tp) >= end:
                     idle += 1
-                    if idle >= 2:
-                        return
+                    if idle >= 2 or (idle and got_any):
+                        return  # past the reported end and the broker has nothing more
                 continue
             idle = 0
+            got_any = True
             rows = [Raw(m.offset, m.timestamp, m.key, m.value) for m in msgs]
             if not on_rows(rows):
                 return
@@ -571,6 +580,22 @@ class TopicReader:
         return offset
 
 
+@contextlib.contextmanager
+def rare_gc() -> Iterator[None]:
+    """The core allocates a few small objects per record and keeps few of them: with the
+    default thresholds the cyclic GC rescans the growing state over and over (about 40%
+    of the time, measured). Replay is a batch command, so it collects rarely instead."""
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(200_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
 @dataclass
 class ReplayRun:
     transitions: list[records.Transition]
@@ -594,39 +619,40 @@ async def run_replay(
     replay = Replay(config, names, window, what_if)
     meter = Progress(progress)
     began = time.monotonic()
-    async with TopicReader(conf.bootstrap_servers) as reader:
-        parts = await reader.partitions(names.check_results)
-        if not parts:
-            raise ReplayError(f"topic {names.check_results} not found")
-        wanted = sorted(parts)
-        if window.sites is not None:
-            wanted = sorted({partition_of(s, len(parts)) for s in window.sites})
-        site_parts = set(await reader.partitions(names.sites))
-        for p in wanted:
-            rows: list[Raw] = []
-            if p in site_parts:
-                tp = TopicPartition(names.sites, p)
+    with rare_gc():
+        async with TopicReader(conf.bootstrap_servers) as reader:
+            parts = await reader.partitions(names.check_results)
+            if not parts:
+                raise ReplayError(f"topic {names.check_results} not found")
+            wanted = sorted(parts)
+            if window.sites is not None:
+                wanted = sorted({partition_of(s, len(parts)) for s in window.sites})
+            site_parts = set(await reader.partitions(names.sites))
+            for p in wanted:
+                rows: list[Raw] = []
+                if p in site_parts:
+                    tp = TopicPartition(names.sites, p)
+                    begin, end = await reader.bounds(tp)
+
+                    def keep(batch: list[Raw], rows: list[Raw] = rows) -> bool:
+                        rows.extend(batch)
+                        return True
+
+                    await reader.read(tp, begin, end, keep)
+                replay.add_sites(p, rows)
+                tp = TopicPartition(names.check_results, p)
                 begin, end = await reader.bounds(tp)
+                start = await reader.find_start(tp, begin, end, window.feed_from, slack)
 
-                def keep(batch: list[Raw], rows: list[Raw] = rows) -> bool:
-                    rows.extend(batch)
-                    return True
+                def feed(batch: list[Raw], p: int = p) -> bool:
+                    meter.tick(f"partition {p}", len(batch), record_stamp(batch[-1].value))
+                    return replay.feed(p, batch)
 
-                await reader.read(tp, begin, end, keep)
-            replay.add_sites(p, rows)
-            tp = TopicPartition(names.check_results, p)
-            begin, end = await reader.bounds(tp)
-            start = await reader.find_start(tp, begin, end, window.feed_from, slack)
-
-            def feed(batch: list[Raw], p: int = p) -> bool:
-                meter.tick(f"partition {p}", len(batch), record_stamp(batch[-1].value))
-                return replay.feed(p, batch)
-
-            await reader.read(tp, start, end, feed)
-        replay.finish()
-        recorded = None
-        if with_recorded:
-            recorded = await read_recorded(reader, names, window, wanted, slack, meter)
+                await reader.read(tp, start, end, feed)
+            replay.finish()
+            recorded = None
+            if with_recorded:
+                recorded = await read_recorded(reader, names, window, wanted, slack, meter)
     return ReplayRun(replay.result(), recorded, replay.inputs, time.monotonic() - began)
 
 
