@@ -518,6 +518,7 @@ class TopicReader:
         end: int,
         on_rows: Callable[[list[Raw]], bool],
         max_records: int = FETCH_RECORDS,
+        threaded: bool = False,
     ) -> None:
         """Deliver records from `start` in order until `on_rows` returns False.
 
@@ -531,20 +532,38 @@ class TopicReader:
         self.consumer.seek(tp, start)
         idle = 0
         got_any = False  # after data, one empty poll (3x the fetch wait) means the end
-        while True:
-            got = await self.consumer.getmany(tp, timeout_ms=IDLE_POLL_MS, max_records=max_records)
-            msgs = got.get(tp, [])
-            if not msgs:
-                if await self.consumer.position(tp) >= end:
-                    idle += 1
-                    if idle >= 2 or (idle and got_any):
-                        return  # past the reported end and the broker has nothing more
-                continue
-            idle = 0
-            got_any = True
-            rows = [Raw(m.offset, m.timestamp, m.key, m.value) for m in msgs]
-            if not on_rows(rows):
-                return
+        #: the previous batch, handled in a thread while the next one is fetched
+        handling: asyncio.Future[bool] | None = None
+        try:
+            while True:
+                got = await self.consumer.getmany(
+                    tp, timeout_ms=IDLE_POLL_MS, max_records=max_records
+                )
+                if handling is not None:
+                    going_on = await handling
+                    handling = None
+                    if not going_on:
+                        return
+                msgs = got.get(tp, [])
+                if not msgs:
+                    if await self.consumer.position(tp) >= end:
+                        idle += 1
+                        if idle >= 2 or (idle and got_any):
+                            return  # past the reported end and the broker has nothing more
+                    continue
+                idle = 0
+                got_any = True
+                rows = [Raw(m.offset, m.timestamp, m.key, m.value) for m in msgs]
+                if not threaded:
+                    if not on_rows(rows):
+                        return
+                    continue
+                # Batches stay strictly in order (one at a time); the thread only lets
+                # the event loop fetch the next batch while this one is applied.
+                handling = asyncio.ensure_future(asyncio.to_thread(on_rows, rows))
+        finally:
+            if handling is not None:
+                await handling
 
     async def first_stamp_at(self, tp: TopicPartition, offset: int, end: int) -> str | None:
         found: list[str | None] = []
@@ -648,7 +667,7 @@ async def run_replay(
                     meter.tick(f"partition {p}", len(batch), record_stamp(batch[-1].value))
                     return replay.feed(p, batch)
 
-                await reader.read(tp, start, end, feed)
+                await reader.read(tp, start, end, feed, threaded=True)
             replay.finish()
             recorded = None
             if with_recorded:
