@@ -64,15 +64,17 @@ class TableStore:
 
 def create_app(conf: Settings, partitions: int) -> faust.App:
     names = TopicNames(conf.topic_prefix)
-    broker_opts: dict[str, Any] = {}
+    # one changelog record per touched site per batch: let the producer batch them
+    broker_opts: dict[str, Any] = {"producer_linger_ms": 5, "producer_max_batch_size": 256 * 1024}
     if conf.is_tansu:
-        # Tansu joins groups after half the session timeout (DESIGN.md broker facts)
         broker_opts = {
+            # Tansu joins groups after half the session timeout (DESIGN.md broker facts)
             "broker_session_timeout": 6.0,
             "broker_heartbeat_interval": 1.0,
             # Tansu under-reports a changelog's end offset when its last batch holds
             # several records, so a RocksDB store that is ahead of it looks corrupt to
             # Faust; the local store is authoritative there (keep SITEWATCH_STATE_DIR).
+            # For the same reason the producer keeps Faust's default (unlingered) batching.
             "recovery_consistency_check": False,
         }
     app = faust.App(
@@ -85,9 +87,6 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
         web_enabled=False,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=BATCH_MAX * 2,
-        # one changelog record per touched site per batch: let the producer batch them
-        producer_linger_ms=5,
-        producer_max_batch_size=256 * 1024,
         **broker_opts,
     )
     raw: dict[str, Any] = {
