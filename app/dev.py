@@ -368,7 +368,12 @@ async def follow_transitions(
 
     from sitewatch.streams import records
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",  # an out-of-range answer must not skip history
+        fetch_max_wait_ms=100,  # Tansu answers a waiting fetch late: keep the view live
+    )
     await consumer.start()
     try:
         parts: set[int] = set()

@@ -95,3 +95,62 @@ def test_dev_stops_every_child_on_sigint(tmp_path: Path) -> None:
     assert len(pids) == 6, text
     assert alive_groups(pids) == [], text
     assert re.search(r"^transition .* 127\.0\.0\.1:9 +http +opened", text, re.M), text
+
+
+def test_sites_file_and_view_render(tmp_path: Path) -> None:
+    """Pure parts of `sitewatch dev`: the URL file and the live view's rendering."""
+    from rich.console import Console
+
+    from sitewatch import dev
+    from sitewatch.streams import records
+
+    path = tmp_path / "sites.txt"
+    path.write_text("# comment\nhttps://example.org/shop/\n\nhttp://127.0.0.1:8080  # local\n")
+    sites = dev.read_sites_file(path)
+    assert [(s.site_id, s.name, s.https) for s in sites] == [
+        (1, "example.org/shop", True),
+        (2, "127.0.0.1:8080", False),
+    ]
+    path.write_text("ftp://nope/\n")
+    with pytest.raises(ValueError, match="not an http"):
+        dev.read_sites_file(path)
+
+    view = dev.View({s.site_id: dev.SiteView(s) for s in sites}, [])
+    base = {
+        "event_id": "e1",
+        "site_id": 1,
+        "check_type": "http",
+        "started_at": "2026-11-26T10:00:00.000Z",
+        "source": "local",
+    }
+    opened = records.Transition(
+        transition_id="t1",
+        seq=1,
+        reason=records.Reason.OPENED,
+        state_before=records.EventState.UP,
+        state_after=records.EventState.SEEMS_DOWN,
+        severity_before=0,
+        severity_after=3,
+        at="2026-11-26T10:00:00.000Z",
+        **base,  # type: ignore[arg-type]
+    )
+    view.apply(opened)
+    assert view.sites[1].state(dev.datetime.now(dev.UTC)) == ("seems_down", 3)
+    console = Console(width=160, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(view.render())
+    text = console.export_text()
+    assert "seems_down" in text and "example.org/shop" in text and "transitions (1)" in text
+    closed = records.Transition(
+        transition_id="t2",
+        seq=2,
+        reason=records.Reason.PROBE_CLEARED,
+        state_before=records.EventState.SEEMS_DOWN,
+        state_after=records.EventState.RESOLVED,
+        severity_before=3,
+        severity_after=None,
+        at="2026-11-26T10:00:05.000Z",
+        **base,  # type: ignore[arg-type]
+    )
+    view.apply(closed)
+    assert view.sites[1].state(dev.datetime.now(dev.UTC)) == ("up", 0)
+    assert "probe_cleared" in view.line(closed)

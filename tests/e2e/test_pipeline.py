@@ -125,30 +125,50 @@ class Pipeline:
 
 
 async def read_to_end(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
-    """Every record of `topic` up to about now (the topic may keep growing:
-    `check-results` gets ticks and checks all the time, so "until idle" never ends)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    """Every record of `topic` written before the call.
+
+    A partition is read when its position reached the end offset of the call and it
+    either gave a record stamped after the call or nothing for a second. ("Until idle"
+    alone never ends on `check-results`, which gets ticks all the time, and Tansu may
+    under-report an end offset, DESIGN.md.)"""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+        # an out-of-range answer (seen on Tansu right after seek_to_beginning) must not
+        # jump to the end and skip history
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     try:
+        called_ms = time.time_ns() // 1_000_000
         await consumer.topics()
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)
         out: list[tuple[bytes | None, bytes | None]] = []
+        fresh: set[TopicPartition] = set()
+        last = dict.fromkeys(tps, time.monotonic())
         deadline = time.monotonic() + 30
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+        while True:
             batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            out.extend((m.key, m.value) for msgs in batch.values() for m in msgs)
-        # Tansu may under-report the end offset (DESIGN.md): go on until a quiet moment
-        quiet_until = time.monotonic() + 3
-        while time.monotonic() < quiet_until:
-            batch = await consumer.getmany(timeout_ms=300, max_records=10_000)
-            if not batch:
-                break
-            out.extend((m.key, m.value) for msgs in batch.values() for m in msgs)
-        return out
+            for tp, msgs in batch.items():
+                last[tp] = time.monotonic()
+                for m in msgs:
+                    if m.timestamp > called_ms:
+                        fresh.add(tp)
+                    else:
+                        out.append((m.key, m.value))
+            pending = [
+                tp
+                for tp in tps
+                if await consumer.position(tp) < ends[tp]
+                or (tp not in fresh and time.monotonic() - last[tp] < 1.0)
+            ]
+            if not pending:
+                return out
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
     finally:
         await consumer.stop()
 
