@@ -1,1 +1,0 @@
-"""sitewatch.api"""
