@@ -6,7 +6,7 @@ COPY app app
 COPY streams streams
 COPY probes probes
 COPY sink sink
-COPY api api
+COPY notify notify
 COPY migrations migrations
 RUN pip install --no-cache-dir --prefix=/install .
 

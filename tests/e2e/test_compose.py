@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,7 @@ def test_docker_compose_config_validates() -> None:
     commands = {name: svc.get("command") or [""] for name, svc in services.items()}
     roles = {name: command[0] for name, command in commands.items()}
     assert roles["worker"] == "worker" and roles["sink"] == "sink" and roles["probe"] == "probe"
+    assert roles["notify"] == "notify"
     verifiers = {command[2] for command in commands.values() if command[0] == "verifier"}
     assert len(verifiers) == 2
     worker_env = services["worker"]["environment"]
@@ -62,6 +64,12 @@ def test_docker_compose_config_validates() -> None:
 
 def test_dockerfile_runs_the_console_script() -> None:
     text = (ROOT / "Dockerfile").read_text()
+    # every folder the package maps (pyproject package-dir) is copied into the image
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    mapped = re.findall(r'"sitewatch(?:\.\w+)?" = "(\w+)"', pyproject)
+    assert mapped, "package-dir not found"
+    for folder in mapped:
+        assert f"COPY {folder} {folder}" in text, folder
     assert 'ENTRYPOINT ["sitewatch"]' in text
-    for folder in ("app", "streams", "probes", "sink", "migrations"):
+    for folder in ("app", "streams", "probes", "sink", "migrations", "notify"):
         assert f"COPY {folder} {folder}" in text
