@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 import sqlalchemy as sa
@@ -20,7 +20,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from sitewatch.streams import records, timefmt
-from sitewatch.streams.deadletter import dead_letter_for
+from sitewatch.streams.deadletter import ConsumedRecord, dead_letter_for
 from sitewatch.streams.enums import EventState, LegacySiteStatus, Reason, Severity, SiteState
 from sitewatch.streams.topics import TopicNames
 
@@ -32,19 +32,8 @@ CONSUMER = "sitewatch-sink"
 _CHUNK = 5000  # ids per IN (...) list: few round trips, well within packet limits
 
 
-class Message(Protocol):
-    """What the sink needs of a Kafka record (aiokafka's ConsumerRecord fits)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
+#: what the sink needs of a Kafka record (aiokafka's ConsumerRecord fits)
+Message = ConsumedRecord
 
 
 @dataclass(frozen=True, slots=True)

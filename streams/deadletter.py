@@ -18,7 +18,7 @@ class _Sender(Protocol):
     ) -> object: ...
 
 
-class _Raw(Protocol):
+class ConsumedRecord(Protocol):
     """Any consumed message: aiokafka's ConsumerRecord, Faust's Message, ours."""
 
     @property
@@ -33,7 +33,9 @@ class _Raw(Protocol):
     def value(self) -> bytes | None: ...
 
 
-def dead_letter_for(msg: _Raw, error: str, consumer: str, now_ms: int) -> records.DeadLetter:
+def dead_letter_for(
+    msg: ConsumedRecord, error: str, consumer: str, now_ms: int
+) -> records.DeadLetter:
     """The dead letter of a consumed message."""
     return make_dead_letter(
         topic=msg.topic,
