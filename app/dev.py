@@ -16,8 +16,10 @@ import asyncio
 import contextlib
 import ctypes
 import enum
+import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -46,6 +48,7 @@ class Role(enum.StrEnum):
     SINK = "sink"
     PROBE = "probe"
     VERIFIER = "verifier"
+    NOTIFY = "notify"
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +271,9 @@ class View:
     started: float = field(default_factory=time.monotonic)
     transitions: deque[Any] = field(default_factory=lambda: deque(maxlen=14))
     count: int = 0
+    #: (received at, type, site_id, signature valid) of webhooks the notifier sent us
+    webhooks: deque[tuple[str, str, int, bool]] = field(default_factory=lambda: deque(maxlen=6))
+    webhook_count: int = 0
 
     def apply(self, tr: Any) -> None:
         """Fold one decoded `Transition` into the per-site open events."""
@@ -337,10 +343,17 @@ class View:
                 sev_text,
                 tr.source,
             )
+        hooks = Table(
+            title=f"webhooks received ({self.webhook_count})", expand=True, title_justify="left"
+        )
+        for col in ("received", "type", "site", "signature"):
+            hooks.add_column(col, no_wrap=True)
+        for at, kind, site_id, valid in reversed(self.webhooks):
+            hooks.add_row(at, kind, self.name_of(site_id), Text("valid" if valid else "INVALID"))
         procs = "  ".join(f"{c.name}:{c.status}" for c in self.children)
         up = int(time.monotonic() - self.started)
         footer = Text(f"{procs}   up {up}s   Ctrl-C stops everything", style="dim")
-        return Group(sites, trs, footer)
+        return Group(sites, trs, hooks, footer)
 
 
 def read_projection(db_path: Path) -> dict[int, tuple[str, int]]:
@@ -402,6 +415,34 @@ async def follow_transitions(
         await consumer.stop()
 
 
+async def start_receiver(
+    secret: str, on_webhook: Callable[[str, int, bool], None]
+) -> tuple[Any, str]:
+    """A local webhook endpoint for the notifier, checking signatures as receivers must."""
+    from aiohttp import web
+
+    from sitewatch.devbroker import free_port
+    from sitewatch.notify.signing import verify
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        valid = verify(secret, body, request.headers.get("X-Sitewatch-Signature", ""))
+        try:
+            data = json.loads(body)
+            on_webhook(str(data.get("type", "?")), int(data.get("site_id", 0)), valid)
+        except (ValueError, TypeError):
+            return web.Response(status=400)
+        return web.Response(status=204 if valid else 401)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}/hook"
+
+
 # -- the command -------------------------------------------------------------------------
 
 
@@ -446,6 +487,7 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
     await asyncio.to_thread(broker.start)
     say(f"broker   {broker.bootstrap} pid={broker.process.pid if broker.process else '?'}")
     fleet: Any = None
+    receiver: Any = None
     children: list[Child] = []
     try:
         await upgrade(db_url)
@@ -483,7 +525,31 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
             env["SITEWATCH_PROBE_ALLOW_PRIVATE"] = "1"
             env["SITEWATCH_PROBE_EXTRA_CA"] = str(ca)
         logs = run_dir / "logs"
-        children = [
+        view = View({s.site_id: SiteView(s) for s in sites}, children)
+
+        def on_webhook(kind: str, site_id: int, valid: bool) -> None:
+            view.webhook_count += 1
+            view.webhooks.append((datetime.now(UTC).strftime("%H:%M:%S"), kind, site_id, valid))
+            if args.no_ui:
+                say(f"webhook {kind} {view.name_of(site_id)} signature={'ok' if valid else 'BAD'}")
+
+        secret = secrets.token_hex(16)
+        receiver, hook_url = await start_receiver(secret, on_webhook)
+        add = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sitewatch.cli",
+            "webhooks",
+            "add",
+            hook_url,
+            "--secret",
+            secret,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        if await add.wait() != 0:
+            say("could not subscribe the local webhook receiver (notifications not shown)")
+        children += [
             Child("sink", Role.SINK, ["sink", "--session-timeout-ms", "2000"], logs / "sink.log"),
             Child("worker", Role.WORKER, ["worker"], logs / "worker.log"),
             Child(
@@ -496,12 +562,11 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
                 Child(f"verifier-{v}", Role.VERIFIER, ["verifier", "--name", v], logs / f"{v}.log")
                 for v in VERIFIERS
             ),
+            Child("notify", Role.NOTIFY, ["notify", "--from-beginning"], logs / "notify.log"),
         ]
         for child in children:
             await spawn(child, env)
             say(f"started  {child.name} pid={child.pid} log={child.log}")
-
-        view = View({s.site_id: SiteView(s) for s in sites}, children)
 
         def on_transition(tr: Any) -> None:
             view.apply(tr)
@@ -524,6 +589,8 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
         await stop_children(children)
         for child in children:
             say(f"stopped  {child.name} pid={child.pid} {child.status}")
+        if receiver is not None:
+            await receiver.cleanup()
         if fleet is not None:
             await fleet.close()
         await asyncio.to_thread(broker.stop)

@@ -52,7 +52,7 @@ def test_dev_with_duration_shows_transitions_and_leaves_nothing(tmp_path: Path) 
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     pids = children_of(out)
-    assert len(pids) == 6, out  # broker, sink, worker, probe, two verifiers
+    assert len(pids) == 7, out  # broker, sink, worker, probe, two verifiers, notifier
     assert alive_groups(pids) == [], out
     # the demo fleet's down site is opened and confirmed, the TLS site is degraded
     assert re.search(r"^transition .* legacy +http +opened", out, re.M), out
@@ -61,7 +61,9 @@ def test_dev_with_duration_shows_transitions_and_leaves_nothing(tmp_path: Path) 
     assert not re.search(r"^transition .* intranet ", out, re.M), out  # in maintenance
     assert re.search(r"^site 6 legacy +down .*db=down", out, re.M), out  # the sink's row
     assert re.search(r"^site 9 intranet +maintenance", out, re.M), out
-    for name in ("sink", "worker", "probe", "verifier-eu", "verifier-us"):
+    # the notifier posted the down alert to dev's own receiver, correctly signed
+    assert re.search(r"^webhook site\.down legacy signature=ok$", out, re.M), out
+    for name in ("sink", "worker", "probe", "verifier-eu", "verifier-us", "notify"):
         assert re.search(rf"^stopped +{name} pid=\d+ exited 0$", out, re.M), out
     assert (tmp_path / "state" / "dev" / "sitewatch.db").exists()
 
@@ -92,7 +94,7 @@ def test_dev_stops_every_child_on_sigint(tmp_path: Path) -> None:
             proc.kill()
     text = log.read_text()
     pids = children_of(text)
-    assert len(pids) == 6, text
+    assert len(pids) == 7, text
     assert alive_groups(pids) == [], text
     assert re.search(r"^transition .* 127\.0\.0\.1:9 +http +opened", text, re.M), text
 
