@@ -183,7 +183,7 @@ async def start_demo(state: Path) -> tuple[Any, list[DevSite], Path]:
         ("shop", SiteScript(), 90, "up, certificate valid 90 days", ()),
         ("api", SiteScript(), None, "up", ()),
         ("legacy", SiteScript(Behaviour.DOWN), None, "down (connection refused)", ()),
-        ("flaky", SiteScript(Behaviour.FLAPPING, flap_period=3), None, "flapping", ()),
+        ("flaky", SiteScript(Behaviour.FLAPPING, flap_period=2), None, "flapping", ()),
         ("pay", SiteScript(), 5, "certificate expires in 5 days", ()),
         ("intranet", SiteScript(Behaviour.DOWN), None, "down, in maintenance", window),
     ]
