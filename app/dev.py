@@ -44,6 +44,7 @@ STOP_GRACE_S = 20.0
 class Role(enum.StrEnum):
     """The child processes of `sitewatch dev`."""
 
+    BROKER = "broker"
     WORKER = "worker"
     SINK = "sink"
     PROBE = "probe"
@@ -74,6 +75,8 @@ class Child:
     log: Path
     proc: asyncio.subprocess.Process | None = None
     expected_exit: bool = False
+    #: the program; default: this interpreter running the `sitewatch` CLI
+    program: list[str] = field(default_factory=lambda: [sys.executable, "-m", "sitewatch.cli"])
 
     @property
     def pid(self) -> int | None:
@@ -102,9 +105,7 @@ async def spawn(child: Child, env: dict[str, str]) -> None:
     child.log.parent.mkdir(parents=True, exist_ok=True)
     with child.log.open("ab") as out:
         child.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "sitewatch.cli",
+            *child.program,
             *child.argv,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
@@ -143,6 +144,41 @@ async def stop_children(children: Sequence[Child], grace_s: float = STOP_GRACE_S
     for child in children:
         if child.proc is not None:
             _signal_group(child.proc.pid, signal.SIGKILL)
+
+
+async def start_broker(logs: Path, env: dict[str, str], timeout_s: float = 20.0) -> Child:
+    """The bundled Tansu broker as a child like the others (own group, dies with us),
+    on a free loopback port with in-memory storage; returns once it accepts connections."""
+    from sitewatch.devbroker import broker_binary, free_port
+
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    broker = Child(
+        f"127.0.0.1:{port}",
+        Role.BROKER,
+        [
+            "broker",
+            *("--listener-url", url, "--advertised-listener-url", url),
+            *("--storage-engine", "memory://tansu/"),
+        ],
+        logs / "broker.log",
+        program=[broker_binary()],
+    )
+    await spawn(broker, {**env, "RUST_LOG": env.get("RUST_LOG", "warn")})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert broker.proc is not None
+        if broker.proc.returncode is not None:
+            raise RuntimeError(f"tansu broker exited with {broker.proc.returncode}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return broker
+        except OSError:
+            if time.monotonic() > deadline:
+                await stop_children([broker])
+                raise RuntimeError(f"tansu broker not ready on port {port}") from None
+            await asyncio.sleep(0.05)
 
 
 # -- sites -------------------------------------------------------------------------------
@@ -462,14 +498,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _main(args: argparse.Namespace, conf: Settings) -> int:
-    from sitewatch.devbroker import Broker
     from sitewatch.migrations.command import upgrade
     from sitewatch.streams.kafka_admin import ensure_topics
     from sitewatch.streams.topics import TopicNames
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: a closed terminal must stop the children as cleanly as Ctrl-C
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
 
     def say(text: str) -> None:
@@ -483,9 +519,9 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
     db_path = run_dir / "sitewatch.db"
     db_url = f"sqlite+aiosqlite:///{db_path}"
 
-    broker = Broker(log_path=run_dir / "logs" / "broker.log")
-    await asyncio.to_thread(broker.start)
-    say(f"broker   {broker.bootstrap} pid={broker.process.pid if broker.process else '?'}")
+    broker = await start_broker(run_dir / "logs", dict(os.environ))
+    bootstrap = broker.name
+    say(f"broker   {bootstrap} pid={broker.pid}")
     fleet: Any = None
     receiver: Any = None
     children: list[Child] = []
@@ -498,10 +534,10 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
             fleet, sites, ca = await start_demo(run_dir)
             say(f"fleet    {len(sites)} demo sites, admin {fleet.admin_url}")
         names = TopicNames(conf.topic_prefix)
-        await ensure_topics([broker.bootstrap], names, conf.partitions)
+        await ensure_topics([bootstrap], names, conf.partitions)
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
         await producer.start()
         try:
             for key, value in site_records(sites, args.interval):
@@ -511,7 +547,7 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
 
         env = {
             **os.environ,
-            "SITEWATCH_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "SITEWATCH_KAFKA_BOOTSTRAP": bootstrap,
             "SITEWATCH_BROKER_FLAVOR": "tansu",
             "SITEWATCH_STATE_DIR": str(run_dir),
             "SITEWATCH_DATABASE_URL": db_url,
@@ -574,9 +610,7 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
                 say("transition " + view.line(tr))
 
         tasks = [
-            asyncio.create_task(
-                follow_transitions(broker.bootstrap, names.site_events, on_transition)
-            )
+            asyncio.create_task(follow_transitions(bootstrap, names.site_events, on_transition))
         ]
         code = await _supervise(args, view, children, stop, db_path, say)
         for task in tasks:
@@ -593,8 +627,8 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
             await receiver.cleanup()
         if fleet is not None:
             await fleet.close()
-        await asyncio.to_thread(broker.stop)
-        say("stopped  broker")
+        await stop_children([broker])  # last: the others leave their groups through it
+        say(f"stopped  broker pid={broker.pid} {broker.status}")
 
 
 async def _supervise(

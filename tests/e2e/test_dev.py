@@ -68,7 +68,14 @@ def test_dev_with_duration_shows_transitions_and_leaves_nothing(tmp_path: Path) 
     assert (tmp_path / "state" / "dev" / "sitewatch.db").exists()
 
 
-def test_dev_stops_every_child_on_sigint(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "sig",
+    [signal.SIGINT, signal.SIGHUP, signal.SIGKILL],
+    ids=["ctrl-c", "terminal-closed", "dev-killed"],
+)
+def test_dev_stops_every_child_on_a_signal(tmp_path: Path, sig: signal.Signals) -> None:
+    """Ctrl-C and a closed terminal stop everything cleanly; even a SIGKILLed `dev`
+    leaves nothing behind (its children get SIGTERM from the kernel)."""
     sites = tmp_path / "sites.txt"
     sites.write_text("# one unreachable site\nhttp://127.0.0.1:9/\n")
     env = {**dev_env(tmp_path), "SITEWATCH_PROBE_ALLOW_PRIVATE": "1"}
@@ -87,14 +94,18 @@ def test_dev_stops_every_child_on_sigint(tmp_path: Path) -> None:
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        assert proc.wait(60) == 0, log.read_text()
+        proc.send_signal(sig)
+        code = proc.wait(60)
+        assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 0), log.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
     text = log.read_text()
     pids = children_of(text)
     assert len(pids) == 7, text
+    deadline = time.monotonic() + 30  # orphans need a moment to finish their SIGTERM
+    while alive_groups(pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert alive_groups(pids) == [], text
     assert re.search(r"^transition .* 127\.0\.0\.1:9 +http +opened", text, re.M), text
 
