@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,7 @@ def test_sites_file_and_view_render(tmp_path: Path) -> None:
 
     from sitewatch import dev
     from sitewatch.streams import records
+    from sitewatch.streams.enums import EventState, Reason
 
     path = tmp_path / "sites.txt"
     path.write_text("# comment\nhttps://example.org/shop/\n\nhttp://127.0.0.1:8080  # local\n")
@@ -139,16 +141,16 @@ def test_sites_file_and_view_render(tmp_path: Path) -> None:
     opened = records.Transition(
         transition_id="t1",
         seq=1,
-        reason=records.Reason.OPENED,
-        state_before=records.EventState.UP,
-        state_after=records.EventState.SEEMS_DOWN,
+        reason=Reason.OPENED,
+        state_before=EventState.UP,
+        state_after=EventState.SEEMS_DOWN,
         severity_before=0,
         severity_after=3,
         at="2026-11-26T10:00:00.000Z",
         **base,  # type: ignore[arg-type]
     )
     view.apply(opened)
-    assert view.sites[1].state(dev.datetime.now(dev.UTC)) == ("seems_down", 3)
+    assert view.sites[1].state(datetime.now(UTC)) == ("seems_down", 3)
     console = Console(width=160, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
     console.print(view.render())
     text = console.export_text()
@@ -156,14 +158,14 @@ def test_sites_file_and_view_render(tmp_path: Path) -> None:
     closed = records.Transition(
         transition_id="t2",
         seq=2,
-        reason=records.Reason.PROBE_CLEARED,
-        state_before=records.EventState.SEEMS_DOWN,
-        state_after=records.EventState.RESOLVED,
+        reason=Reason.PROBE_CLEARED,
+        state_before=EventState.SEEMS_DOWN,
+        state_after=EventState.RESOLVED,
         severity_before=3,
         severity_after=None,
         at="2026-11-26T10:00:05.000Z",
         **base,  # type: ignore[arg-type]
     )
     view.apply(closed)
-    assert view.sites[1].state(dev.datetime.now(dev.UTC)) == ("up", 0)
+    assert view.sites[1].state(datetime.now(UTC)) == ("up", 0)
     assert "probe_cleared" in view.line(closed)
