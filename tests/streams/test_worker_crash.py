@@ -158,14 +158,17 @@ async def run_worker(
     chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
     for index, chunk in enumerate(chunks):
         worker = spawn(["worker"], env, log)
-        await produce(broker.bootstrap, names.check_results, chunk)
-        if index < len(chunks) - 1:
-            await asyncio.sleep(rng.uniform(2.0, 9.0))
-            stop(worker, signal.SIGKILL)
-        else:
-            unique, raw = await collect(broker, prefix, timeout_s=600)
-            assert stop(worker) == 0, log.read_text()[-3000:]
-            return unique, raw
+        try:
+            await produce(broker.bootstrap, names.check_results, chunk)
+            if index < len(chunks) - 1:
+                await asyncio.sleep(rng.uniform(2.0, 9.0))
+                stop(worker, signal.SIGKILL)
+            else:
+                unique, raw = await collect(broker, prefix, timeout_s=600)
+                assert stop(worker) == 0, log.read_text()[-3000:]
+                return unique, raw
+        finally:
+            stop(worker, signal.SIGKILL)  # no-op once stopped; never leave one behind
     raise AssertionError("unreachable")
 
 
