@@ -214,13 +214,12 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
             verify_requests=s.verify_requests,
             dead_letters=s.dead_letters,
             redelivered=s.redelivered,
+            sites=s.sites,
+            parked=s.parked,
+            dropped_parked=s.dropped_parked,
             pending_timers=len(processor.deadlines),
         )
 
-    async def ready() -> None:
-        log.info("worker ready", app_id=app.conf.id, partitions=partitions)
-
-    app.on_startup_finished = ready
     return app
 
 
