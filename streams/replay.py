@@ -41,11 +41,10 @@ from typing import Any, Final, NamedTuple
 import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import murmur2
 
 from sitewatch.settings import Settings
 
-from . import records, timefmt
+from . import records, timefmt, topics
 from .processor import MemoryStore, Message, Processor
 from .state import Config
 from .topics import TopicNames
@@ -474,9 +473,8 @@ class Progress:
 
 
 def partition_of(site_id: int, partitions: int) -> int:
-    """The default partitioner of keyed records (aiokafka, Java client, Faust)."""
-    digest: int = murmur2(records.site_key(site_id))
-    return (digest & 0x7FFFFFFF) % partitions
+    """The partition holding a site's records."""
+    return topics.partition_of(records.site_key(site_id), partitions)
 
 
 class TopicReader:

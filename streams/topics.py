@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from aiokafka.partitioner import murmur2
+
 
 class Topic(enum.StrEnum):
     SITES = "sites"
@@ -53,3 +55,10 @@ TOPIC_CONFIGS: dict[Topic, dict[str, str]] = {
     Topic.VERIFY_REQUESTS: {},
     Topic.SITE_EVENTS: {},
 }
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition of a keyed record under the default partitioner (aiokafka, the Java
+    client, Faust): how co-partitioned topics and tables agree on a site's home."""
+    digest: int = murmur2(key)
+    return (digest & 0x7FFFFFFF) % partitions

@@ -21,7 +21,6 @@ from typing import Any
 
 import faust
 import structlog
-from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 
 from sitewatch import logs
@@ -32,7 +31,7 @@ from .deadletter import log_dead_letter
 from .kafka_admin import ensure_topics
 from .processor import Message, Processor
 from .state import Config
-from .topics import Topic, TopicNames
+from .topics import Topic, TopicNames, partition_of
 
 log = structlog.get_logger(__name__)
 
@@ -130,7 +129,7 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
         new = assigned - indexed
         items = []
         for key, value in state_table.items():
-            part = (murmur2(key) & 0x7FFFFFFF) % partitions
+            part = partition_of(key, partitions)
             if part in new and value:
                 items.append((key, part, value))
         processor.rebuild_deadlines(items)

@@ -55,3 +55,17 @@ def state_dir(tmp_path: Path) -> Path:
     path = tmp_path / "state"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def worker_env(broker: Broker, unique_prefix: str, tmp_path: Path) -> dict[str, str]:
+    """SITEWATCH_* for a worker (and friends) on the test broker, with two verifiers."""
+    return {
+        "SITEWATCH_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "SITEWATCH_BROKER_FLAVOR": "tansu",
+        "SITEWATCH_TOPIC_PREFIX": unique_prefix,
+        "SITEWATCH_STATE_DIR": str(tmp_path / "state"),
+        "SITEWATCH_PARTITIONS": "4",
+        "SITEWATCH_VERIFIERS": "eu,us",
+        "SITEWATCH_TICK_INTERVAL_S": "0.5",
+    }

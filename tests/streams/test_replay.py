@@ -65,17 +65,8 @@ def replay_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[b
 
 
 @pytest.fixture
-def env(broker: Broker, unique_prefix: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        "SITEWATCH_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "SITEWATCH_BROKER_FLAVOR": "tansu",
-        "SITEWATCH_TOPIC_PREFIX": unique_prefix,
-        "SITEWATCH_STATE_DIR": str(tmp_path / "state"),
-        "SITEWATCH_PARTITIONS": "4",
-        "SITEWATCH_VERIFIERS": "eu,us",
-        "SITEWATCH_TICK_INTERVAL_S": "0.5",
-        "SITEWATCH_LOG_FORMAT": "json",
-    }
+def env(worker_env: dict[str, str]) -> dict[str, str]:
+    return {**worker_env, "SITEWATCH_LOG_FORMAT": "json"}
 
 
 async def record_incident(broker: Broker, prefix: str, env: dict[str, str], tmp: Path) -> int:

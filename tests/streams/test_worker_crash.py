@@ -23,7 +23,7 @@ from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import CheckType
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.state import Config
-from sitewatch.streams.topics import TopicNames
+from sitewatch.streams.topics import TopicNames, partition_of
 from tests.kafka_util import produce, read_all, spawn, stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -86,8 +86,6 @@ def env_for(broker: Broker, prefix: str, state: Path) -> dict[str, str]:
 
 def expected_by_core(rows: list[tuple[bytes, bytes]]) -> dict[str, bytes]:
     """What the pure core yields, partition by partition as Kafka orders it."""
-    from aiokafka.partitioner import murmur2
-
     settings = proc_mod.MemoryStore()
     for key, value in sites():
         settings.data[key] = value
@@ -97,7 +95,7 @@ def expected_by_core(rows: list[tuple[bytes, bytes]]) -> dict[str, bytes]:
     offsets = [0] * PARTITIONS
     out: dict[str, bytes] = {}
     for key, value in rows:
-        part = (murmur2(key) & 0x7FFFFFFF) % PARTITIONS
+        part = partition_of(key, PARTITIONS)
         msg = proc_mod.Message("results", part, offsets[part], key, value)
         offsets[part] += 1
         for _, tr in processor.process([msg], 0).transitions:

@@ -25,19 +25,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def worker_env(broker: Broker, unique_prefix: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        "SITEWATCH_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "SITEWATCH_BROKER_FLAVOR": "tansu",
-        "SITEWATCH_TOPIC_PREFIX": unique_prefix,
-        "SITEWATCH_STATE_DIR": str(tmp_path / "state"),
-        "SITEWATCH_PARTITIONS": "4",
-        "SITEWATCH_VERIFIERS": "eu,us",
-        "SITEWATCH_TICK_INTERVAL_S": "0.5",
-    }
-
-
-@pytest.fixture
 def worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
     log = tmp_path / "worker.log"
     proc = spawn(["worker"], worker_env, log)
