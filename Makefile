@@ -3,19 +3,24 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The test and CI install: every package at the version of the lock (refresh: `make lock`)
+LOCK := requirements/lock.txt
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+# setuptools' notes on building the editable wheel are not the newcomer's business
+QUIET_BUILD := PYTHONWARNINGS=ignore
 
-.PHONY: demo test lint venv bench clean schemas
+.PHONY: demo test lint venv bench clean schemas services lock kafka
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(PIP) install --quiet -c $(LOCK) pip
 	# strict editable: the mapped top-level folders (streams/, sink/...) import as sitewatch.*
-	$(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
+	$(QUIET_BUILD) $(PIP) install --quiet -c $(LOCK) -e '.[dev]' --config-settings editable_mode=strict
 	touch $(STAMP)
 
 venv: $(STAMP)
 	# strict editable installs link files, not folders: pick up files added since
-	$(BIN)/python -m pip install --quiet --no-deps -e . --config-settings editable_mode=strict
+	$(QUIET_BUILD) $(PIP) install --quiet --no-deps -e . --config-settings editable_mode=strict
 
 demo: venv
 	$(BIN)/sitewatch dev
@@ -25,14 +30,26 @@ lint: venv
 	$(BIN)/ruff format --check .
 	cd /tmp && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p sitewatch
 
-test: lint
+# What the integration tiers need on this machine: MariaDB (installed and started when
+# 127.0.0.1:3306 does not answer) and the Apache Kafka jars (fetched once from Maven Central).
+services:
+	scripts/ensure-mariadb
+	scripts/apache-kafka fetch
+
+test: lint services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: venv
+bench: venv services
 	for b in bench/p*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 schemas: venv
 	$(BIN)/python -m sitewatch.streams.schemas_gen
+
+# Refresh the lock on purpose (newest releases within pyproject's ranges), then run `make test`.
+lock:
+	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
+	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --upgrade --quiet \
+	  --python-version 3.11 --python-platform x86_64-unknown-linux-gnu -o $(LOCK)
 
 clean:
 	rm -rf $(VENV) build .sitewatch .pytest_cache .mypy_cache .ruff_cache

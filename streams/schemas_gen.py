@@ -5,6 +5,7 @@ Run `python -m sitewatch.streams.schemas_gen` after changing a record.
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from importlib import resources
@@ -25,8 +26,22 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+def _clean_descriptions(node: Any) -> Any:
+    """Dedent docstring-derived descriptions: msgspec 0.23 does it, 0.22 did not."""
+    if isinstance(node, dict):
+        return {
+            k: inspect.cleandoc(v)
+            if k == "description" and isinstance(v, str)
+            else (_clean_descriptions(v))
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean_descriptions(v) for v in node]
+    return node
+
+
 def render(name: str) -> str:
-    schema = msgspec.json.schema(SCHEMAS[name])
+    schema = _clean_descriptions(msgspec.json.schema(SCHEMAS[name]))
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"https://sitewatch.dev/schemas/v1/{name}",
