@@ -416,6 +416,7 @@ async def follow_transitions(
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from sitewatch.streams import records
+    from sitewatch.streams.kafka_admin import partitions_of
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -425,12 +426,9 @@ async def follow_transitions(
     )
     await consumer.start()
     try:
-        parts: set[int] = set()
+        parts: list[int] = []
         while not parts:
-            await consumer.topics()
-            parts = consumer.partitions_for_topic(topic) or set()
-            if not parts:
-                await asyncio.sleep(0.5)
+            parts = await partitions_of(bootstrap, topic)
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -548,7 +546,6 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
         env = {
             **os.environ,
             "SITEWATCH_KAFKA_BOOTSTRAP": bootstrap,
-            "SITEWATCH_BROKER_FLAVOR": "tansu",
             "SITEWATCH_STATE_DIR": str(run_dir),
             "SITEWATCH_DATABASE_URL": db_url,
             "SITEWATCH_VERIFIERS": ",".join(VERIFIERS),

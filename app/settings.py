@@ -16,8 +16,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class BrokerFlavor(enum.StrEnum):
-    """Which Kafka implementation we talk to; Tansu needs workarounds (DESIGN.md)."""
+    """Which Kafka implementation we talk to; Tansu needs workarounds (DESIGN.md).
 
+    `AUTO` is resolved at start (`sitewatch.streams.broker.resolve_flavor`) by asking
+    the broker for its cluster id; a process never runs with `AUTO` in force.
+    """
+
+    AUTO = "auto"
     KAFKA = "kafka"
     TANSU = "tansu"
 
@@ -53,7 +58,9 @@ class Settings(BaseSettings):
         "", description="comma-separated host[:port] for dns checks; empty: resolv.conf"
     )
     broker_flavor: BrokerFlavor = Field(
-        BrokerFlavor.KAFKA, description="`tansu` enables broker workarounds (tests, dev)"
+        BrokerFlavor.AUTO,
+        description="`auto` detects the bundled Tansu broker (cluster id `tansu_cluster`) "
+        "and turns its workarounds on; `kafka` or `tansu` force one",
     )
     tick_interval_s: float = Field(
         1.0, gt=0, le=60, description="worker clock ticks on check-results (stream time)"

@@ -32,7 +32,7 @@ from sitewatch.devbroker import Broker
 from sitewatch.migrations.command import upgrade
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import CheckType, ErrorKind
-from sitewatch.streams.kafka_admin import ensure_topics
+from sitewatch.streams.kafka_admin import ensure_topics, partitions_of
 from sitewatch.streams.topics import TopicNames
 
 SITEWATCH = str(Path(sys.executable).with_name("sitewatch"))
@@ -153,8 +153,7 @@ async def observe_events(bootstrap: str, topic: str, seen: dict[int, float]) -> 
     )
     await consumer.start()
     try:
-        await consumer.topics()
-        parts = consumer.partitions_for_topic(topic) or set()
+        parts = await partitions_of(bootstrap, topic)
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)

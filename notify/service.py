@@ -43,7 +43,7 @@ from sitewatch.sink import tables as sink_tables
 from sitewatch.sink.db import make_engine
 from sitewatch.streams import lifecycle, records, timefmt
 from sitewatch.streams.enums import EventState, Reason
-from sitewatch.streams.kafka_admin import ensure_topics
+from sitewatch.streams.kafka_admin import ensure_topics, partitions_of
 from sitewatch.streams.state import SiteConfig
 from sitewatch.streams.topics import Topic, TopicNames
 
@@ -330,10 +330,7 @@ class Notifier:
         )
         await consumer.start()
         try:
-            parts = consumer.partitions_for_topic(self.topics.site_events)
-            if not parts:
-                await consumer.topics()
-                parts = consumer.partitions_for_topic(self.topics.site_events) or set()
+            parts = await partitions_of(self.settings.bootstrap_servers, self.topics.site_events)
             tps = [TopicPartition(self.topics.site_events, p) for p in sorted(parts)]
             consumer.assign(tps)
             for tp, offset in (await self._start_offsets(consumer, tps)).items():

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from sitewatch.settings import Settings
 from sitewatch.streams import records, timefmt
+from sitewatch.streams.broker import group_timeouts
 from sitewatch.streams.enums import Role
 
 from .checks import CheckerConfig, CheckSpec, Observation, parse_nameserver
@@ -74,17 +75,12 @@ def default_name() -> str:
 def consumer(
     args: argparse.Namespace, conf: Settings, group_id: str, **kwargs: Any
 ) -> AIOKafkaConsumer:
-    # Tansu admits a member only after half the session timeout (DESIGN.md): keep it short
-    # there; production Kafka keeps client defaults unless told otherwise.
-    session = args.session_timeout_ms or (6000 if conf.is_tansu else 10_000)
-    heartbeat = args.heartbeat_ms or (1000 if conf.is_tansu else 3000)
     return AIOKafkaConsumer(
         bootstrap_servers=conf.bootstrap_servers,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        session_timeout_ms=session,
-        heartbeat_interval_ms=heartbeat,
+        **group_timeouts(conf, args.session_timeout_ms, args.heartbeat_ms),
         **kwargs,
     )
 

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sitewatch.settings import Settings
+from sitewatch.streams.broker import group_timeouts
 from sitewatch.streams.deadletter import send_dead_letter
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import Topic, TopicNames
@@ -207,17 +208,13 @@ class Sink:
         await ensure_topics(
             s.bootstrap_servers, self.topics, s.partitions, topics=[Topic.SITES, Topic.SITE_EVENTS]
         )
-        # Tansu admits a member after half the session timeout (DESIGN.md): keep it short
-        session_ms = self.session_timeout_ms or (6000 if s.is_tansu else 10_000)
-        heartbeat_ms = max(300, min(3000, session_ms // 4))
         consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers,
             group_id=self.group,
             enable_auto_commit=False,  # offsets live in the database
             auto_offset_reset="earliest",
             max_poll_records=self.max_batch,
-            session_timeout_ms=session_ms,
-            heartbeat_interval_ms=heartbeat_ms,
+            **group_timeouts(s, self.session_timeout_ms),
         )
         self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers)
         await self.producer.start()

@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 
 import structlog
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.admin import NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 
+from .broker import connect_admin
 from .topics import TOPIC_CONFIGS, Topic, TopicNames
 
 log = structlog.get_logger(__name__)
@@ -35,17 +36,7 @@ async def ensure_topics(
             wanted[names.dead_letter(names.name(topic))] = {}
     for name in extra or []:
         wanted[name] = {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    deadline = asyncio.get_running_loop().time() + connect_timeout_s
-    while True:
-        try:
-            await admin.start()
-            break
-        except KafkaConnectionError:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            log.warning("broker not reachable yet, retrying", bootstrap=bootstrap)
-            await asyncio.sleep(1.0)
+    admin = await connect_admin(bootstrap, connect_timeout_s)
     try:
         existing = set(await admin.list_topics())
         missing = [
@@ -65,5 +56,27 @@ async def ensure_topics(
                 break
             await asyncio.sleep(0.1)
         return counts
+    finally:
+        await admin.close()
+
+
+async def partitions_of(bootstrap: list[str] | str, topic: str, wait_s: float = 30.0) -> list[int]:
+    """The partition numbers of `topic`, waiting up to `wait_s` for it to exist ([] if not).
+
+    Asks the broker directly: a consumer's cached metadata only covers the topics it has
+    subscribed to or been assigned, so `partitions_for_topic` can say None for a topic
+    that exists (it does on Apache Kafka before the first assignment).
+    """
+    admin = await connect_admin(bootstrap)
+    try:
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while True:
+            described = await admin.describe_topics([topic])
+            parts = [
+                p["partition"] for t in described if not t["error_code"] for p in t["partitions"]
+            ]
+            if parts or asyncio.get_running_loop().time() > deadline:
+                return sorted(parts)
+            await asyncio.sleep(0.2)
     finally:
         await admin.close()

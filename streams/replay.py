@@ -45,6 +45,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sitewatch.settings import Settings
 
 from . import records, timefmt, topics
+from .kafka_admin import partitions_of
 from .processor import MemoryStore, Message, Processor
 from .state import Config
 from .topics import TopicNames
@@ -481,6 +482,7 @@ class TopicReader:
     """Reads one partition at a time, in offset order, with a plain (group-less) consumer."""
 
     def __init__(self, bootstrap: list[str]) -> None:
+        self.bootstrap = bootstrap
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             enable_auto_commit=False,
@@ -498,11 +500,7 @@ class TopicReader:
         await self.consumer.stop()
 
     async def partitions(self, topic: str) -> list[int]:
-        # `partitions_for_topic` only knows assigned topics once partitions are assigned
-        # manually; a full metadata fetch knows them all.
-        client: Any = self.consumer._client
-        cluster = await client.fetch_all_metadata()
-        return sorted(cluster.partitions_for_topic(topic) or ())
+        return await partitions_of(self.bootstrap, topic, wait_s=0)
 
     async def bounds(self, tp: TopicPartition) -> tuple[int, int]:
         begin = (await self.consumer.beginning_offsets([tp]))[tp]

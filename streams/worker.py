@@ -27,6 +27,7 @@ from sitewatch import logs
 from sitewatch.settings import Settings
 
 from . import records, timefmt
+from .broker import group_timeouts
 from .deadletter import log_dead_letter
 from .kafka_admin import ensure_topics
 from .processor import Message, Processor
@@ -64,12 +65,15 @@ class TableStore:
 def create_app(conf: Settings, partitions: int) -> faust.App:
     names = TopicNames(conf.topic_prefix)
     # one changelog record per touched site per batch: let the producer batch them
-    broker_opts: dict[str, Any] = {"producer_linger_ms": 5, "producer_max_batch_size": 256 * 1024}
-    if conf.is_tansu:
-        broker_opts = {
-            # Tansu joins groups after half the session timeout (DESIGN.md broker facts)
-            "broker_session_timeout": 6.0,
-            "broker_heartbeat_interval": 1.0,
+    group = group_timeouts(conf)
+    broker_opts: dict[str, Any] = {
+        "broker_session_timeout": group["session_timeout_ms"] / 1000,
+        "broker_heartbeat_interval": group["heartbeat_interval_ms"] / 1000,
+    }
+    if not conf.is_tansu:
+        broker_opts |= {"producer_linger_ms": 5, "producer_max_batch_size": 256 * 1024}
+    else:
+        broker_opts |= {
             # Tansu under-reports a changelog's end offset when its last batch holds
             # several records, so a RocksDB store that is ahead of it looks corrupt to
             # Faust; the local store is authoritative there (keep SITEWATCH_STATE_DIR).

@@ -1,6 +1,9 @@
-"""Shared fixtures: a real Tansu broker per test session and a fresh MariaDB database.
+"""Shared fixtures: real brokers per test session and a fresh MariaDB database.
 
-Neither is mocked. A missing service fails the tests that need it (never a skip).
+`broker` is Apache Kafka (a KRaft node fetched from Maven Central by
+`scripts/apache_kafka.py`): the integration and end-to-end tiers run on it. `tansu` is the
+bundled Tansu broker of `sitewatch dev`, for the smoke tier. Nothing is mocked; a missing
+service (Java, Maven, MariaDB) fails the tests that need it, never a skip.
 """
 
 from __future__ import annotations
@@ -12,14 +15,44 @@ from pathlib import Path
 
 import pytest
 
+from scripts.apache_kafka import KafkaError, KafkaNode
 from sitewatch.devbroker import Broker
 
 MYSQL_SERVER_URL = os.environ.get("SITEWATCH_TEST_MYSQL", "mysql+asyncmy://root@127.0.0.1:3306")
 
 
+def start_kafka(data_dir: Path) -> KafkaNode:
+    """A started Apache Kafka node, or the test fails saying why (no Java, no Maven...)."""
+    try:
+        return KafkaNode(data_dir=data_dir).start()
+    except KafkaError as exc:
+        pytest.fail(f"Apache Kafka is required by the integration tests: {exc}")
+
+
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    log = tmp_path_factory.mktemp("broker") / "tansu.log"
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaNode]:
+    """Apache Kafka, shared by the session (tests isolate themselves by topic prefix)."""
+    node = start_kafka(tmp_path_factory.mktemp("kafka"))
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[KafkaNode]:
+    """An Apache Kafka node of the test's own, for tests that stop or restart it."""
+    node = start_kafka(tmp_path / "kafka")
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+@pytest.fixture(scope="session")
+def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """The bundled Tansu broker (the smoke tier: what `sitewatch dev` runs on)."""
+    log = tmp_path_factory.mktemp("tansu") / "tansu.log"
     with Broker(log_path=log) as running:
         yield running
 
@@ -58,11 +91,13 @@ def state_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def worker_env(broker: Broker, unique_prefix: str, tmp_path: Path) -> dict[str, str]:
-    """SITEWATCH_* for a worker (and friends) on the test broker, with two verifiers."""
+def worker_env(broker: KafkaNode, unique_prefix: str, tmp_path: Path) -> dict[str, str]:
+    """SITEWATCH_* for a worker (and friends) on the test broker, with two verifiers.
+
+    No SITEWATCH_BROKER_FLAVOR: the processes detect the broker as in production.
+    """
     return {
         "SITEWATCH_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "SITEWATCH_BROKER_FLAVOR": "tansu",
         "SITEWATCH_TOPIC_PREFIX": unique_prefix,
         "SITEWATCH_STATE_DIR": str(tmp_path / "state"),
         "SITEWATCH_PARTITIONS": "4",

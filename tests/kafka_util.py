@@ -10,8 +10,19 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from sitewatch.streams.kafka_admin import partitions_of
+
+
+class RunningBroker(Protocol):
+    """What tests need of a broker fixture (Apache Kafka or Tansu): where it listens."""
+
+    @property
+    def bootstrap(self) -> str: ...
+
 
 SITEWATCH = str(Path(sys.executable).with_name("sitewatch"))
 
@@ -46,13 +57,8 @@ async def read_all(
     out: list[tuple[bytes | None, bytes | None, int, int]] = []
     try:
         deadline = time.monotonic() + timeout_s
-        parts = None
-        while parts is None and time.monotonic() < deadline:
-            if topic in await consumer.topics():
-                parts = consumer.partitions_for_topic(topic) or None
-            if parts is None:
-                await asyncio.sleep(0.2)
-        if parts is None:
+        parts = await partitions_of(bootstrap, topic, wait_s=timeout_s)
+        if not parts:
             return out
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)

@@ -23,15 +23,14 @@ import pymysql.cursors
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from sitewatch.devbroker import Broker
 from sitewatch.migrations.command import upgrade
 from sitewatch.probes.fleet import Behaviour, Fleet, SiteScript
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import CheckType, Role
-from sitewatch.streams.kafka_admin import ensure_topics
+from sitewatch.streams.kafka_admin import ensure_topics, partitions_of
 from sitewatch.streams.topics import TopicNames
 from tests.conftest import MYSQL_SERVER_URL
-from tests.kafka_util import produce, spawn, stop
+from tests.kafka_util import RunningBroker, produce, spawn, stop
 
 pytestmark = pytest.mark.integration
 
@@ -142,8 +141,7 @@ async def read_to_end(bootstrap: str, topic: str) -> list[tuple[bytes | None, by
     await consumer.start()
     try:
         called_ms = time.time_ns() // 1_000_000
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        tps = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)
@@ -210,7 +208,7 @@ def e2e_db() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 async def pipeline(
-    broker: Broker, e2e_db: str, tmp_path_factory: pytest.TempPathFactory
+    broker: RunningBroker, e2e_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Pipeline]:
     base = tmp_path_factory.mktemp("e2e")
     prefix = f"e2e{uuid.uuid4().hex[:6]}."
@@ -259,7 +257,6 @@ async def pipeline(
 
     env = {
         "SITEWATCH_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "SITEWATCH_BROKER_FLAVOR": "tansu",
         "SITEWATCH_TOPIC_PREFIX": prefix,
         "SITEWATCH_PARTITIONS": str(PARTITIONS),
         "SITEWATCH_STATE_DIR": str(base / "state"),

@@ -23,7 +23,7 @@ import pymysql
 import pytest
 from aiohttp import web
 
-from sitewatch.devbroker import Broker, free_port
+from sitewatch.devbroker import free_port
 from sitewatch.migrations.command import upgrade
 from sitewatch.notify import signing
 from sitewatch.notify.service import delivery_id
@@ -31,7 +31,7 @@ from sitewatch.streams import lifecycle, records, timefmt
 from sitewatch.streams.enums import CheckType, EventState, Reason
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import TopicNames
-from tests.kafka_util import SITEWATCH, produce, spawn, stop
+from tests.kafka_util import SITEWATCH, RunningBroker, produce, spawn, stop
 from tests.sink.conftest import drop_mysql_db, new_mysql_db
 
 pytestmark = pytest.mark.integration
@@ -159,7 +159,7 @@ def sql(url: str, query: str, *args: object) -> list[tuple[object, ...]]:
         conn.close()
 
 
-def env_for(broker: Broker, prefix: str, db: str, scale: str) -> dict[str, str]:
+def env_for(broker: RunningBroker, prefix: str, db: str, scale: str) -> dict[str, str]:
     return {
         "SITEWATCH_KAFKA_BOOTSTRAP": broker.bootstrap,
         "SITEWATCH_TOPIC_PREFIX": prefix,
@@ -190,7 +190,7 @@ async def wait_for(check: object, timeout_s: float, what: str) -> None:
 
 
 async def test_notifier_signed_retries_maintenance_cooldown_and_give_up(
-    broker: Broker, unique_prefix: str, db: str, tmp_path: Path
+    broker: RunningBroker, unique_prefix: str, db: str, tmp_path: Path
 ) -> None:
     env = env_for(broker, unique_prefix, db, "0.0002")  # retries after 12 ms .. 4.3 s
     good = Receiver(secret="s3cret-one", fail_first=2)
@@ -286,7 +286,7 @@ async def test_notifier_signed_retries_maintenance_cooldown_and_give_up(
 
 
 async def test_sigkill_mid_delivery_loses_nothing_and_duplicates_only_by_id(
-    broker: Broker, unique_prefix: str, db: str, tmp_path: Path
+    broker: RunningBroker, unique_prefix: str, db: str, tmp_path: Path
 ) -> None:
     env = env_for(broker, unique_prefix, db, "0.01")
     slow = Receiver(secret="k", delay_s=1.0)

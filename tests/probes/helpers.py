@@ -25,7 +25,6 @@ def env_for(bootstrap: str, prefix: str, ca: Path, state: Path) -> dict[str, str
         **os.environ,
         "SITEWATCH_KAFKA_BOOTSTRAP": bootstrap,
         "SITEWATCH_TOPIC_PREFIX": prefix,
-        "SITEWATCH_BROKER_FLAVOR": "tansu",
         "SITEWATCH_PARTITIONS": str(PARTITIONS),
         "SITEWATCH_PROBE_ALLOW_PRIVATE": "1",
         "SITEWATCH_PROBE_EXTRA_CA": str(ca),

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sitewatch.devbroker import Broker
 from sitewatch.probes.fleet import KEYWORD, Fleet
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import CheckType, ErrorKind, Role
+from tests.kafka_util import RunningBroker
 
 from .helpers import Reader, create_topics, env_for, publish, start, stop
 
@@ -60,7 +60,7 @@ def site(site_id: int, url: str, checks: list[CheckType], **kw: object) -> recor
 
 
 async def test_probe_publishes_each_behaviour(
-    broker: Broker, unique_prefix: str, fleet: Fleet, fleet_ca: Path, tmp_path: Path
+    broker: RunningBroker, unique_prefix: str, fleet: Fleet, fleet_ca: Path, tmp_path: Path
 ) -> None:
     names = await create_topics(broker.bootstrap, unique_prefix)
     ids = {name: i for i, name in enumerate(EXPECTED, start=1)}
@@ -131,7 +131,7 @@ async def test_probe_publishes_each_behaviour(
 
 
 async def test_two_probes_split_sites_and_take_over(
-    broker: Broker, unique_prefix: str, fleet: Fleet, fleet_ca: Path, tmp_path: Path
+    broker: RunningBroker, unique_prefix: str, fleet: Fleet, fleet_ca: Path, tmp_path: Path
 ) -> None:
     names = await create_topics(broker.bootstrap, unique_prefix)
     ids = list(range(1, 13))
@@ -182,7 +182,7 @@ async def test_two_probes_split_sites_and_take_over(
 
 
 async def test_verifier_answers_with_request_id(
-    broker: Broker, unique_prefix: str, fleet: Fleet, fleet_ca: Path, tmp_path: Path
+    broker: RunningBroker, unique_prefix: str, fleet: Fleet, fleet_ca: Path, tmp_path: Path
 ) -> None:
     names = await create_topics(broker.bootstrap, unique_prefix)
     env = env_for(broker.bootstrap, unique_prefix, fleet_ca, tmp_path)

@@ -133,7 +133,6 @@ def sink_env(bootstrap: str, db_url: str, prefix: str, writes: bool = True) -> d
         "SITEWATCH_KAFKA_BOOTSTRAP": bootstrap,
         "SITEWATCH_DATABASE_URL": db_url,
         "SITEWATCH_TOPIC_PREFIX": prefix,
-        "SITEWATCH_BROKER_FLAVOR": "tansu",
         "SITEWATCH_PARTITIONS": str(PARTITIONS),
         "SITEWATCH_SINK_WRITES": "1" if writes else "0",
         "SITEWATCH_LOG_FORMAT": "json",

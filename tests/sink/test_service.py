@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sitewatch.devbroker import Broker
 from sitewatch.migrations.command import upgrade
 from sitewatch.sink import tables as t
 from sitewatch.sink.batch import RawMessage
@@ -25,6 +24,7 @@ from sitewatch.sink.db import make_engine
 from sitewatch.sink.gate import WriteGate
 from sitewatch.sink.projection_cmd import check
 from sitewatch.streams import records
+from tests.kafka_util import RunningBroker
 
 from . import scenarios
 from .conftest import PrivateMariaDB, drop_mysql_db, new_mysql_db, snapshot
@@ -75,7 +75,7 @@ def transitions_for(
 
 
 async def test_sink_process_writes_rows_and_dead_letters_poison(
-    broker: Broker, engine: AsyncEngine, db_url: str, unique_prefix: str, tmp_path: Path
+    broker: RunningBroker, engine: AsyncEngine, db_url: str, unique_prefix: str, tmp_path: Path
 ) -> None:
     names = await make_topics(broker.bootstrap, unique_prefix)
     items = list(scenarios.transitions(random.Random(2), n_sites=20, count=500))
@@ -102,7 +102,7 @@ async def test_sink_process_writes_rows_and_dead_letters_poison(
 
 
 async def test_shadow_mode_process_leaves_tables_byte_identical(
-    broker: Broker, engine: AsyncEngine, db_url: str, unique_prefix: str, tmp_path: Path
+    broker: RunningBroker, engine: AsyncEngine, db_url: str, unique_prefix: str, tmp_path: Path
 ) -> None:
     names = await make_topics(broker.bootstrap, unique_prefix)
     items = list(scenarios.transitions(random.Random(4), n_sites=20, count=800))
@@ -161,7 +161,7 @@ def _shadow_messages(log: Path) -> int:
 
 @pytest.mark.slow
 async def test_invariant_11_sink_sigkill_loses_and_duplicates_nothing(
-    broker: Broker, engine: AsyncEngine, db_url: str, unique_prefix: str, tmp_path: Path
+    broker: RunningBroker, engine: AsyncEngine, db_url: str, unique_prefix: str, tmp_path: Path
 ) -> None:
     """SIGKILL the sink ≥10 times mid-run over 50,000 transitions; compare with a clean run."""
     names = await make_topics(broker.bootstrap, unique_prefix)
@@ -219,7 +219,7 @@ async def test_invariant_11_sink_sigkill_loses_and_duplicates_nothing(
 
 @pytest.mark.slow
 async def test_mariadb_restart_mid_run_loses_and_duplicates_nothing(
-    broker: Broker,
+    broker: RunningBroker,
     private_mariadb: PrivateMariaDB,
     unique_prefix: str,
     tmp_path: Path,
@@ -269,7 +269,7 @@ async def test_mariadb_restart_mid_run_loses_and_duplicates_nothing(
 
 
 async def test_record_refused_by_the_database_is_dead_lettered_and_the_rest_applied(
-    broker: Broker, engine: AsyncEngine, db_url: str, unique_prefix: str
+    broker: RunningBroker, engine: AsyncEngine, db_url: str, unique_prefix: str
 ) -> None:
     """A record the checks let through but MariaDB refuses (too long a discriminator)."""
     from aiokafka import AIOKafkaProducer

@@ -11,13 +11,12 @@ import jsonschema
 import msgspec
 import pytest
 
-from sitewatch.devbroker import Broker
 from sitewatch.streams import records, schemas_gen
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.processor import MemoryStore, Message, Processor
 from sitewatch.streams.state import Config
 from sitewatch.streams.topics import TopicNames
-from tests.kafka_util import produce
+from tests.kafka_util import RunningBroker, produce
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +54,9 @@ def test_site_events_schema_validates_emitted_records() -> None:
         jsonschema.validate({**msgspec.json.decode(rows[0][1]), "state_after": "sideways"}, schema)
 
 
-async def test_example_consumer_runs_against_the_broker(broker: Broker, unique_prefix: str) -> None:
+async def test_example_consumer_runs_against_the_broker(
+    broker: RunningBroker, unique_prefix: str
+) -> None:
     names = TopicNames(unique_prefix)
     await ensure_topics(broker.bootstrap, names, 2)
     rows = some_transitions(names)

@@ -16,14 +16,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from sitewatch.devbroker import Broker
 from sitewatch.streams import records, replay, timefmt
 from sitewatch.streams.enums import CheckType, Role
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.processor import MemoryStore, Message, Processor
 from sitewatch.streams.state import Config
 from sitewatch.streams.topics import TopicNames
-from tests.kafka_util import SITEWATCH, produce, read_all, spawn, stop
+from tests.kafka_util import SITEWATCH, RunningBroker, produce, read_all, spawn, stop
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +68,9 @@ def env(worker_env: dict[str, str]) -> dict[str, str]:
     return {**worker_env, "SITEWATCH_LOG_FORMAT": "json"}
 
 
-async def record_incident(broker: Broker, prefix: str, env: dict[str, str], tmp: Path) -> int:
+async def record_incident(
+    broker: RunningBroker, prefix: str, env: dict[str, str], tmp: Path
+) -> int:
     """Run the worker over a scripted incident; returns its base time (ms)."""
     base = time.time_ns() // 1_000_000 - 120_000
     window = records.MaintenanceWindow(
@@ -115,7 +116,7 @@ async def record_incident(broker: Broker, prefix: str, env: dict[str, str], tmp:
 
 
 async def test_replay_reproduces_recorded_incident_and_what_if(
-    broker: Broker, unique_prefix: str, env: dict[str, str], tmp_path: Path
+    broker: RunningBroker, unique_prefix: str, env: dict[str, str], tmp_path: Path
 ) -> None:
     base = await record_incident(broker, unique_prefix, env, tmp_path)
     recorded = await read_all(broker.bootstrap, f"{unique_prefix}site-events")

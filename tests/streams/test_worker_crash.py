@@ -17,14 +17,13 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from sitewatch.devbroker import Broker
 from sitewatch.streams import processor as proc_mod
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import CheckType
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.state import Config
 from sitewatch.streams.topics import TopicNames, partition_of
-from tests.kafka_util import produce, read_all, spawn, stop
+from tests.kafka_util import RunningBroker, produce, read_all, spawn, stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -74,10 +73,9 @@ def sites() -> list[tuple[bytes, bytes]]:
     ]
 
 
-def env_for(broker: Broker, prefix: str, state: Path) -> dict[str, str]:
+def env_for(broker: RunningBroker, prefix: str, state: Path) -> dict[str, str]:
     return {
         "SITEWATCH_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "SITEWATCH_BROKER_FLAVOR": "tansu",
         "SITEWATCH_TOPIC_PREFIX": prefix,
         "SITEWATCH_STATE_DIR": str(state),
         "SITEWATCH_PARTITIONS": str(PARTITIONS),
@@ -103,7 +101,7 @@ def expected_by_core(rows: list[tuple[bytes, bytes]]) -> dict[str, bytes]:
     return out
 
 
-async def lag(broker: Broker, group: str, topic: str) -> int:
+async def lag(broker: RunningBroker, group: str, topic: str) -> int:
     """Records of `topic` the group has not committed yet (ticks keep adding a few)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=broker.bootstrap, group_id=group, enable_auto_commit=False
@@ -120,7 +118,9 @@ async def lag(broker: Broker, group: str, topic: str) -> int:
         await consumer.stop()
 
 
-async def collect(broker: Broker, prefix: str, timeout_s: float) -> tuple[dict[str, bytes], int]:
+async def collect(
+    broker: RunningBroker, prefix: str, timeout_s: float
+) -> tuple[dict[str, bytes], int]:
     """Wait until the worker has committed (nearly) all its input, then read site-events.
 
     Waiting on the worker's own progress, not on a count, tells a slow machine apart
@@ -143,7 +143,7 @@ async def collect(broker: Broker, prefix: str, timeout_s: float) -> tuple[dict[s
 
 
 async def run_worker(
-    broker: Broker, prefix: str, tmp: Path, rows: list[tuple[bytes, bytes]], kills: int
+    broker: RunningBroker, prefix: str, tmp: Path, rows: list[tuple[bytes, bytes]], kills: int
 ) -> tuple[dict[str, bytes], int]:
     names = TopicNames(prefix)
     await ensure_topics(broker.bootstrap, names, PARTITIONS)
@@ -171,7 +171,7 @@ async def run_worker(
 
 
 async def test_worker_sigkill_loses_and_duplicates_no_transition(
-    broker: Broker, tmp_path: Path, unique_prefix: str
+    broker: RunningBroker, tmp_path: Path, unique_prefix: str
 ) -> None:
     rows = script()
     expected = expected_by_core(rows)

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from sitewatch.devbroker import Broker
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import CheckType, Role
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import TopicNames
-from tests.kafka_util import produce, read_all, spawn, stop
+from tests.kafka_util import RunningBroker, produce, read_all, spawn, stop
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +45,7 @@ def result(site_id: int, ok: bool, at_ms: int, rid: str, **kw: object) -> tuple[
 
 
 async def test_worker_scenarios_produce_spec_transitions(
-    broker: Broker, unique_prefix: str, worker: Path
+    broker: RunningBroker, unique_prefix: str, worker: Path
 ) -> None:
     base = time.time_ns() // 1_000_000 - 120_000
     in_window = records.MaintenanceWindow(
