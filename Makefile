@@ -9,11 +9,10 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 # setuptools' notes on building the editable wheel are not the newcomer's business
 QUIET_BUILD := PYTHONWARNINGS=ignore
 
-.PHONY: demo test lint venv bench clean schemas services lock kafka
+.PHONY: demo test lint venv bench clean schemas services lock
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet -c $(LOCK) pip
 	# strict editable: the mapped top-level folders (streams/, sink/...) import as sitewatch.*
 	$(QUIET_BUILD) $(PIP) install --quiet -c $(LOCK) -e '.[dev]' --config-settings editable_mode=strict
 	touch $(STAMP)
@@ -31,10 +30,12 @@ lint: venv
 	cd /tmp && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p sitewatch
 
 # What the integration tiers need on this machine: MariaDB (installed and started when
-# 127.0.0.1:3306 does not answer) and the Apache Kafka jars (fetched once from Maven Central).
+# 127.0.0.1:3306 does not answer), the Apache Kafka jars (fetched once from Maven Central)
+# and kcat (Debian's package; the consuming docs' example runs against Kafka).
 services:
 	scripts/ensure-mariadb
-	scripts/apache-kafka fetch
+	scripts/ensure-debs kcat:kcat
+	$(PYTHON) scripts/apache_kafka.py fetch
 
 test: lint services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -7,7 +7,6 @@ Only the chosen command's module is imported, so `sitewatch migrate` does not lo
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import sys
 from collections.abc import Sequence
@@ -30,9 +29,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "notify": ("sitewatch.notify.service", "send signed webhooks for downs and recoveries"),
     "webhooks": ("sitewatch.notify.webhooks_cmd", "manage webhook subscriptions"),
 }
-
-#: commands that talk to Kafka: the broker flavor is resolved (detected) before they run
-KAFKA_COMMANDS = frozenset({"worker", "probe", "verifier", "sink", "replay", "notify"})
 
 
 def build_parser(chosen: str | None) -> argparse.ArgumentParser:
@@ -60,16 +56,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sitewatch: {exc}", file=sys.stderr)
         return 2
     logs.configure(conf.log_level, conf.log_format)
-    if args.command in KAFKA_COMMANDS:
-        from sitewatch.streams.broker import resolve_flavor
-
-        try:
-            conf = asyncio.run(resolve_flavor(conf))
-        except Exception as exc:  # the broker never answered: say so, do not trace back
-            print(
-                f"sitewatch: cannot reach Kafka at {conf.kafka_bootstrap}: {exc}", file=sys.stderr
-            )
-            return 1
     code: int = importlib.import_module(args._module).run(args, conf)
     return code
 

@@ -42,6 +42,7 @@ from sitewatch.settings import Settings
 from sitewatch.sink import tables as sink_tables
 from sitewatch.sink.db import make_engine
 from sitewatch.streams import lifecycle, records, timefmt
+from sitewatch.streams.broker import resolve_flavor
 from sitewatch.streams.enums import EventState, Reason
 from sitewatch.streams.kafka_admin import ensure_topics, partitions_of
 from sitewatch.streams.state import SiteConfig
@@ -461,6 +462,7 @@ class Notifier:
     # -- run -----------------------------------------------------------------------------
 
     async def run(self) -> int:
+        self.settings = await resolve_flavor(self.settings)
         await ensure_topics(
             self.settings.bootstrap_servers,
             self.topics,

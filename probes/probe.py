@@ -20,6 +20,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from sitewatch.settings import Settings
 from sitewatch.streams import deadletter, records
+from sitewatch.streams.broker import resolve_flavor
 from sitewatch.streams.enums import CheckType, Role
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import Topic, TopicNames
@@ -194,6 +195,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def main(args: argparse.Namespace, conf: Settings) -> int:
+    conf = await resolve_flavor(conf)
     names = TopicNames(conf.topic_prefix)
     await ensure_topics(
         conf.bootstrap_servers, names, conf.partitions, topics=[Topic.SITES, Topic.CHECK_RESULTS]

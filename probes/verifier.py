@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from sitewatch.settings import Settings
 from sitewatch.streams import deadletter, records, timefmt
+from sitewatch.streams.broker import resolve_flavor
 from sitewatch.streams.enums import Role
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import Topic, TopicNames
@@ -108,6 +109,7 @@ async def main(args: argparse.Namespace, conf: Settings) -> int:
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", args.name):
         log.error("bad verifier name", name=args.name)
         return 2
+    conf = await resolve_flavor(conf)
     names = TopicNames(conf.topic_prefix)
     await ensure_topics(
         conf.bootstrap_servers,

@@ -205,6 +205,8 @@ class KafkaNode:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
+            # tests run consumers with short sessions (the sink's --session-timeout-ms 2000)
+            "group.min.session.timeout.ms": "1000",
             "log.cleaner.backoff.ms": "1000",
         }
         props.write_text("".join(f"{k}={v}\n" for k, v in lines.items()), "utf-8")

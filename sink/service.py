@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sitewatch.settings import Settings
-from sitewatch.streams.broker import group_timeouts
+from sitewatch.streams.broker import group_timeouts, resolve_flavor
 from sitewatch.streams.deadletter import send_dead_letter
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import Topic, TopicNames
@@ -203,8 +203,8 @@ class Sink:
             ) from exc
 
     async def run(self) -> None:
-        s = self.settings
         await self.check_schema()
+        s = self.settings = await resolve_flavor(self.settings)
         await ensure_topics(
             s.bootstrap_servers, self.topics, s.partitions, topics=[Topic.SITES, Topic.SITE_EVENTS]
         )

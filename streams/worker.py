@@ -27,7 +27,7 @@ from sitewatch import logs
 from sitewatch.settings import Settings
 
 from . import records, timefmt
-from .broker import group_timeouts
+from .broker import group_timeouts, resolve_flavor
 from .deadletter import log_dead_letter
 from .kafka_admin import ensure_topics
 from .processor import Message, Processor
@@ -245,6 +245,7 @@ def run(args: argparse.Namespace, conf: Settings) -> int:
     names = TopicNames(conf.topic_prefix)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    conf = loop.run_until_complete(resolve_flavor(conf))
     counts = loop.run_until_complete(ensure_topics(conf.bootstrap_servers, names, conf.partitions))
     partitions = counts.get(names.name(Topic.CHECK_RESULTS), conf.partitions)
     if counts.get(names.sites, partitions) != partitions:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -20,7 +22,8 @@ from tests.kafka_util import RunningBroker, produce
 
 pytestmark = pytest.mark.integration
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "consume_site_events.py"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+EXAMPLE = DOCS / "examples" / "consume_site_events.py"
 
 
 def some_transitions(names: TopicNames) -> list[tuple[bytes, bytes]]:
@@ -79,3 +82,41 @@ async def test_example_consumer_runs_against_the_broker(
     lines = out.decode().splitlines()
     assert [ln.split()[2] for ln in lines] == ["opened", "verifier_confirmed", "verifier_cleared"]
     assert lines[0].startswith("7 2026-11-26T10:00:00.000Z opened up -> seems_down")
+
+
+def kcat_commands() -> list[list[str]]:
+    """The kcat command lines of docs/consuming.md, as argument lists."""
+    text = (DOCS / "consuming.md").read_text("utf-8")
+    block = text.split("## Example: kcat", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    return [
+        shlex.split(line.split("|")[0]) for line in block.splitlines() if line.startswith("kcat")
+    ]
+
+
+async def test_kcat_example_reads_site_events_from_apache_kafka(
+    broker: RunningBroker, unique_prefix: str
+) -> None:
+    """A client no one here wrote (librdkafka's kcat) reads the event topic as documented."""
+    kcat = shutil.which("kcat")
+    assert kcat, "kcat is required (make test installs Debian's package)"
+    names = TopicNames(unique_prefix)
+    await ensure_topics(broker.bootstrap, names, 2)
+    rows = some_transitions(names)
+    await produce(broker.bootstrap, names.site_events, rows)
+    argv = kcat_commands()[0]  # everything from the beginning, then exit
+    argv = [broker.bootstrap if a == "127.0.0.1:9092" else a for a in argv]
+    argv = [names.site_events if a == "sitewatch.site-events" else a for a in argv]
+    proc = await asyncio.create_subprocess_exec(
+        kcat, *argv[1:], stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    lines = [ln for ln in out.decode().splitlines() if ln.strip()]
+    assert len(lines) == len(rows), lines
+    reasons = []
+    for line in lines:
+        key, value = line.split(" ", 1)
+        tr = records.transition_decoder.decode(value)
+        assert key == str(tr.site_id) == "7"
+        reasons.append((tr.seq, tr.reason.value))
+    assert [r for _, r in sorted(reasons)] == ["opened", "verifier_confirmed", "verifier_cleared"]
