@@ -229,8 +229,8 @@ class KafkaNode:
                     "kafka.tools.StorageTool",
                     "format",
                     "--standalone",
-                    "-t",
-                    _cluster_id(),
+                    # `=`: a random id may start with "-", which argparse would take for an option
+                    f"--cluster-id={_cluster_id()}",
                     "-c",
                     str(props),
                 ),

@@ -20,8 +20,8 @@ import pytest
 
 from scripts.apache_kafka import KafkaNode
 from sitewatch.probes.fleet import Behaviour, SiteScript
-from tests.e2e.pipeline import Pipeline, default_commands, running_pipeline, scratch_database
-from tests.kafka_util import SITEWATCH
+from tests.e2e.pipeline import Pipeline, running_pipeline, scratch_database
+from tests.kafka_util import SITEWATCH, spawn
 from tests.notify.receiver import Receiver, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -45,7 +45,7 @@ async def test_broker_restart_mid_run_loses_and_duplicates_no_transition(
     receiver = Receiver(secret="restart-secret")
     runners = await serve(receiver)
     plan = [
-        (BEFORE, "before", SiteScript(Behaviour.DOWN), None, {}),
+        (BEFORE, "before", SiteScript(), None, {}),
         (AFTER, "after", SiteScript(), None, {}),
         (FLAPPING, "flapping", SiteScript(Behaviour.FLAPPING, flap_period=1), None, {}),
     ]
@@ -56,11 +56,17 @@ async def test_broker_restart_mid_run_loses_and_duplicates_no_transition(
                 db,
                 tmp_path,
                 plan,
-                commands=default_commands(notify=True),
                 extra_env={"SITEWATCH_NOTIFY_RETRY_SCALE": "0.001"},
             ) as pipe:
+                # subscribe first: the notifier decides each transition once, as it comes
                 add = await run(pipe, "webhooks", "add", receiver.url, "--secret", receiver.secret)
                 assert add.returncode == 0, add.stderr.decode()
+                pipe.procs["notify"] = spawn(["notify"], pipe.env, tmp_path / "notify.log")
+                await wait_for(
+                    lambda: "notifier consuming" in (tmp_path / "notify.log").read_text(),
+                    "the notifier to start",
+                )
+                await pipe.fleet.set("before", behaviour=Behaviour.DOWN)
                 await down_events(pipe, BEFORE)
                 await wait_for(lambda: kinds(receiver, BEFORE) >= {"site.down"}, "down webhook")
 

@@ -53,9 +53,12 @@ async def run_worker(
     raise AssertionError("unreachable")
 
 
+@pytest.mark.parametrize("which", ["broker", pytest.param("tansu", marks=pytest.mark.smoke)])
 async def test_worker_sigkill_loses_and_duplicates_no_transition(
-    broker: RunningBroker, tmp_path: Path, unique_prefix: str
+    which: str, request: pytest.FixtureRequest, tmp_path: Path, unique_prefix: str
 ) -> None:
+    """On Apache Kafka, and on the bundled Tansu broker with the flavor detected."""
+    broker: RunningBroker = request.getfixturevalue(which)
     rows = script()
     expected = expected_by_core(rows)
     assert len(expected) > 2000
