@@ -124,7 +124,6 @@ async def run_worker(bootstrap: str, prefix: str, n: int, state: Path) -> float:
     env = {
         **os.environ,
         "SITEWATCH_KAFKA_BOOTSTRAP": bootstrap,
-        "SITEWATCH_BROKER_FLAVOR": "tansu",
         "SITEWATCH_TOPIC_PREFIX": prefix,
         "SITEWATCH_STATE_DIR": str(state),
         "SITEWATCH_PARTITIONS": str(PARTITIONS),

@@ -208,7 +208,6 @@ async def bench(args: argparse.Namespace) -> None:
             env = {
                 **os.environ,
                 "SITEWATCH_KAFKA_BOOTSTRAP": broker.bootstrap,
-                "SITEWATCH_BROKER_FLAVOR": "tansu",
                 "SITEWATCH_TOPIC_PREFIX": names.prefix,
                 "SITEWATCH_PARTITIONS": str(args.partitions),
                 "SITEWATCH_STATE_DIR": str(work / "state"),
