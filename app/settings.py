@@ -7,6 +7,7 @@ with one readable line per problem, and the CLI turns that into exit code 2.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import re
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +33,22 @@ class SettingsError(ValueError):
 
 
 _HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+def _split_listen(value: str) -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:port`) -> (host, port); ValueError names what is wrong."""
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"bad IPv6 address {host!r}") from None
+    elif not re.fullmatch(r"[A-Za-z0-9_.\-]+", host):
+        raise ValueError("expected host:port, e.g. 127.0.0.1:9464 (empty: off)")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected host:port with a port from 1 to 65535 (empty: off)")
+    return host, int(port)
 
 
 class Settings(BaseSettings):
@@ -75,6 +92,11 @@ class Settings(BaseSettings):
         description="multiplies the webhook retry schedule (1 min .. 6 h); tests use 0.01",
     )
     notify_timeout_s: float = Field(10.0, gt=0, le=300, description="webhook request timeout")
+    metrics_listen: str = Field(
+        "",
+        description="host:port where a long-running process serves Prometheus /metrics; "
+        "empty = off",
+    )
     log_format: str = Field("auto", pattern="^(auto|json|console)$")
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -102,6 +124,14 @@ class Settings(BaseSettings):
         allowed = ("mysql+asyncmy://", "mysql+aiomysql://", "sqlite+aiosqlite://")
         if not value.startswith(allowed):
             raise ValueError(f"must start with one of {', '.join(allowed)}")
+        return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _check_metrics_listen(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            _split_listen(value)
         return value
 
     @field_validator("verifiers")
@@ -137,6 +167,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.state_dir / 'sitewatch.db').resolve()}"
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """(host, port) of the metrics endpoint, None when metrics are off."""
+        return _split_listen(self.metrics_listen) if self.metrics_listen else None
 
     @property
     def is_tansu(self) -> bool:
