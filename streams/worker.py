@@ -23,7 +23,7 @@ import faust
 import structlog
 from faust.streams import _current_event
 
-from sitewatch import logs
+from sitewatch import logs, metrics
 from sitewatch.settings import Settings
 
 from . import records, timefmt
@@ -62,7 +62,7 @@ class TableStore:
         self.table[key] = value
 
 
-def create_app(conf: Settings, partitions: int) -> faust.App:
+def create_app(conf: Settings, partitions: int) -> tuple[faust.App, Processor]:
     names = TopicNames(conf.topic_prefix)
     # one changelog record per touched site per batch: let the producer batch them
     group = group_timeouts(conf)
@@ -171,6 +171,7 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
 
     async def run_lifecycle(stream: Any) -> None:
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            started = time.perf_counter()
             refresh_index()
             batch = [
                 Message(m.topic, m.partition, m.offset, m.key, m.value, e)
@@ -185,6 +186,9 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
             # Offsets are acked (and later committed) only once outputs are durable.
             if pending:
                 await asyncio.gather(*pending)
+            metrics.observe_batch(
+                metrics.WORKER_BATCH_RECORDS, metrics.WORKER_BATCH_SECONDS, len(batch), started
+            )
             mono = time.monotonic()
             for part, stream_ms in processor.stream_time.items():
                 if part not in anchors or anchors[part][0] != stream_ms:
@@ -223,7 +227,33 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
             pending_timers=len(processor.deadlines),
         )
 
-    return app
+    return app, processor
+
+
+def input_lag(app: faust.App, names: TopicNames) -> metrics.LagReader:
+    """Lag of the worker's inputs: end offset minus committed offset per owned partition.
+
+    Faust's monitor keeps the offsets it committed; a partition with nothing committed
+    since its assignment is read from the consumer's position (where it resumed).
+    """
+    inputs = {names.check_results, names.sites}
+
+    async def read() -> list[tuple[str, int, int]]:
+        tps = sorted(tp for tp in app.consumer.assignment() if tp.topic in inputs)
+        if not tps:
+            return []
+        ends = await app.consumer.highwaters(*tps)
+        committed = app.monitor.tp_committed_offsets
+        out = []
+        for tp in tps:
+            done = committed.get(tp)
+            if done is None:
+                done = await app.consumer.position(tp)
+            if ends.get(tp) is not None and done is not None:
+                out.append((tp.topic, tp.partition, max(0, ends[tp] - done)))
+        return out
+
+    return read
 
 
 class _Worker(faust.Worker):  # type: ignore[misc]
@@ -256,7 +286,13 @@ def run(args: argparse.Namespace, conf: Settings) -> int:
         )
         return 2
     (Path(conf.state_dir) / "worker").mkdir(parents=True, exist_ok=True)
-    app = create_app(conf, partitions)
+    app, processor = create_app(conf, partitions)
+    # on the worker's own loop, before Faust starts: scrapes read the processor in-loop
+    loop.run_until_complete(
+        metrics.start(
+            conf, metrics.Process.WORKER, [metrics.worker_stats(processor)], input_lag(app, names)
+        )
+    )
     worker = _Worker(app, loglevel=args.loglevel, loop=loop, quiet=True, redirect_stdouts=False)
     worker.conf = conf
     worker.execute_from_commandline()
