@@ -21,6 +21,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sitewatch import metrics
 from sitewatch.settings import Settings
 from sitewatch.streams.broker import group_timeouts, resolve_flavor
 from sitewatch.streams.deadletter import send_dead_letter
@@ -98,6 +99,7 @@ class Sink:
             except Exception as exc:
                 if not _retryable(exc) or self._stop.is_set():
                     raise
+                metrics.SINK_RETRIES.inc()
                 log.warning("database unavailable, retrying", what=what, error=str(exc)[:300])
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
@@ -175,6 +177,9 @@ class Sink:
                 # dead letters go out before the commit: a crash in between re-sends them
                 # (at least once), it never loses one
                 await self._dead_letters(result)
+                committing = time.perf_counter()
+            if self.gate.writes:  # leaving the block committed the transaction
+                metrics.SINK_COMMIT_SECONDS.observe(time.perf_counter() - committing)
             outcome.append(result)
 
         await self._retrying("write batch", once)
@@ -216,6 +221,12 @@ class Sink:
             max_poll_records=self.max_batch,
             **group_timeouts(s, self.session_timeout_ms),
         )
+        served = await metrics.start(
+            s,
+            metrics.Process.SINK,
+            [metrics.sink_stats(self.totals, self.gate.writes)],
+            metrics.consumer_lag(lambda: consumer),
+        )
         self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers)
         await self.producer.start()
         consumer.subscribe(
@@ -231,11 +242,20 @@ class Sink:
                     raise self.fatal
                 messages = [m for batch in data.values() for m in batch]
                 if messages:
+                    started = time.perf_counter()
                     await self.process(messages)  # type: ignore[arg-type]
+                    metrics.observe_batch(
+                        metrics.SINK_BATCH_RECORDS,
+                        metrics.SINK_BATCH_SECONDS,
+                        len(messages),
+                        started,
+                    )
                 if time.monotonic() - last_report > 10:
                     last_report = time.monotonic()
                     log.info("sink progress", **dict(self.totals))
         finally:
+            if served is not None:
+                await served.close()
             await consumer.stop()
             await self.producer.stop()
             await self.engine.dispose()
