@@ -35,6 +35,7 @@ from aiohttp.helpers import ceil_timeout
 from cryptography import x509
 from yarl import URL
 
+from sitewatch import metrics
 from sitewatch.streams.enums import CheckType, ErrorKind, RedirectPolicy, Role
 from sitewatch.streams.records import SiteRecord, Timings, VerifyRequest
 
@@ -344,6 +345,11 @@ class Checker:
 
     async def run(self, spec: CheckSpec, checks: Iterable[CheckType]) -> list[Observation]:
         """Run `checks` for `spec`; one observation per check (tls_expiry: https only)."""
+        observations = await self._run(spec, checks)
+        metrics.observe_checks(observations)
+        return observations
+
+    async def _run(self, spec: CheckSpec, checks: Iterable[CheckType]) -> list[Observation]:
         wanted = list(dict.fromkeys(checks))
         try:
             target = self.validate(spec)

@@ -18,6 +18,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
+from sitewatch import metrics
 from sitewatch.settings import Settings
 from sitewatch.streams import deadletter, records
 from sitewatch.streams.broker import resolve_flavor
@@ -30,6 +31,23 @@ from .checks import Checker, CheckSpec
 from .schedule import SiteTable
 
 log = structlog.get_logger(__name__)
+
+#: `Probe.stats` key -> (metric, help)
+STATS_METRICS = {
+    "site_records": ("sitewatch_probe_site_records_total", "Records of sites consumed"),
+    "deleted": ("sitewatch_probe_site_deletions_total", "Tombstones of sites consumed"),
+    "dead_lettered": ("sitewatch_probe_dead_letters_total", "Records sent to a dead-letter topic"),
+    "checks": ("sitewatch_probe_site_checks_total", "Sites checked (one round of their checks)"),
+    "failed": (
+        "sitewatch_probe_failing_site_checks_total",
+        "Site checks with a failed availability check (rechecked sooner)",
+    ),
+    "results": ("sitewatch_probe_results_total", "Results published to check-results"),
+    "discarded": (
+        "sitewatch_probe_discarded_site_checks_total",
+        "Site checks whose results were dropped: the site was deleted, paused or moved meanwhile",
+    ),
+}
 
 #: failures of these make the site "failing" and trigger a recheck; tls_expiry does not
 AVAILABILITY = frozenset({CheckType.HTTP, CheckType.TCP, CheckType.DNS})
@@ -206,6 +224,18 @@ async def main(args: argparse.Namespace, conf: Settings) -> int:
     checker = Checker(common.checker_config(args, conf, Role.PRIMARY))
     table = SiteTable(args.jitter, args.max_initial_delay)
     probe = Probe(conf, consumer, producer, checker, args.name, args.concurrency, table)
+    owned = metrics.Stat(
+        "sitewatch_probe_owned_sites",
+        "Sites of the partitions this probe owns",
+        lambda: float(len(table)),
+        gauge=True,
+    )
+    served = await metrics.start(
+        conf,
+        metrics.Process.PROBE,
+        [metrics.counts_stats(probe.stats, STATS_METRICS), metrics.StatsCollector([owned])],
+        metrics.consumer_lag(lambda: consumer),
+    )
     consumer.subscribe([names.sites], listener=_Rebalance(probe))
     await producer.start()
     await consumer.start()
@@ -234,6 +264,8 @@ async def main(args: argparse.Namespace, conf: Settings) -> int:
         await consumer.stop()  # leave the group now: the others take over at once
         await producer.stop()
         await checker.close()
+        if served is not None:
+            await served.close()
         log.info("probe stopped", name=args.name, **dict(probe.stats))
     return code
 

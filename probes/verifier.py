@@ -17,6 +17,7 @@ from collections import Counter
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
+from sitewatch import metrics
 from sitewatch.settings import Settings
 from sitewatch.streams import deadletter, records, timefmt
 from sitewatch.streams.broker import resolve_flavor
@@ -28,6 +29,20 @@ from . import common
 from .checks import Checker, CheckSpec
 
 log = structlog.get_logger(__name__)
+
+#: `Verifier.stats` key -> (metric, help)
+STATS_METRICS = {
+    "requests": ("sitewatch_verifier_requests_total", "Verify requests consumed"),
+    "answers": ("sitewatch_verifier_answers_total", "Answers published to check-results"),
+    "stale": (
+        "sitewatch_verifier_stale_requests_total",
+        "Requests older than --max-age, not answered",
+    ),
+    "dead_lettered": (
+        "sitewatch_verifier_dead_letters_total",
+        "Records sent to a dead-letter topic",
+    ),
+}
 
 
 class Verifier:
@@ -90,6 +105,7 @@ class Verifier:
             msgs = [m for batch in batches.values() for m in batch]
             if not msgs:
                 continue
+            self.stats["requests"] += len(msgs)
             outcomes = await asyncio.gather(*(self.handle(m) for m in msgs), return_exceptions=True)
             for outcome in outcomes:
                 if isinstance(outcome, Exception):
@@ -125,6 +141,12 @@ async def main(args: argparse.Namespace, conf: Settings) -> int:
     verifier = Verifier(
         conf, consumer, producer, checker, args.name, args.concurrency, args.max_age
     )
+    served = await metrics.start(
+        conf,
+        metrics.Process.VERIFIER,
+        [metrics.counts_stats(verifier.stats, STATS_METRICS)],
+        metrics.consumer_lag(lambda: consumer),
+    )
     consumer.subscribe([names.verify_requests])
     await producer.start()
     await consumer.start()
@@ -143,6 +165,8 @@ async def main(args: argparse.Namespace, conf: Settings) -> int:
         await consumer.stop()
         await producer.stop()
         await checker.close()
+        if served is not None:
+            await served.close()
         log.info("verifier stopped", name=args.name, **dict(verifier.stats))
     return code
 
