@@ -38,6 +38,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sitewatch import metrics
 from sitewatch.settings import Settings
 from sitewatch.sink import tables as sink_tables
 from sitewatch.sink.db import make_engine
@@ -143,7 +144,12 @@ class Notifier:
         self._stop = asyncio.Event()
         self._due = asyncio.Event()
         self._in_flight: set[str] = set()
+        self._consumer: AIOKafkaConsumer | None = None
+        #: decision -> how many were made
         self.counts: dict[str, int] = {}
+        #: transitions read from site-events, and those already decided (redelivered)
+        self.read = 0
+        self.redelivered = 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -203,6 +209,7 @@ class Notifier:
         """One transaction: decisions, pending deliveries, offsets. Returns deliveries."""
         relevant: list[tuple[Kind, records.Transition]] = []
         offsets: dict[TopicPartition, int] = {}
+        self.read += sum(len(msgs) for msgs in batch.values())
         for tp, msgs in batch.items():
             for m in msgs:
                 offsets[tp] = m.offset + 1
@@ -250,6 +257,7 @@ class Notifier:
         created = 0
         for kind, tr in relevant:
             if tr.transition_id in seen:
+                self.redelivered += 1
                 continue  # decided before a crash or redelivered: never twice
             seen.add(tr.transition_id)
             at = timefmt.to_ms(tr.at)
@@ -330,6 +338,7 @@ class Notifier:
             auto_offset_reset="earliest",
         )
         await consumer.start()
+        self._consumer = consumer
         try:
             parts = await partitions_of(self.settings.bootstrap_servers, self.topics.site_events)
             tps = [TopicPartition(self.topics.site_events, p) for p in sorted(parts)]
@@ -342,6 +351,7 @@ class Notifier:
                 if batch:
                     await self.decide_batch(batch)
         finally:
+            self._consumer = None
             await consumer.stop()
 
     # -- deliver -----------------------------------------------------------------------
@@ -418,6 +428,7 @@ class Notifier:
                 signing.DELIVERY_HEADER: row.id,
                 signing.EVENT_HEADER: EVENT_TYPE[Kind(row.kind)],
             }
+            started = time.perf_counter()
             try:
                 async with session.post(row.url, data=body, headers=headers) as resp:
                     status = resp.status
@@ -426,6 +437,7 @@ class Notifier:
                         error = f"HTTP {status}"
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 error = f"{type(exc).__name__}: {exc}"[:1000]
+            metrics.DELIVERY_SECONDS.observe(time.perf_counter() - started)
             await self._record(row.id, attempt, status, error)
         except Exception:
             log.exception("delivery bookkeeping failed; retried at its next attempt", id=row.id)
@@ -440,12 +452,15 @@ class Notifier:
         if error is None:
             values.update(state=DeliveryState.SENT.value, sent_at=timefmt.to_datetime(now))
             values["next_attempt_at"] = None
+            outcome = metrics.DeliveryOutcome.SENT
         else:
             delay = retry_delay_s(attempt, self.scale)
             if delay is None:
                 values.update(state=DeliveryState.FAILED.value, next_attempt_at=None)
+                outcome = metrics.DeliveryOutcome.GAVE_UP
                 log.warning("webhook delivery gave up", id=did, attempts=attempt, error=error)
             else:
+                outcome = metrics.DeliveryOutcome.RETRY
                 values["next_attempt_at"] = timefmt.to_datetime(now + int(delay * 1000))
                 log.info(
                     "webhook delivery failed, will retry", id=did, attempt=attempt, error=error
@@ -454,12 +469,36 @@ class Notifier:
             await conn.execute(
                 sa.update(d).where(d.c.id == did, d.c.attempts == attempt).values(**values)
             )
+        metrics.DELIVERIES.labels(outcome.value).inc()
         if error is None:
             log.info("webhook delivered", id=did, attempt=attempt, status=status)
         else:
             self._due.set()
 
     # -- run -----------------------------------------------------------------------------
+
+    def stats_collector(self) -> metrics.StatsCollector:
+        """The notifier's own counters, read at scrape time."""
+        return metrics.StatsCollector(
+            [
+                metrics.Stat(
+                    "sitewatch_notifier_transitions_total",
+                    "Transitions read from site-events",
+                    lambda: float(self.read),
+                ),
+                metrics.Stat(
+                    "sitewatch_notifier_redeliveries_total",
+                    "Transitions read again that were already decided: no-ops",
+                    lambda: float(self.redelivered),
+                ),
+                metrics.Stat(
+                    "sitewatch_notifier_decisions_total",
+                    "Notification decisions (downs and recoveries) by decision",
+                    lambda: {d.value: float(self.counts.get(d.value, 0)) for d in Decision},
+                    label="decision",
+                ),
+            ]
+        )
 
     async def run(self) -> int:
         self.settings = await resolve_flavor(self.settings)
@@ -468,6 +507,12 @@ class Notifier:
             self.topics,
             self.settings.partitions,
             topics=[Topic.SITE_EVENTS],
+        )
+        served = await metrics.start(
+            self.settings,
+            metrics.Process.NOTIFIER,
+            [self.stats_collector()],
+            metrics.consumer_lag(lambda: self._consumer),
         )
         tasks = [
             asyncio.create_task(self.consume(), name="consume"),
@@ -485,6 +530,8 @@ class Notifier:
             self.stop()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.engine.dispose()
+            if served is not None:
+                await served.close()
 
 
 def _utc(moment: datetime) -> datetime:
