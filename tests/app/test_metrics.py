@@ -31,6 +31,7 @@ from sitewatch.streams.enums import CheckType
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import TopicNames
 from tests.kafka_util import SITEWATCH, RunningBroker, produce, spawn, stop
+from tests.notify.receiver import Receiver, serve
 from tests.notify.test_notify import outage
 from tests.sink.conftest import drop_mysql_db, new_mysql_db
 
@@ -425,20 +426,11 @@ async def test_notifier_metrics_count_decisions_and_webhook_deliveries_by_outcom
         "SITEWATCH_NOTIFY_RETRY_SCALE": "0.01",
         "SITEWATCH_NOTIFY_TIMEOUT_S": "3",
     }
-    got: list[bytes] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        got.append(await request.read())
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    good = Receiver(secret="s3cret")
+    broken = Receiver(secret="s3cret", always_fail=True)  # 503: retried later
+    runners = await serve(good, broken)
     try:
-        for url in (f"http://127.0.0.1:{port}/hook", closed_url()):
+        for url in (good.url, broken.url):
             await asyncio.to_thread(
                 subprocess.run,
                 [SITEWATCH, "webhooks", "add", url, "--secret", "s3cret"],
@@ -466,8 +458,9 @@ async def test_notifier_metrics_count_decisions_and_webhook_deliveries_by_outcom
             "deliveries to both subscriptions",
         )
     finally:
-        await runner.cleanup()
-    assert len(got) == 2
+        for runner in runners:
+            await runner.cleanup()
+    assert len(good.got) == 2 and good.bad_signatures == 0
     assert total(after, "sitewatch_notifier_transitions_total") == 4
     assert total(after, "sitewatch_notifier_redeliveries_total") == 1
     assert total(after, "sitewatch_notifier_decisions_total", decision="notify") == 2
