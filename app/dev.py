@@ -597,9 +597,16 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
             ),
             Child("notify", Role.NOTIFY, ["notify", "--from-beginning"], logs / "notify.log"),
         ]
-        for child in children:
-            await spawn(child, env)
-            say(f"started  {child.name} pid={child.pid} log={child.log}")
+        for i, child in enumerate(children):
+            child_env, metrics_at = env, ""
+            if conf.metrics_address is not None:
+                # one address each (all on one host): from the configured port upwards
+                host, port = conf.metrics_address
+                metrics_at = f"[{host}]:{port + i}" if ":" in host else f"{host}:{port + i}"
+                child_env = {**env, "SITEWATCH_METRICS_LISTEN": metrics_at}
+            await spawn(child, child_env)
+            metrics_note = f" metrics=http://{metrics_at}/metrics" if metrics_at else ""
+            say(f"started  {child.name} pid={child.pid} log={child.log}{metrics_note}")
 
         def on_transition(tr: Any) -> None:
             view.apply(tr)
