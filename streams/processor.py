@@ -20,7 +20,7 @@ from typing import Final, NamedTuple, Protocol
 import structlog
 
 from . import lifecycle, records
-from .deadletter import dead_letter_for
+from .deadletter import ConsumedRecord, dead_letter_for
 from .state import Config, Parked, SiteConfig, SiteState, dump_state, load_state
 
 log = structlog.get_logger(__name__)
@@ -32,27 +32,28 @@ MAX_PARKED: Final = 1000
 
 
 class Message(NamedTuple):
+    """A consumed record as replay and the tests build them (the worker passes Faust's
+    own messages: anything with these attributes is a `ConsumedRecord`)."""
+
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    #: the shell's own handle on the message (a Faust event), passed back to stores
-    handle: object = None
 
 
 class StateStore(Protocol):
-    def get(self, key: bytes, msg: Message) -> bytes | None: ...
+    def get(self, key: bytes, msg: ConsumedRecord) -> bytes | None: ...
 
-    def put(self, key: bytes, value: bytes, msg: Message) -> None: ...
+    def put(self, key: bytes, value: bytes, msg: ConsumedRecord) -> None: ...
 
 
 class SettingsStore(Protocol):
     """Raw `sites` values by key: None never seen, DELETED after a tombstone."""
 
-    def get(self, key: bytes, msg: Message) -> bytes | None: ...
+    def get(self, key: bytes, msg: ConsumedRecord) -> bytes | None: ...
 
-    def put(self, key: bytes, value: bytes, msg: Message) -> None: ...
+    def put(self, key: bytes, value: bytes, msg: ConsumedRecord) -> None: ...
 
 
 class Keyed(NamedTuple):
@@ -88,7 +89,7 @@ class _Batch:
 
     def __init__(self) -> None:
         self.states: dict[bytes, SiteState | None] = {}
-        self.dirty: dict[bytes, Message] = {}
+        self.dirty: dict[bytes, ConsumedRecord] = {}
         self.out = Output()
 
 
@@ -117,7 +118,7 @@ class Processor:
 
     # -- public ----------------------------------------------------------------------
 
-    def process(self, batch: Sequence[Message], now_ms: int) -> Output:
+    def process(self, batch: Sequence[ConsumedRecord], now_ms: int) -> Output:
         """Apply a batch in order; `now_ms` only stamps dead letters."""
         b = _Batch()
         newest: dict[int, lifecycle.Input] = {}
@@ -180,7 +181,7 @@ class Processor:
 
     # -- steps -----------------------------------------------------------------------
 
-    def _site_record(self, msg: Message, b: _Batch, now_ms: int) -> None:
+    def _site_record(self, msg: ConsumedRecord, b: _Batch, now_ms: int) -> None:
         key = msg.key
         try:
             if key is None:
@@ -202,14 +203,12 @@ class Processor:
             parked, state.parked = state.parked, []
             b.dirty[key] = msg
             for item in parked:
-                held = Message(
-                    self.results_topic, msg.partition, item.position, key, item.value, msg.handle
-                )
+                held = Message(self.results_topic, msg.partition, item.position, key, item.value)
                 inp = records.input_decoder.decode(item.value)
                 assert not isinstance(inp, records.Tick)
                 self._apply(key, inp.site_id, inp, held, value, b)
 
-    def _tick(self, tick: records.Tick, msg: Message, b: _Batch) -> None:
+    def _tick(self, tick: records.Tick, msg: ConsumedRecord, b: _Batch) -> None:
         self.stats.ticks += 1
         at = lifecycle.input_time(tick)
         if at > self.stream_time.get(msg.partition, -1):
@@ -223,7 +222,7 @@ class Processor:
             raw = self.settings.get(key, msg)
             self._apply(key, int(key), tick, msg, DELETED if raw is None else raw, b)
 
-    def _load(self, key: bytes, msg: Message, b: _Batch) -> SiteState | None:
+    def _load(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> SiteState | None:
         if key in b.states:
             return b.states[key]
         raw = self.states.get(key, msg)
@@ -231,11 +230,11 @@ class Processor:
         b.states[key] = state
         return state
 
-    def _has_parked(self, key: bytes, msg: Message, b: _Batch) -> bool:
+    def _has_parked(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> bool:
         state = self._load(key, msg, b)
         return state is not None and bool(state.parked)
 
-    def _park(self, key: bytes, msg: Message, b: _Batch) -> None:
+    def _park(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> None:
         state = self._load(key, msg, b)
         if state is None:
             state = b.states[key] = SiteState()
@@ -255,7 +254,7 @@ class Processor:
         key: bytes,
         site_id: int,
         inp: lifecycle.Input,
-        msg: Message,
+        msg: ConsumedRecord,
         raw_settings: bytes,
         b: _Batch,
     ) -> None:
@@ -284,7 +283,7 @@ class Processor:
         elif key in self.deadlines:
             del self.deadlines[key]
 
-    def _dead_letter(self, out: Output, msg: Message, error: str, now_ms: int) -> None:
+    def _dead_letter(self, out: Output, msg: ConsumedRecord, error: str, now_ms: int) -> None:
         self.stats.dead_letters += 1
         out.dead_letters.append((msg.key, dead_letter_for(msg, error, self.consumer, now_ms)))
 
@@ -295,8 +294,8 @@ class MemoryStore:
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
 
-    def get(self, key: bytes, msg: Message) -> bytes | None:
+    def get(self, key: bytes, msg: ConsumedRecord) -> bytes | None:
         return self.data.get(key)
 
-    def put(self, key: bytes, value: bytes, msg: Message) -> None:
+    def put(self, key: bytes, value: bytes, msg: ConsumedRecord) -> None:
         self.data[key] = value

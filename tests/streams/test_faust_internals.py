@@ -1,0 +1,72 @@
+"""The faust-streaming internals `streams/faust_batching.py` relies on are still there.
+
+The worker replaces Faust's per-message drain loop and writes tables a batch at a time
+through the store's own recovery path. Both lean on names that are not Faust's public
+API; this test fails first when an upgrade moves them (pyproject pins `<0.16`).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import faust
+from faust.stores import rocksdb as faust_rocksdb
+from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from sitewatch.streams.faust_batching import OFFSET_KEY, BatchConsumer, BatchTransport
+
+
+def test_faust_version_is_the_pinned_line() -> None:
+    major, minor, *_ = (int(p) for p in faust.__version__.split(".")[:3])
+    assert (major, minor) == (0, 15), faust.__version__
+
+
+def test_drain_loop_we_replace_is_the_one_we_copied() -> None:
+    """Our `_drain_messages` keeps Faust's bookkeeping: the same names must exist there."""
+    source = inspect.getsource(faust_consumer.Consumer._drain_messages)
+    for name in (
+        "self._read_offset",
+        "self._add_gap",
+        "self._commit_every",
+        "self._n_acked",
+        "self.getmany",
+        "acks_enabled_for",
+        "wait_first(",  # the per-message race we remove
+        "consumer_stopped_errors",
+    ):
+        assert name in source, f"Consumer._drain_messages no longer uses {name}"
+    ours = inspect.getsource(BatchConsumer._drain_messages)
+    assert "wait_first" not in ours
+
+
+def test_consumer_bookkeeping_names_exist() -> None:
+    init = inspect.getsource(faust_consumer.Consumer.__init__)
+    for attr in ("_unacked_messages", "_read_offset", "_commit_every"):
+        assert f"self.{attr}" in init, attr
+    assert "self._n_acked += 1" in inspect.getsource(faust_consumer.Consumer.ack)
+    assert "self._unacked_messages" in inspect.getsource(faust_consumer.Consumer.wait_empty)
+    assert callable(faust_consumer.Consumer.ack)
+    assert issubclass(BatchConsumer, faust_aiokafka.Consumer)
+    assert BatchTransport.Consumer is BatchConsumer
+
+
+def test_store_paths_we_write_through_exist() -> None:
+    store = faust_rocksdb.Store
+    assert list(inspect.signature(store.apply_changelog_batch).parameters) == [
+        "self",
+        "batch",
+        "to_key",
+        "to_value",
+    ]
+    source = inspect.getsource(store.apply_changelog_batch)
+    for name in (
+        "event.message.tp",
+        "msg.partition",
+        "msg.key",
+        "msg.value",
+        "set_persisted_offset",
+    ):
+        assert name in source, name
+    assert callable(store._db_for_partition)
+    assert store.offset_key == OFFSET_KEY
