@@ -14,10 +14,10 @@ of acknowledged offsets. Two pieces change:
   commits and flow control, and tracks the batch as unacknowledged so that a rebalance
   waits for it (`Consumer.wait_empty`) before partitions move.
 - `TableRows` reads a table's partition store directly and writes a batch of rows the
-  way Faust's own recovery does: changelog records first (sent by the caller with the
-  batch's outputs, confirmed by the broker), then `Store.apply_changelog_batch`, which
-  writes RocksDB in one write batch per partition and records the changelog offset that
-  recovery resumes from.
+  way Faust's own recovery does (`Store.apply_changelog_batch`): changelog records first
+  (sent by the caller with the batch's outputs, confirmed by the broker), then one
+  RocksDB write batch per partition and the changelog offset that recovery resumes from
+  (`Store.set_persisted_offset`).
 
 These rely on internals of faust-streaming 0.15 (pinned `>=0.15.3,<0.16`);
 `tests/streams/test_faust_internals.py` fails if any of them changes.
@@ -30,11 +30,32 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, NamedTuple, cast
 from weakref import WeakSet
 
+import rocksdict
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
-#: what a batch callback receives: Faust's consumer messages, in fetch order
-OnBatch = Callable[[list[Any]], Awaitable[None]]
+
+class InFlight:
+    """Stands for a whole fetched batch among Faust's unacknowledged messages, so that a
+    rebalance waits for it as for a message (one weak reference, not one per record)."""
+
+    __slots__ = ("__weakref__", "acked", "refcount")
+
+    def __init__(self) -> None:
+        self.acked = False
+        self.refcount = 1  # what wait_empty prints while it waits
+
+
+class Fetched(NamedTuple):
+    """A fetched batch of the agent's topics: Faust's consumer messages, in fetch order."""
+
+    messages: list[Any]
+    token: InFlight
+
+
+OnBatch = Callable[[Fetched], Awaitable[None]]
 
 #: Faust keeps each partition store's changelog position under this key
 OFFSET_KEY = b"__faust\x00offset__"
@@ -67,6 +88,7 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                     if r_offset is None or offset >= r_offset:
                         gap = offset - (r_offset or 0)
                         if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                            self.log.warning("GAPDEBUG %r %r %r", tp, r_offset, offset)
                             await self._add_gap(tp, r_offset + 1, offset)
                         read_offset[tp] = offset
                         if message.topic in batch_topics:
@@ -80,11 +102,11 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                 if commit_every is not None and self._n_acked >= commit_every:
                     self._n_acked = 0
                     await self.commit()
-                # a rebalance waits for these (wait_empty) before partitions move on
-                unacked = cast("WeakSet[Any]", self._unacked_messages)
-                unacked.update(batch)
+                # a rebalance waits for it (wait_empty) before partitions move on
+                token = InFlight()
+                cast("WeakSet[Any]", self._unacked_messages).add(token)
                 assert self.on_batch is not None, "BatchConsumer needs on_batch"
-                await self.on_batch(batch)
+                await self.on_batch(Fetched(batch, token))
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
@@ -94,15 +116,34 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                 return
             raise
 
-    def ack_all(self, messages: Sequence[Any]) -> None:
-        """Acknowledge a processed batch: Faust commits unbroken runs of acked offsets."""
-        ack = self.ack
-        for message in messages:
-            ack(message)
+    def ack_all(self, fetched: Fetched) -> None:
+        """Acknowledge a processed batch: Faust commits unbroken runs of acked offsets.
 
-    def forget(self, messages: Sequence[Any]) -> None:
-        """Drop messages that will not be processed here (their partition moved)."""
-        cast("WeakSet[Any]", self._unacked_messages).difference_update(messages)
+        What `Consumer.ack` does for one message, done for the batch by partition.
+        """
+        by_tp: dict[TP, list[int]] = {}
+        for message in fetched.messages:
+            offsets = by_tp.get(message.tp)
+            if offsets is None:
+                offsets = by_tp[message.tp] = []
+            offsets.append(message.offset)
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        with ack_lock:
+            token = fetched.token
+            token.acked = True
+            cast("WeakSet[Any]", self._unacked_messages).discard(token)
+            for tp, offsets in by_tp.items():
+                if not acks_enabled_for(tp.topic):
+                    continue
+                committed = self._committed_offset[tp]
+                index = self._acked_index[tp]
+                fresh = [
+                    o for o in offsets if (committed is None or o >= committed) and o not in index
+                ]
+                index.update(fresh)
+                self._acked[tp].extend(fresh)
+                self._n_acked += len(fresh)
+            notify(self._waiting_for_ack)  # a rebalance may wait for this batch
 
 
 class BatchTransport(faust_aiokafka.Transport):  # type: ignore[misc]
@@ -111,31 +152,19 @@ class BatchTransport(faust_aiokafka.Transport):  # type: ignore[misc]
     Consumer = BatchConsumer
 
 
-class _Row(NamedTuple):
-    """A changelog record as `Store.apply_changelog_batch` reads it (event.message.*)."""
-
-    tp: TP
-    partition: int
-    offset: int
-    key: bytes
-    value: bytes | None
-
-
-class _Written(NamedTuple):
-    message: _Row
-
-
 class TableRows:
     """One Faust table as raw rows by partition, written a batch at a time.
 
     `get` sees the batch's own pending writes first. `take()` hands the pending rows to
     the caller, who sends them to `changelog` with the batch's outputs; once the broker
-    confirmed them, `applied()` writes them to the local store.
+    confirmed them, `applied()` writes them to the partition's store in one write batch
+    and records the changelog offset that Faust's recovery resumes from.
     """
 
     def __init__(self, table: Any) -> None:
         self.table = table
-        self.pending: dict[tuple[int, bytes], bytes | None] = {}
+        #: key -> (partition, value or None for a delete); a site key has one partition
+        self.pending: dict[bytes, tuple[int, bytes | None]] = {}
 
     @property
     def changelog(self) -> str:
@@ -146,31 +175,35 @@ class TableRows:
         return self.table.data._db_for_partition(partition)
 
     def get(self, partition: int, key: bytes) -> bytes | None:
-        pending = self.pending
-        if pending:
-            hit = pending.get((partition, key), self)
-            if hit is not self:
-                return cast("bytes | None", hit)
+        hit = self.pending.get(key)
+        if hit is not None:
+            return hit[1]
         value: bytes | None = self._db(partition).get(key)
         return value
 
     def put(self, partition: int, key: bytes, value: bytes | None) -> None:
-        self.pending[(partition, key)] = value
+        self.pending[key] = (partition, value)
 
-    def take(self) -> dict[tuple[int, bytes], bytes | None]:
-        rows, self.pending = self.pending, {}
+    def take(self) -> dict[int, list[tuple[bytes, bytes | None]]]:
+        """The pending rows by partition, in the order they were first written."""
+        rows: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        for key, (partition, value) in self.pending.items():
+            rows.setdefault(partition, []).append((key, value))
+        self.pending = {}
         return rows
 
-    def applied(self, written: Sequence[tuple[int, bytes, bytes | None, int]]) -> None:
-        """Rows the changelog confirmed, as (partition, key, value, changelog offset)."""
-        if not written:
-            return
-        topic = self.changelog
-        self.table.data.apply_changelog_batch(
-            [_Written(_Row(TP(topic, p), p, off, key, value)) for p, key, value, off in written],
-            to_key=None,
-            to_value=None,
-        )
+    def applied(
+        self, partition: int, rows: Sequence[tuple[bytes, bytes | None]], last_offset: int
+    ) -> None:
+        """Rows the changelog confirmed up to `last_offset`: into the local store."""
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key, value in rows:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        self._db(partition).write(batch)
+        self.table.data.set_persisted_offset(TP(self.changelog, partition), last_offset)
 
     def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         """Every stored row of one partition (not the pending ones)."""

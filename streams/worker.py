@@ -22,7 +22,6 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from sitewatch.settings import Settings
 from . import records, timefmt
 from .broker import group_timeouts, resolve_flavor
 from .deadletter import ConsumedRecord, log_dead_letter
-from .faust_batching import BatchConsumer, BatchTransport, TableRows
+from .faust_batching import BatchConsumer, BatchTransport, Fetched, TableRows
 from .kafka_admin import ensure_topics
 from .processor import Processor
 from .state import Config
@@ -69,6 +68,32 @@ class RowStore:
 
     def put(self, key: bytes, value: bytes, msg: ConsumedRecord) -> None:
         self.rows.put(msg.partition, key, value)
+
+
+async def _send_rows(
+    producer: AIOKafkaProducer,
+    rows: TableRows,
+    partition: int,
+    items: list[tuple[bytes, bytes | None]],
+) -> list[tuple[TableRows, int, list[tuple[bytes, bytes | None]], Any]]:
+    """Send table rows to their changelog partition as producer batches; each entry
+    holds the rows of one batch and the future of its base offset."""
+    sent = []
+    start = 0
+    while start < len(items):
+        batch = producer.create_batch()
+        end = start
+        while end < len(items):
+            key, value = items[end]
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                break  # full: the rest goes in the next one
+            end += 1
+        if end == start:
+            raise ValueError(f"a {rows.changelog} row does not fit in a producer batch")
+        fut = await producer.send_batch(batch, rows.changelog, partition=partition)
+        sent.append((rows, partition, items[start:end], fut))
+        start = end
+    return sent
 
 
 class Worker:
@@ -109,7 +134,7 @@ class Worker:
             sites_topic=names.sites,
             consumer=f"{conf.topic_prefix}worker",
         )
-        self.queue: asyncio.Queue[list[Any]] = asyncio.Queue(QUEUED_BATCHES)
+        self.queue: asyncio.Queue[Fetched] = asyncio.Queue(QUEUED_BATCHES)
         self.producer: AIOKafkaProducer | None = None
         #: input partitions whose timers are indexed
         self.indexed: set[int] = set()
@@ -198,21 +223,21 @@ class Worker:
             pending=len(self.processor.deadlines),
         )
 
-    async def handle_batch(self, batch: Sequence[Any]) -> None:
+    async def handle_batch(self, fetched: Fetched) -> None:
         """Process one fetched batch; acknowledge it once all it caused is durable."""
         started = time.perf_counter()
+        batch = fetched.messages
         self.assign()
         out = self.processor.process(batch, time.time_ns() // 1_000_000)
         producer = self.producer
         assert producer is not None
-        send = producer.send
-        changelog: list[tuple[TableRows, int, bytes, bytes | None, Any]] = []
+        # changelog rows: one producer batch per partition (their partition is known)
+        changelog: list[tuple[TableRows, int, list[tuple[bytes, bytes | None]], Any]] = []
         for rows in (self.state_rows, self.settings_rows):
-            topic = rows.changelog
-            for (part, key), row in rows.take().items():
-                fut = await send(topic, row, key=key, partition=part)
-                changelog.append((rows, part, key, row, fut))
+            for part, items in rows.take().items():
+                changelog += await _send_rows(producer, rows, part, items)
         pending = [fut for *_, fut in changelog]
+        send = producer.send
         for key, value in out.transitions:
             pending.append(await send(self.names.site_events, value, key=key))
         for key, value in out.verify_requests:
@@ -224,11 +249,9 @@ class Worker:
         if pending:
             await asyncio.gather(*pending)
         # durable in Kafka: now the local store, then the acknowledgement
-        for rows in (self.state_rows, self.settings_rows):
-            rows.applied(
-                [(p, k, v, fut.result().offset) for r, p, k, v, fut in changelog if r is rows]
-            )
-        self.consumer.ack_all(batch)
+        for rows, part, items, fut in changelog:
+            rows.applied(part, items, fut.result().offset + len(items) - 1)
+        self.consumer.ack_all(fetched)
         mono = time.monotonic()
         anchors = self.anchors
         for part, stream_ms in self.processor.stream_time.items():

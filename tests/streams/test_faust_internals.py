@@ -13,6 +13,7 @@ import faust
 from faust.stores import rocksdb as faust_rocksdb
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import tuples as faust_tuples
 
 from sitewatch.streams.faust_batching import OFFSET_KEY, BatchConsumer, BatchTransport
 
@@ -44,7 +45,18 @@ def test_consumer_bookkeeping_names_exist() -> None:
     init = inspect.getsource(faust_consumer.Consumer.__init__)
     for attr in ("_unacked_messages", "_read_offset", "_commit_every"):
         assert f"self.{attr}" in init, attr
-    assert "self._n_acked += 1" in inspect.getsource(faust_consumer.Consumer.ack)
+    ack = inspect.getsource(faust_consumer.Consumer.ack)
+    for name in (
+        "with ack_lock:",
+        "self._committed_offset[tp]",
+        "self._acked_index[tp]",
+        "self._acked[tp]",
+        "self._n_acked += 1",
+        "self._unacked_messages.discard(message)",
+        "notify(self._waiting_for_ack)",
+    ):
+        assert name in ack, f"Consumer.ack no longer does {name} (BatchConsumer.ack_all copies it)"
+    assert faust_consumer.ack_lock is faust_tuples.ack_lock
     assert "self._unacked_messages" in inspect.getsource(faust_consumer.Consumer.wait_empty)
     assert callable(faust_consumer.Consumer.ack)
     assert issubclass(BatchConsumer, faust_aiokafka.Consumer)
@@ -52,21 +64,20 @@ def test_consumer_bookkeeping_names_exist() -> None:
 
 
 def test_store_paths_we_write_through_exist() -> None:
+    """TableRows writes as `Store.apply_changelog_batch` does: a rocksdict write batch
+    per partition database, then `set_persisted_offset` of the changelog partition."""
     store = faust_rocksdb.Store
-    assert list(inspect.signature(store.apply_changelog_batch).parameters) == [
-        "self",
-        "batch",
-        "to_key",
-        "to_value",
-    ]
     source = inspect.getsource(store.apply_changelog_batch)
     for name in (
-        "event.message.tp",
-        "msg.partition",
-        "msg.key",
-        "msg.value",
-        "set_persisted_offset",
+        "rocksdict.WriteBatch(raw_mode=True)",
+        "self._db_for_partition(partition).write(batch)",
+        "self.set_persisted_offset(tp, offset)",
     ):
         assert name in source, name
-    assert callable(store._db_for_partition)
+    assert list(inspect.signature(store.set_persisted_offset).parameters) == [
+        "self",
+        "tp",
+        "offset",
+    ]
+    assert "self._dbs[partition]" in inspect.getsource(store._db_for_partition)
     assert store.offset_key == OFFSET_KEY
