@@ -28,7 +28,7 @@ from sitewatch.settings import Settings
 
 from . import records, timefmt
 from .broker import group_timeouts
-from .deadletter import log_dead_letter
+from .deadletter import log_dead_letter, log_unsent, message_key
 from .kafka_admin import ensure_topics
 from .processor import Message, Processor
 from .state import Config
@@ -60,6 +60,10 @@ class TableStore:
     def put(self, key: bytes, value: bytes, msg: Message) -> None:
         _bind(msg.handle)
         self.table[key] = value
+
+    def delete(self, key: bytes, msg: Message) -> None:
+        _bind(msg.handle)
+        self.table.pop(key, None)  # a tombstone on the changelog
 
 
 def create_app(conf: Settings, partitions: int) -> faust.App:
@@ -144,10 +148,20 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
         )
 
     async def send_letter(key: bytes | None, letter: records.DeadLetter) -> Any:
+        """The send's future, or None if it could not even be queued (logged, skipped)."""
         log_dead_letter(letter)
-        return await app.producer.send(
-            names.dead_letter(letter.topic), key, records.encode(letter), None, None, None
-        )
+        try:
+            return await app.producer.send(
+                names.dead_letter(letter.topic),
+                message_key(key),
+                records.encode(letter),
+                None,
+                None,
+                None,
+            )
+        except Exception as exc:
+            log_unsent(letter, exc)
+            return None
 
     async def publish(out_topic: str, rows: Sequence[tuple[bytes, bytes]]) -> list[Any]:
         return [
@@ -180,11 +194,16 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
             out = processor.process(batch, now_ms())
             pending = await publish(names.site_events, out.transitions)
             pending += await publish(names.verify_requests, out.verify_requests)
-            for key, letter in out.dead_letters:
-                pending.append(await send_letter(key, letter))
+            letters = [(letter, await send_letter(key, letter)) for key, letter in out.dead_letters]
             # Offsets are acked (and later committed) only once outputs are durable.
             if pending:
                 await asyncio.gather(*pending)
+            # a dead letter that fails is logged and skipped: it must not stop the worker
+            sent = [(letter, fut) for letter, fut in letters if fut is not None]
+            outcomes = await asyncio.gather(*(fut for _, fut in sent), return_exceptions=True)
+            for (letter, _), outcome in zip(sent, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    log_unsent(letter, outcome)
             mono = time.monotonic()
             for part, stream_ms in processor.stream_time.items():
                 if part not in anchors or anchors[part][0] != stream_ms:
