@@ -35,7 +35,7 @@ import enum
 import signal
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -251,7 +251,7 @@ class Notifier:
                     )
                 )
 
-    async def decide_batch(self, batch: dict[TopicPartition, Sequence[Any]]) -> int:
+    async def decide_batch(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> int:
         """Decide a polled batch (retried through transient database errors); returns
         the deliveries created. Poison records are dead-lettered, not decided."""
         items: list[tuple[Any, records.Transition | None]] = []
@@ -260,7 +260,10 @@ class Notifier:
                 try:
                     if m.value is None:
                         raise ValueError("null value on site-events")
-                    items.append((m, records.decode_transition(m.value)))
+                    tr = records.decode_transition(m.value)
+                    if m.key is not None and m.key != records.site_key(tr.site_id):
+                        raise ValueError(f"key does not match site_id {tr.site_id}")
+                    items.append((m, tr))
                 except Exception as exc:  # any failure to decode is poison, even RecursionError
                     await self._dead_letter(m, _why(exc))
                     items.append((m, None))
