@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     add = sub.add_parser(
         "add",
+        allow_abbrev=False,  # `--secret X` must not be taken for `--secret-file X`
         help="subscribe URL to downs and recoveries",
         description="The HMAC secret comes from --secret-file, else SITEWATCH_WEBHOOK_SECRET, "
         "else a new random one is printed once. Needs SITEWATCH_SECRET_KEY (secrets are "
@@ -52,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="read the HMAC secret from FILE (`-`: stdin); trailing newlines are dropped",
     )
     add.add_argument("--site", type=int, help="only this site (default: every site)")
+    # the old way, refused with a pointer to the new ones (`ps` shows a command line)
+    add.add_argument("--secret", dest="secret_on_argv", help=argparse.SUPPRESS)
     sub.add_parser("list", help="list subscriptions (secrets never shown)")
     rm = sub.add_parser("remove", help="delete a subscription and its pending deliveries")
     rm.add_argument("id", type=int)
@@ -62,6 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_secret(args: argparse.Namespace, settings: Settings) -> tuple[str, bool]:
     """(secret, generated)."""
+    if args.secret_on_argv is not None:
+        raise WebhookError(
+            "--secret is gone: a command line is visible to every user of the machine; "
+            "use --secret-file FILE (`-`: stdin) or SITEWATCH_WEBHOOK_SECRET"
+        )
     if args.secret_file:
         try:
             if args.secret_file == "-":

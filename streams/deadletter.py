@@ -104,14 +104,19 @@ def redact(value: bytes) -> tuple[bytes, bool]:
 
 
 def _text_of(data: bytes, truncated: bool) -> tuple[str, str]:
-    """(text, encoding): UTF-8 when it is (a character cut by the prefix dropped), else
+    """(text, encoding): UTF-8 when it is (a character cut by the prefix dropped) and
+    JSON-escaping it costs no more than base64 would (control bytes cost 6 each), else
     base64."""
+    packed = base64.b64encode(data).decode("ascii")
     try:
-        return data.decode("utf-8"), "utf-8"
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if truncated and exc.reason == "unexpected end of data":
-            return data[: exc.start].decode("utf-8"), "utf-8"
-        return base64.b64encode(data).decode("ascii"), "base64"
+        if not (truncated and exc.reason == "unexpected end of data"):
+            return packed, "base64"
+        text = data[: exc.start].decode("utf-8")
+    if len(msgspec.json.encode(text)) > len(packed) + 2:
+        return packed, "base64"
+    return text, "utf-8"
 
 
 def make_dead_letter(
