@@ -125,8 +125,9 @@ class Settings(BaseSettings):
     def _check_verifiers(cls, value: str) -> str:
         names = [v.strip() for v in value.split(",") if v.strip()]
         for name in names:
-            if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
-                raise ValueError(f"bad verifier name {name!r}")
+            # a verifier's name ends up in `source` (`verifier:<name>`, 255 characters)
+            if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", name):
+                raise ValueError(f"bad verifier name {name[:80]!r} (1-64 of A-Z a-z 0-9 . _ -)")
         return ",".join(names)
 
     @field_validator("secret_key")

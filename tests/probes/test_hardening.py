@@ -255,3 +255,14 @@ def test_special_purpose_addresses_are_denied(address: str) -> None:
 )
 def test_public_addresses_are_allowed(address: str) -> None:
     assert not is_blocked(address)
+
+
+def test_verifier_names_longer_than_source_allows_are_refused_at_start() -> None:
+    from pydantic import ValidationError
+
+    from sitewatch.probes.common import valid_name
+    from sitewatch.settings import Settings
+
+    assert valid_name("eu-west.1") and not valid_name("v" * 65) and not valid_name("a b")
+    with pytest.raises(ValidationError, match="bad verifier name"):
+        Settings(verifiers="eu," + "v" * 65)
