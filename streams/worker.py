@@ -239,6 +239,7 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
             sites=s.sites,
             parked=s.parked,
             dropped_parked=s.dropped_parked,
+            purged=s.purged,
             pending_timers=len(processor.deadlines),
         )
 
