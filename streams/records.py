@@ -243,11 +243,8 @@ class Transition(Record, kw_only=True):
     cause_event_id: EventId | None = None
     at: Timestamp
     source: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    #: nested at most MAX_METADATA_DEPTH deep (checked by `decode_transition`)
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.metadata and _depth(self.metadata) > MAX_METADATA_DEPTH:
-            raise ValueError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
 
 
 def _depth(value: Any) -> int:
@@ -352,8 +349,15 @@ def decode_verify_request(value: bytes) -> VerifyRequest:
 
 
 def decode_transition(value: bytes) -> Transition:
+    """A transition from a topic; metadata deeper than the database takes is refused here
+    (the core's own transitions, decoded from its outbox, need no such check)."""
     check_size(value, MAX_TRANSITION_BYTES)
-    return transition_decoder.decode(value)
+    tr = transition_decoder.decode(value)
+    if tr.metadata and _depth(tr.metadata) > MAX_METADATA_DEPTH:
+        raise msgspec.ValidationError(
+            f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels - at `$.metadata`"
+        )
+    return tr
 
 
 DecodeError = msgspec.DecodeError
