@@ -187,8 +187,17 @@ def mutated(draw: st.DrawFn, topic: str) -> bytes:
     return encoded
 
 
+@st.composite
+def extended(draw: st.DrawFn, topic: str) -> bytes:
+    """A valid record with an unknown field: still valid, and must be processed."""
+    doc: dict[str, Any] = json.loads(records.encode(draw(st.sampled_from(VALID[topic]))))
+    doc[draw(st.sampled_from(["zz", "extra", "x_note"]))] = draw(json_values)
+    return json.dumps(doc).encode()
+
+
 def values(topic: str) -> st.SearchStrategy[bytes | None]:
     return st.one_of(
+        extended(topic),
         st.binary(max_size=200),
         st.text(max_size=100).map(str.encode),
         json_values.map(lambda v: json.dumps(v).encode()),
