@@ -40,8 +40,8 @@ BOOK_WAIT_S = 30.0
 class SiteBook:
     """`sites` as the verifier needs it: the records of sites that have custom headers.
 
-    Poison records are reported through `on_poison` (the verifier dead-letters them);
-    `ready` is set once every partition has been read up to where it ended at start.
+    Poison records are dead-lettered by the verifier, under its own consumer name; `ready`
+    is set once every partition has been read up to where it ended at start.
     """
 
     def __init__(self) -> None:
