@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sitewatch import crypto
 from sitewatch.settings import Settings
 
 #: the two verifier locations of the dev setup (SITEWATCH_VERIFIERS for the worker)
@@ -77,6 +78,8 @@ class Child:
     expected_exit: bool = False
     #: the program; default: this interpreter running the `sitewatch` CLI
     program: list[str] = field(default_factory=lambda: [sys.executable, "-m", "sitewatch.cli"])
+    #: its own environment, when it differs from the other children's
+    env: dict[str, str] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -553,6 +556,8 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
             "SITEWATCH_PARTITIONS": str(conf.partitions),
             "SITEWATCH_TICK_INTERVAL_S": "1",
             "SITEWATCH_LOG_FORMAT": "json",
+            # webhook secrets are stored sealed; a key of this run's own unless one is set
+            "SITEWATCH_SECRET_KEY": os.environ.get("SITEWATCH_SECRET_KEY") or crypto.new_key(),
         }
         if ca is not None:  # the demo fleet lives on loopback, behind its own CA
             env["SITEWATCH_PROBE_ALLOW_PRIVATE"] = "1"
@@ -568,6 +573,9 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
 
         secret = secrets.token_hex(16)
         receiver, hook_url = await start_receiver(secret, on_webhook)
+        # the receiver is ours, on loopback: the notifier may reach it even when probes
+        # may not (`--sites FILE` checks real sites with the address guard on)
+        notify_env = {**env, "SITEWATCH_PROBE_ALLOW_PRIVATE": "1"}
         add = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -575,9 +583,7 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
             "webhooks",
             "add",
             hook_url,
-            "--secret",
-            secret,
-            env=env,
+            env={**notify_env, "SITEWATCH_WEBHOOK_SECRET": secret},
             stdout=asyncio.subprocess.DEVNULL,
         )
         if await add.wait() != 0:
@@ -595,15 +601,21 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
                 Child(f"verifier-{v}", Role.VERIFIER, ["verifier", "--name", v], logs / f"{v}.log")
                 for v in VERIFIERS
             ),
-            Child("notify", Role.NOTIFY, ["notify", "--from-beginning"], logs / "notify.log"),
+            Child(
+                "notify",
+                Role.NOTIFY,
+                ["notify", "--from-beginning"],
+                logs / "notify.log",
+                env=notify_env,
+            ),
         ]
         for i, child in enumerate(children):
-            child_env, metrics_at = env, ""
+            child_env, metrics_at = child.env or env, ""
             if conf.metrics_address is not None:
                 # one address each (all on one host): from the configured port upwards
                 host, port = conf.metrics_address
                 metrics_at = f"[{host}]:{port + i}" if ":" in host else f"{host}:{port + i}"
-                child_env = {**env, "SITEWATCH_METRICS_LISTEN": metrics_at}
+                child_env = {**child_env, "SITEWATCH_METRICS_LISTEN": metrics_at}
             await spawn(child, child_env)
             metrics_note = f" metrics=http://{metrics_at}/metrics" if metrics_at else ""
             say(f"started  {child.name} pid={child.pid} log={child.log}{metrics_note}")

@@ -12,8 +12,10 @@ import re
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from . import crypto
 
 
 class BrokerFlavor(enum.StrEnum):
@@ -83,7 +85,10 @@ class Settings(BaseSettings):
         1.0, gt=0, le=60, description="worker clock ticks on check-results (stream time)"
     )
     auto_timeout_s: int = Field(
-        86_400, ge=60, description="close events with no input for this long (stream time)"
+        86_400,
+        ge=60,
+        le=10 * 365 * 86_400,
+        description="close events with no input for this long (stream time)",
     )
     notify_retry_scale: float = Field(
         1.0,
@@ -96,6 +101,17 @@ class Settings(BaseSettings):
         "",
         description="host:port where a long-running process serves Prometheus /metrics; "
         "empty = off",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Fernet key(s), comma-separated, the first seals: webhook secrets and "
+        "site header values are stored encrypted with it (needed by `webhooks add`, "
+        "`notify`; without it the sink stores header names only)",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="secret for `sitewatch webhooks add` (instead of the command line; "
+        "or `--secret-file`)",
     )
     log_format: str = Field("auto", pattern="^(auto|json|console)$")
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
@@ -139,9 +155,18 @@ class Settings(BaseSettings):
     def _check_verifiers(cls, value: str) -> str:
         names = [v.strip() for v in value.split(",") if v.strip()]
         for name in names:
-            if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
-                raise ValueError(f"bad verifier name {name!r}")
+            # a verifier's name ends up in `source` (`verifier:<name>`, 255 characters)
+            if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", name):
+                raise ValueError(f"bad verifier name {name[:80]!r} (1-64 of A-Z a-z 0-9 . _ -)")
         return ",".join(names)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        crypto.parse_keys(value.get_secret_value())
+        return value
 
     @field_validator("probe_extra_ca")
     @classmethod
@@ -177,6 +202,13 @@ class Settings(BaseSettings):
     def is_tansu(self) -> bool:
         return self.broker_flavor is BrokerFlavor.TANSU
 
+    @cached_property
+    def secret_box(self) -> crypto.SecretBox | None:
+        """Seals and opens secrets at rest; None without SITEWATCH_SECRET_KEY."""
+        if self.secret_key is None:
+            return None
+        return crypto.SecretBox(crypto.parse_keys(self.secret_key.get_secret_value()))
+
 
 def load() -> Settings:
     """Read and validate the environment; raise SettingsError with every problem."""
@@ -186,8 +218,19 @@ def load() -> Settings:
         lines = []
         for err in exc.errors():
             name = "SITEWATCH_" + "_".join(str(p) for p in err["loc"]).upper()
-            lines.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
+            shown = "<hidden>" if name in SECRET_SETTINGS else repr(err.get("input"))
+            lines.append(f"{name}: {err['msg']} (got {shown})")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+#: settings whose values are never printed
+SECRET_SETTINGS = frozenset({"SITEWATCH_SECRET_KEY", "SITEWATCH_WEBHOOK_SECRET"})
+_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*):[^@]*@")
+
+
+def mask_url(url: str) -> str:
+    """A URL with its password replaced by `***` (`sitewatch settings`, logs)."""
+    return _URL_PASSWORD.sub(r"\1:***@", url)
 
 
 def describe() -> list[tuple[str, str, str]]:
@@ -210,5 +253,11 @@ def run(args: object, conf: Settings) -> int:
     current = conf.model_dump()
     for var, default, meaning in describe():
         value = current[var.removeprefix("SITEWATCH_").lower()]
-        print(f"{var:34} default={default!r:24} now={str(value)!r:24} {meaning}")
+        if var in SECRET_SETTINGS:
+            shown = "" if value is None else "<set>"
+        elif var == "SITEWATCH_DATABASE_URL" and value:
+            shown = mask_url(str(value))
+        else:
+            shown = str(value)
+        print(f"{var:34} default={default!r:24} now={shown!r:24} {meaning}")
     return 0

@@ -135,10 +135,13 @@ async def run_worker(
     exe = str(Path(sys.executable).with_name("sitewatch"))
     log = RESULTS / "p1-worker.log"  # kept for a look after the run
     RESULTS.mkdir(exist_ok=True)
-    with open(log, "wb") as out:
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
         proc = await asyncio.create_subprocess_exec(
             exe, "worker", env=env, start_new_session=True, stdout=out, stderr=out
         )
+    finally:
+        os.close(out)
     topic = TopicNames(prefix).check_results
     group = f"{prefix}worker"
     try:

@@ -39,7 +39,14 @@ from sitewatch import metrics
 from sitewatch.streams.enums import CheckType, ErrorKind, RedirectPolicy, Role
 from sitewatch.streams.records import SiteRecord, Timings, VerifyRequest
 
-from .safety import BlockedTargetError, InvalidTargetError, Target, is_blocked, parse_target
+from .safety import (
+    BlockedTargetError,
+    InvalidTargetError,
+    Target,
+    is_blocked,
+    may_send_headers,
+    parse_target,
+)
 
 MAX_REDIRECTS: Final = 10
 KEYWORD_WINDOW: Final = 1 << 20  # the keyword must appear in the first 1 MiB
@@ -61,6 +68,9 @@ class CheckSpec:
     keyword: str | None = None
     redirect_policy: RedirectPolicy = RedirectPolicy.FOLLOW
     custom_headers: dict[str, str] | None = None
+    #: the URL whose origin the custom headers belong to (default: `url`); no request
+    #: to another origin carries them (`safety.may_send_headers`)
+    headers_url: str | None = None
 
     @classmethod
     def from_site(cls, site: SiteRecord) -> CheckSpec:
@@ -74,7 +84,16 @@ class CheckSpec:
         )
 
     @classmethod
-    def from_request(cls, req: VerifyRequest) -> CheckSpec:
+    def from_request(cls, req: VerifyRequest, site: SiteRecord | None = None) -> CheckSpec:
+        """A verify request's check; `site` is the site's own `sites` record, whose
+        headers a request with `headers_ref` gets (for that record's origin only).
+        Headers carried in the request itself (older workers) keep working, for the
+        request's own origin."""
+        headers: dict[str, str] | None = req.custom_headers
+        headers_url: str | None = req.url
+        if req.headers_ref is not None:
+            headers = site.custom_headers if site is not None else None
+            headers_url = site.url if site is not None else None
         return cls(
             site_id=req.site_id,
             url=req.url,
@@ -82,7 +101,8 @@ class CheckSpec:
             endpoint_id=req.endpoint_id,
             keyword=req.keyword,
             redirect_policy=req.redirect_policy,
-            custom_headers=req.custom_headers,
+            custom_headers=headers,
+            headers_url=headers_url,
         )
 
 
@@ -160,11 +180,12 @@ def _not_after_of(peercert: Any) -> datetime | None:
     return None
 
 
-class _ProbeConnector(aiohttp.TCPConnector):
+class GuardedConnector(aiohttp.TCPConnector):
     """TCPConnector that vets the address it connects to and splits tcp from tls time.
 
     Mirrors aiohttp's `_wrap_create_connection` (3.11+), adding the two measurements
     between the TCP connect and the TLS handshake, which aiohttp's tracing cannot see.
+    The notifier connects through it too: the one address guard of the project.
     """
 
     def __init__(self, *, allow_private: bool, **kwargs: Any) -> None:
@@ -198,13 +219,15 @@ class _ProbeConnector(aiohttp.TCPConnector):
                 connected = time.perf_counter()
                 if not self._allow_private and is_blocked(str(sock.getpeername()[0])):
                     sock.close()  # belt and braces: the address actually connected
-                    raise BlockedTargetError(f"connected address {sock.getpeername()} blocked")
+                    # (not named: results must not map private networks for anyone)
+                    raise BlockedTargetError(f"{req.url.host} connected to a blocked address")
                 transport, proto = await self._loop.create_connection(*args, **kwargs, sock=sock)
                 if clock is not None:
                     clock.add("tcp", connected - started)
                     if kwargs.get("ssl"):
                         clock.add("tls", time.perf_counter() - connected)
-                        clock.not_after = _not_after_of(transport.get_extra_info("peercert"))
+                        if clock.not_after is None:  # the first hop's: the apex certificate
+                            clock.not_after = _not_after_of(transport.get_extra_info("peercert"))
                 return transport, proto  # type: ignore[return-value]
         except cert_errors as exc:
             raise aiohttp.ClientConnectorCertificateError(req.connection_key, exc) from exc
@@ -315,7 +338,7 @@ class Checker:
         self._base_headers = {"User-Agent": USER_AGENT, ROLE_HEADER: config.role.value}
 
     async def start(self) -> None:
-        connector = _ProbeConnector(
+        connector = GuardedConnector(
             allow_private=self.config.allow_private,
             force_close=True,  # a fresh connection per check: the timings mean something
             limit=0,  # the caller bounds concurrency
@@ -405,7 +428,8 @@ class Checker:
         assert self._session is not None, "Checker.start() first"
         clock = _Clock()
         token = _CLOCK.set(clock)
-        headers = {**self._base_headers, **(spec.custom_headers or {})}
+        with_custom = {**self._base_headers, **(spec.custom_headers or {})}
+        owner = self._headers_owner(spec)
         url = target.url
         visited = {url}
         redirected: list[str] = []
@@ -413,9 +437,11 @@ class Checker:
         try:
             async with asyncio.timeout(spec.timeout_s):
                 while True:
+                    hop = parse_target(url)
+                    custom = owner is not None and may_send_headers(owner, hop)
                     async with self._session.get(
                         url,
-                        headers=headers,
+                        headers=with_custom if custom else self._base_headers,
                         allow_redirects=False,
                         timeout=timeout,
                         trace_request_ctx=clock,
@@ -461,6 +487,16 @@ class Checker:
             return self._http_obs(clock, False, kind, None, _describe(exc))
         finally:
             _CLOCK.reset(token)
+
+    @staticmethod
+    def _headers_owner(spec: CheckSpec) -> Target | None:
+        """The target whose origin may receive the custom headers (None: no headers)."""
+        if not spec.custom_headers:
+            return None
+        try:
+            return parse_target(spec.headers_url or spec.url)
+        except InvalidTargetError:
+            return None
 
     def _final(
         self, clock: _Clock, spec: CheckSpec, status: int, body: bytes, redirected: list[str]
@@ -668,7 +704,18 @@ class Checker:
             ]
             if not addrs:
                 return obs(False, ErrorKind.DNS, f"{target.host}: no A/AAAA records")
-            if not self.config.allow_private and all(is_blocked(a) for a in addrs):
-                return obs(False, ErrorKind.BLOCKED_TARGET, f"{target.host} -> {addrs} blocked")
+            if not self.config.allow_private:
+                # blocked addresses are counted, never named: a result must not map
+                # private networks for whoever reads check-results
+                public = [a for a in addrs if not is_blocked(a)]
+                if not public:
+                    return obs(
+                        False,
+                        ErrorKind.BLOCKED_TARGET,
+                        f"{target.host}: all {len(addrs)} addresses blocked",
+                    )
+                hidden = len(addrs) - len(public)
+                more = f" (+{hidden} blocked)" if hidden else ""
+                return obs(True, ErrorKind.NONE, f"{target.host} -> {', '.join(public[:8])}{more}")
             return obs(True, ErrorKind.NONE, f"{target.host} -> {', '.join(addrs[:8])}")
         return obs(False, ErrorKind.TIMEOUT, last_error)

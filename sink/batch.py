@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from sitewatch.crypto import SecretBox
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.deadletter import ConsumedRecord, dead_letter_for
 from sitewatch.streams.enums import EventState, LegacySiteStatus, Reason, Severity, SiteState
@@ -291,9 +292,11 @@ class ShadowOverlay:
 class BatchApplier:
     """Stateless between batches when writing: what it needs is read in the transaction."""
 
-    def __init__(self, topics: TopicNames, group: str) -> None:
+    def __init__(self, topics: TopicNames, group: str, secrets: SecretBox | None = None) -> None:
         self.topics = topics
         self.group = group
+        #: seals site header values before they are stored (None: values are not stored)
+        self.secrets = secrets
         self.shadow = ShadowOverlay()
         self._events_topic, self._sites_topic = topics.site_events, topics.sites
 
@@ -336,7 +339,8 @@ class BatchApplier:
             res.dead_letters.append((letter, msg.key))
             res.counts["dead_letters"] += 1
 
-        # 1. decode; poison records never stop the batch
+        # 1. decode; poison records never stop the batch (any exception of decoding,
+        #    a RecursionError from a deeply nested value included)
         for msg in messages:
             tp = (msg.topic, msg.partition)
             res.offsets[tp] = max(res.offsets.get(tp, 0), msg.offset + 1)
@@ -344,24 +348,25 @@ class BatchApplier:
                 try:
                     if msg.value is None:
                         raise ValueError("null value on site-events")
-                    transitions.append((msg, records.transition_decoder.decode(msg.value)))
-                except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-                    dead(msg, f"malformed transition: {exc}")
+                    tr = records.decode_transition(msg.value)
+                    if msg.key is not None and msg.key != records.site_key(tr.site_id):
+                        raise ValueError(f"key does not match site_id {tr.site_id}")
+                    transitions.append((msg, tr))
+                except Exception as exc:
+                    dead(msg, f"malformed transition: {_why(exc)}")
             elif msg.topic == self._sites_topic:
                 try:
-                    site_id = int((msg.key or b"").decode())
-                    if site_id <= 0:
-                        raise ValueError(f"site id must be positive, got {site_id}")
+                    site_id = records.parse_site_key(msg.key)
                     if msg.value is None:
                         deleted.add(site_id)
                         site_final[site_id] = None
                         continue
-                    site = records.site_decoder.decode(msg.value)
+                    site = records.decode_site(msg.value)
                     if site.site_id != site_id:
                         raise ValueError(f"key {site_id} != site_id {site.site_id}")
                     site_final[site_id] = site
-                except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-                    dead(msg, f"malformed site record: {exc}")
+                except Exception as exc:
+                    dead(msg, f"malformed site record: {_why(exc)}")
             else:
                 dead(msg, f"unexpected topic {msg.topic}")
 
@@ -479,7 +484,7 @@ class BatchApplier:
             sa.delete(t.sites).where(t.sites.c.site_id == sa.bindparam("sid")),
             [{"sid": s} for s in sorted(deleted)],
         )
-        settings = [_site_row(s) for s in site_final.values() if s is not None]
+        settings = [_site_row(s, self.secrets) for s in site_final.values() if s is not None]
         await tx.write(
             "sites_upserted",
             upsert(dialect, t.sites, ["site_id"], t.SETTINGS_COLUMNS),
@@ -552,7 +557,26 @@ def _transition_row(
     )
 
 
-def _site_row(site: records.SiteRecord) -> dict[str, Any]:
+def _why(exc: BaseException) -> str:
+    text = str(exc)
+    return text if isinstance(exc, ValueError) and text else f"{type(exc).__name__}: {text}"
+
+
+def stored_headers(headers: dict[str, str] | None, secrets: SecretBox | None) -> Any:
+    """What `custom_headers` holds in the database: names with sealed values, or with
+    the values left out when no key is configured. Never the values in the clear."""
+    if not headers:
+        return None
+    if secrets is None:
+        return {name: REDACTED_VALUE for name in headers}
+    return {name: secrets.seal(value) for name, value in headers.items()}
+
+
+#: a header value the sink did not store (no SITEWATCH_SECRET_KEY)
+REDACTED_VALUE = "<not stored>"
+
+
+def _site_row(site: records.SiteRecord, secrets: SecretBox | None = None) -> dict[str, Any]:
     return {
         "site_id": site.site_id,
         "url": site.url,
@@ -565,7 +589,7 @@ def _site_row(site: records.SiteRecord) -> dict[str, Any]:
         "verify_timeout_s": site.verify_timeout_s,
         "keyword": site.keyword,
         "redirect_policy": site.redirect_policy.value,
-        "custom_headers": site.custom_headers,
+        "custom_headers": stored_headers(site.custom_headers, secrets),
         "alert_cooldown_minutes": site.alert_cooldown_minutes,
         "maintenance": msgspec.to_builtins(site.maintenance),
         "checks": [c.value for c in site.checks],

@@ -88,7 +88,6 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                     if r_offset is None or offset >= r_offset:
                         gap = offset - (r_offset or 0)
                         if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                            self.log.warning("GAPDEBUG %r %r %r", tp, r_offset, offset)
                             await self._add_gap(tp, r_offset + 1, offset)
                         read_offset[tp] = offset
                         if message.topic in batch_topics:

@@ -34,7 +34,7 @@ from sitewatch.settings import Settings
 
 from . import records, timefmt
 from .broker import group_timeouts, resolve_flavor
-from .deadletter import ConsumedRecord, log_dead_letter
+from .deadletter import ConsumedRecord, log_dead_letter, log_unsent, message_key
 from .faust_batching import BatchConsumer, BatchTransport, Fetched, TableRows
 from .kafka_admin import ensure_topics
 from .processor import Processor
@@ -68,6 +68,9 @@ class RowStore:
 
     def put(self, key: bytes, value: bytes, msg: ConsumedRecord) -> None:
         self.rows.put(msg.partition, key, value)
+
+    def delete(self, key: bytes, msg: ConsumedRecord) -> None:
+        self.rows.put(msg.partition, key, None)  # a tombstone on the changelog
 
 
 async def _send_rows(
@@ -242,12 +245,15 @@ class Worker:
             pending.append(await send(self.names.site_events, value, key=key))
         for key, value in out.verify_requests:
             pending.append(await send(self.names.verify_requests, value, key=key))
-        for letter_key, letter in out.dead_letters:
-            log_dead_letter(letter)
-            topic = self.names.dead_letter(letter.topic)
-            pending.append(await send(topic, records.encode(letter), key=letter_key))
+        letters = [await self._send_letter(key, letter) for key, letter in out.dead_letters]
         if pending:
             await asyncio.gather(*pending)
+        # a dead letter that fails is logged and skipped: it must not stop the worker
+        sent = [(letter, fut) for letter, fut in letters if fut is not None]
+        outcomes = await asyncio.gather(*(fut for _, fut in sent), return_exceptions=True)
+        for (letter, _), outcome in zip(sent, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log_unsent(letter, outcome)
         # durable in Kafka: now the local store, then the acknowledgement
         for rows, part, items, fut in changelog:
             rows.applied(part, items, fut.result().offset + len(items) - 1)
@@ -260,6 +266,20 @@ class Worker:
         metrics.observe_batch(
             metrics.WORKER_BATCH_RECORDS, metrics.WORKER_BATCH_SECONDS, len(batch), started
         )
+
+    async def _send_letter(
+        self, key: bytes | None, letter: records.DeadLetter
+    ) -> tuple[records.DeadLetter, Any]:
+        """The send's future, or None if it could not even be queued (logged, skipped)."""
+        log_dead_letter(letter)
+        assert self.producer is not None
+        topic = self.names.dead_letter(letter.topic)
+        try:
+            fut = await self.producer.send(topic, records.encode(letter), key=message_key(key))
+        except Exception as exc:
+            log_unsent(letter, exc)
+            return letter, None
+        return letter, fut
 
     async def tick(self) -> None:
         """Stream clock: one tick per owned partition, anchored on its stream time."""
@@ -292,6 +312,7 @@ class Worker:
             sites=s.sites,
             parked=s.parked,
             dropped_parked=s.dropped_parked,
+            purged=s.purged,
             pending_timers=len(self.processor.deadlines),
         )
 

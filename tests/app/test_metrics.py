@@ -23,6 +23,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from sitewatch import crypto
 from sitewatch.devbroker import free_port
 from sitewatch.migrations.command import upgrade
 from sitewatch.sink.synthetic import transitions as synthetic_transitions
@@ -425,16 +426,21 @@ async def test_notifier_metrics_count_decisions_and_webhook_deliveries_by_outcom
         "SITEWATCH_DATABASE_URL": database,
         "SITEWATCH_NOTIFY_RETRY_SCALE": "0.01",
         "SITEWATCH_NOTIFY_TIMEOUT_S": "3",
+        # webhook secrets are sealed at rest; the receivers listen on loopback
+        "SITEWATCH_SECRET_KEY": crypto.new_key(),
+        "SITEWATCH_PROBE_ALLOW_PRIVATE": "1",
     }
-    good = Receiver(secret="s3cret")
-    broken = Receiver(secret="s3cret", always_fail=True)  # 503: retried later
+    secret = "s3cret-for-metrics"
+    good = Receiver(secret=secret)
+    broken = Receiver(secret=secret, always_fail=True)  # 503: retried later
     runners = await serve(good, broken)
     try:
         for url in (good.url, broken.url):
             await asyncio.to_thread(
                 subprocess.run,
-                [SITEWATCH, "webhooks", "add", url, "--secret", "s3cret"],
+                [SITEWATCH, "webhooks", "add", url, "--secret-file", "-"],
                 env={**os.environ, **env},
+                input=secret.encode(),
                 check=True,
                 capture_output=True,
                 timeout=60,
