@@ -120,6 +120,7 @@ def to_result(
         if obs.tls_not_after is None
         else timefmt.from_datetime(obs.tls_not_after),
         detail=obs.detail,
+        error_cause=None if obs.error_cause is None else obs.error_cause.value,
     )
 
 

@@ -123,7 +123,7 @@ class WhatIf:
             return value
         raw = msgspec.json.decode(value)
         raw.update(self.site)
-        return records.encode(msgspec.convert(raw, records.SiteRecord))
+        return records.encode(records.site_decoder.convert(raw))
 
 
 def parse_what_if(items: Sequence[str]) -> WhatIf:
