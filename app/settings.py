@@ -97,8 +97,14 @@ class Settings(BaseSettings):
         description="host:port where a long-running process serves Prometheus /metrics; "
         "empty = off",
     )
-    log_format: str = Field("auto", pattern="^(auto|json|console)$")
-    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    log_format: str = Field(
+        "auto",
+        pattern="^(auto|json|console)$",
+        description="auto (console on a terminal, JSON lines otherwise), json, console",
+    )
+    log_level: str = Field(
+        "INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="DEBUG, INFO, WARNING, ERROR"
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -186,7 +192,9 @@ def load() -> Settings:
         lines = []
         for err in exc.errors():
             name = "SITEWATCH_" + "_".join(str(p) for p in err["loc"]).upper()
-            lines.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
+            msg = str(err["msg"]).removeprefix("Value error, ")  # pydantic's, not ours
+            got = repr(err.get("input"))
+            lines.append(f"{name}: {msg}" if got in msg else f"{name}: {msg} (got {got})")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
 
 
