@@ -50,7 +50,6 @@ Millis = Annotated[float, msgspec.Meta(ge=0)]
 ErrorCauseText = Annotated[
     str,
     msgspec.Meta(
-        max_length=64,
         description="the finer cause behind `error` (which stays one of its classes); "
         "readers accept any value",
         examples=[c.value for c in ErrorCause],
