@@ -49,6 +49,8 @@ class Pipeline:
     logs: Logs
     #: site id -> the verifier answers to give its requests: (location, ok)
     plans: dict[int, list[tuple[str, bool]]] = field(default_factory=dict)
+    #: request ids whose planned answers are being sent, and those all sent
+    answering: set[str] = field(default_factory=set)
     answered: set[str] = field(default_factory=set)
 
     def topic(self, name: str) -> str:
@@ -161,11 +163,12 @@ class Pipeline:
     async def on_request(self, rec: Record) -> None:
         request = rec.json()
         plan = self.plans.get(int(request["site_id"]))
-        if plan is None or request["request_id"] in self.answered:
+        if plan is None or request["request_id"] in self.answering:
             return
-        self.answered.add(request["request_id"])
+        self.answering.add(request["request_id"])
         for location, ok in plan:
             await self.answer(request, location, ok)
+        self.answered.add(request["request_id"])
 
     # -- what we read --------------------------------------------------------------
 
@@ -208,10 +211,21 @@ class Pipeline:
         )
 
     async def wait_request(self, site_id: int, timeout_s: float = 30) -> dict[str, Any]:
-        found = await self.follower.wait(
-            lambda: self.requests(site_id), f"a verify request for {site_id}", timeout_s
+        """The site's first verify request, once its planned answers (if any) are sent:
+        a result sent after this call comes after them on the site's partition."""
+
+        def ready() -> list[dict[str, Any]] | None:
+            found = self.requests(site_id)
+            if not found:
+                return None
+            if site_id in self.plans and found[0]["request_id"] not in self.answered:
+                return None
+            return found
+
+        requests = await self.follower.wait(
+            ready, f"a verify request for {site_id} (and its answers)", timeout_s
         )
-        return found[0]
+        return requests[0]
 
     async def wait_stored(self, site_id: int, count: int) -> list[dict[str, Any]]:
         """The site's transitions rows once the sink stored `count` of them."""
