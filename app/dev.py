@@ -40,6 +40,8 @@ from sitewatch.settings import Settings
 VERIFIERS: tuple[str, ...] = ("eu", "us")
 #: seconds a child gets to stop on SIGTERM before its group is SIGKILLed
 STOP_GRACE_S = 20.0
+#: how often the plain (not a terminal) output prints a status line
+STATUS_EVERY_S = 15.0
 
 
 class Role(enum.StrEnum):
@@ -334,11 +336,28 @@ class View:
         return sv.site.name if sv else str(site_id)
 
     def line(self, tr: Any) -> str:
+        """One transition as one line (ASCII: a log file or a pipe may not be UTF-8)."""
         sev = "-" if tr.severity_after is None else str(tr.severity_after)
         return (
             f"{tr.at[11:19]}  {self.name_of(tr.site_id):<12} {tr.check_type!s:<10} "
             f"{tr.reason!s:<20} {tr.state_before!s} -> {tr.state_after!s} "
-            f"(severity {sev})  {tr.source}"
+            f"(severity {tr.severity_before} -> {sev})  {tr.source}"
+        )
+
+    def status_line(self) -> str:
+        """A short summary for output that is not a terminal: states, counts, children."""
+        now = datetime.now(UTC)
+        states: dict[str, int] = {}
+        for sv in self.sites.values():
+            state = sv.state(now)[0]
+            states[state] = states.get(state, 0) + 1
+        by_state = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        running = sum(1 for c in self.children if c.status == "running")
+        up = int(time.monotonic() - self.started)
+        return (
+            f"status up {up}s: {len(self.sites)} sites ({by_state}); "
+            f"{self.count} transitions, {self.webhook_count} webhooks; "
+            f"{running}/{len(self.children)} children running"
         )
 
     def render(self) -> Any:
@@ -491,7 +510,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--interval", type=int, default=10, help="check interval of every site, s (default 10)"
     )
     parser.add_argument(
-        "--no-ui", action="store_true", help="print transitions as lines, no live view"
+        "--no-ui",
+        action="store_true",
+        help="print transitions as lines, no live view (the default when stdout is not a terminal)",
     )
     parser.add_argument(
         "--duration", type=float, default=None, help="stop everything after this many seconds"
@@ -508,9 +529,23 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
     # SIGHUP too: a closed terminal must stop the children as cleanly as Ctrl-C
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
+    # rich's live view renders only at the end when stdout is a file or a pipe: there,
+    # print lines as things happen instead
+    args.no_ui = args.no_ui or not sys.stdout.isatty()
+    out_gone = False
 
     def say(text: str) -> None:
-        print(text, flush=True)
+        nonlocal out_gone
+        if out_gone:
+            return
+        try:
+            print(text, flush=True)
+        except (BrokenPipeError, ValueError):
+            # the reader went away (`| head`): stop everything cleanly, write no more
+            out_gone = True
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            stop.set()
 
     # The broker keeps its topics in memory, so every run starts from empty: the worker's
     # RocksDB state and the sink's stored offsets of a previous run must go too.
@@ -664,6 +699,7 @@ async def _supervise(
         live = Live(view.render(), refresh_per_second=2, screen=False, transient=False)
         live.start()
     code = 0
+    last_status = time.monotonic()
     try:
         last_db = 0.0
         while not stop.is_set():
@@ -685,6 +721,9 @@ async def _supervise(
                         view.sites[site_id].db_status = status
             if live is not None:
                 live.update(view.render())
+            elif time.monotonic() - last_status >= STATUS_EVERY_S:
+                last_status = time.monotonic()
+                say(view.status_line())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
     finally:

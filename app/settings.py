@@ -113,8 +113,14 @@ class Settings(BaseSettings):
         description="secret for `sitewatch webhooks add` (instead of the command line; "
         "or `--secret-file`)",
     )
-    log_format: str = Field("auto", pattern="^(auto|json|console)$")
-    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    log_format: str = Field(
+        "auto",
+        pattern="^(auto|json|console)$",
+        description="auto (console on a terminal, JSON lines otherwise), json, console",
+    )
+    log_level: str = Field(
+        "INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="DEBUG, INFO, WARNING, ERROR"
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -218,8 +224,12 @@ def load() -> Settings:
         lines = []
         for err in exc.errors():
             name = "SITEWATCH_" + "_".join(str(p) for p in err["loc"]).upper()
-            shown = "<hidden>" if name in SECRET_SETTINGS else repr(err.get("input"))
-            lines.append(f"{name}: {err['msg']} (got {shown})")
+            msg = str(err["msg"]).removeprefix("Value error, ")  # pydantic's, not ours
+            if name in SECRET_SETTINGS:
+                lines.append(f"{name}: {msg} (got <hidden>)")
+                continue
+            got = repr(err.get("input"))
+            lines.append(f"{name}: {msg}" if got in msg else f"{name}: {msg} (got {got})")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
 
 

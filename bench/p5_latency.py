@@ -64,7 +64,7 @@ def result(site_id: int, ok: bool) -> bytes:
             ok=ok,
             observed_at=timefmt.from_ms(now_ms()),
             probe="bench",
-            error=ErrorKind.NONE if ok else ErrorKind.REFUSED,
+            error=ErrorKind.NONE if ok else ErrorKind.CONNECT,
         )
     )
 

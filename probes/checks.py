@@ -36,7 +36,7 @@ from cryptography import x509
 from yarl import URL
 
 from sitewatch import metrics
-from sitewatch.streams.enums import CheckType, ErrorKind, RedirectPolicy, Role
+from sitewatch.streams.enums import CheckType, ErrorCause, ErrorKind, RedirectPolicy, Role
 from sitewatch.streams.records import SiteRecord, Timings, VerifyRequest
 
 from .safety import (
@@ -117,6 +117,7 @@ class Observation:
     timings: Timings | None = None
     tls_not_after: datetime | None = None
     detail: str | None = None
+    error_cause: ErrorCause | None = None
 
 
 @dataclass(slots=True)
@@ -239,46 +240,68 @@ class GuardedConnector(aiohttp.TCPConnector):
             raise client_error(req.connection_key, exc) from exc
 
 
-def _os_error_kind(exc: BaseException | None) -> ErrorKind:
+#: (class, finer cause) of a failure; the class alone is what consumers filter on
+Failure = tuple[ErrorKind, ErrorCause | None]
+
+_UNREACHABLE: Final = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH})
+_GAI_CAUSES: Final[dict[int, ErrorCause]] = {
+    socket.EAI_NONAME: ErrorCause.NXDOMAIN,
+    getattr(socket, "EAI_NODATA", socket.EAI_NONAME): ErrorCause.NO_ADDRESS,
+}
+
+
+def _os_failure(exc: BaseException | None) -> Failure:
     if isinstance(exc, ConnectionRefusedError):
-        return ErrorKind.REFUSED
+        return ErrorKind.CONNECT, ErrorCause.REFUSED
     if isinstance(exc, ConnectionResetError):
-        return ErrorKind.RESET
+        return ErrorKind.CONNECT, ErrorCause.RESET
     if isinstance(exc, TimeoutError):
-        return ErrorKind.TIMEOUT
-    if isinstance(exc, OSError) and exc.errno == errno.ECONNRESET:
-        return ErrorKind.RESET
-    if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
-        return ErrorKind.REFUSED
-    return ErrorKind.CONNECT
+        return ErrorKind.TIMEOUT, None
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code == errno.ECONNRESET:
+        return ErrorKind.CONNECT, ErrorCause.RESET
+    if code == errno.ECONNREFUSED:
+        return ErrorKind.CONNECT, ErrorCause.REFUSED
+    if code in _UNREACHABLE:
+        return ErrorKind.CONNECT, ErrorCause.UNREACHABLE
+    return ErrorKind.CONNECT, None
 
 
-def classify(exc: BaseException) -> ErrorKind:
-    """Map an exception of a check to the wire's error kind."""
+def _dns_failure(exc: BaseException | None) -> Failure:
+    code = exc.errno if isinstance(exc, socket.gaierror) else None
+    return ErrorKind.DNS, _GAI_CAUSES.get(code) if code is not None else None
+
+
+def classify(exc: BaseException) -> Failure:
+    """Map an exception of a check to the wire's error class and its finer cause."""
     if isinstance(exc, BlockedTargetError):
-        return ErrorKind.BLOCKED_TARGET
+        return ErrorKind.BLOCKED_TARGET, None
     if isinstance(exc, InvalidTargetError | aiohttp.InvalidURL):
-        return ErrorKind.INVALID_TARGET
+        return ErrorKind.INVALID_TARGET, None
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         code = getattr(exc.certificate_error, "verify_code", None)
-        return ErrorKind.TLS_EXPIRED if code == _X509_V_ERR_CERT_HAS_EXPIRED else ErrorKind.SSL
+        return (
+            ErrorKind.TLS_EXPIRED if code == _X509_V_ERR_CERT_HAS_EXPIRED else ErrorKind.SSL
+        ), None
     if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
-        return ErrorKind.SSL
-    if isinstance(exc, aiohttp.ClientConnectorDNSError | socket.gaierror):
-        return ErrorKind.DNS
+        return ErrorKind.SSL, None
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return _dns_failure(exc.os_error)
+    if isinstance(exc, socket.gaierror):
+        return _dns_failure(exc)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return _os_error_kind(exc.os_error)
+        return _os_failure(exc.os_error)
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-        return ErrorKind.TIMEOUT
+        return ErrorKind.TIMEOUT, None
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return ErrorKind.RESET
+        return ErrorKind.CONNECT, ErrorCause.RESET
     if isinstance(exc, OSError):
-        return _os_error_kind(exc)
+        return _os_failure(exc)
     if isinstance(exc, aiohttp.ClientError):
-        return ErrorKind.CONNECT  # protocol errors: the server spoke something else
+        return ErrorKind.CONNECT, ErrorCause.PROTOCOL  # the server spoke something else
     if isinstance(exc, ValueError):
-        return ErrorKind.INVALID_TARGET  # e.g. a header value aiohttp refuses to send
-    return ErrorKind.INTERNAL
+        return ErrorKind.INVALID_TARGET, None  # e.g. a header value aiohttp refuses to send
+    return ErrorKind.CONNECT, ErrorCause.INTERNAL  # a bug of ours: the check could not run
 
 
 def _describe(exc: BaseException) -> str:
@@ -483,8 +506,8 @@ class Checker:
                         body = await _read_prefix(resp) if spec.keyword else b""
                         return self._final(clock, spec, status, body, redirected)
         except Exception as exc:  # every failure is an observation, never a crash
-            kind = classify(exc)
-            return self._http_obs(clock, False, kind, None, _describe(exc))
+            kind, cause = classify(exc)
+            return self._http_obs(clock, False, kind, None, _describe(exc), cause)
         finally:
             _CLOCK.reset(token)
 
@@ -517,7 +540,12 @@ class Checker:
 
     @staticmethod
     def _http_obs(
-        clock: _Clock, ok: bool, error: ErrorKind, status: int | None, detail: str
+        clock: _Clock,
+        ok: bool,
+        error: ErrorKind,
+        status: int | None,
+        detail: str,
+        cause: ErrorCause | None = None,
     ) -> Observation:
         return Observation(
             CheckType.HTTP,
@@ -527,6 +555,7 @@ class Checker:
             timings=clock.timings(),
             tls_not_after=clock.not_after,
             detail=detail,
+            error_cause=cause,
         )
 
     # -- tls_expiry --------------------------------------------------------------------
@@ -614,13 +643,16 @@ class Checker:
                 if tcp_s is None:
                     assert last is not None
                     raise last
-            ok, error, detail = True, ErrorKind.NONE, f"connected to {target.host}:{target.port}"
+            ok, detail = True, f"connected to {target.host}:{target.port}"
+            error, cause = ErrorKind.NONE, None
         except Exception as exc:
-            ok, error, detail = False, classify(exc), _describe(exc)
+            ok, detail = False, _describe(exc)
+            error, cause = classify(exc)
         return Observation(
             CheckType.TCP,
             ok=ok,
             error=error,
+            error_cause=cause,
             timings=Timings(
                 dns=None if dns_s is None else round(dns_s * 1000, 3),
                 tcp=None if tcp_s is None else round(tcp_s * 1000, 3),
@@ -635,7 +667,9 @@ class Checker:
         """A and AAAA for the URL's host; NXDOMAIN/SERVFAIL/REFUSED/timeout told apart."""
         start = time.perf_counter()
 
-        def obs(ok: bool, error: ErrorKind, detail: str) -> Observation:
+        def obs(
+            ok: bool, error: ErrorKind, detail: str, cause: ErrorCause | None = None
+        ) -> Observation:
             total = round((time.perf_counter() - start) * 1000, 3)
             return Observation(
                 CheckType.DNS,
@@ -643,6 +677,7 @@ class Checker:
                 error=error,
                 timings=Timings(dns=total, total=total),
                 detail=detail,
+                error_cause=cause,
             )
 
         try:
@@ -655,7 +690,7 @@ class Checker:
         except ValueError:
             pass
         if not self._nameservers:
-            return obs(False, ErrorKind.DNS, "no nameserver configured")
+            return obs(False, ErrorKind.DNS, "no nameserver configured", ErrorCause.NO_NAMESERVER)
         try:
             qname = dns.name.from_text(target.host)
         except dns.exception.DNSException as exc:
@@ -663,6 +698,7 @@ class Checker:
         deadline = time.perf_counter() + timeout_s
         per_server = timeout_s / len(self._nameservers)
         last_error = "no answer"
+        refused = 0  # nameservers that answered with ICMP port unreachable
         for host, port in self._nameservers:
             budget = min(per_server, deadline - time.perf_counter())
             if budget <= 0:
@@ -682,19 +718,21 @@ class Checker:
             except (OSError, dns.exception.DNSException) as exc:
                 last_error = _describe(exc)
                 if isinstance(exc, ConnectionRefusedError):
+                    refused += 1
                     continue  # ICMP port unreachable: try the next server
                 return obs(False, ErrorKind.DNS, last_error)
             rcodes = {response.rcode() for response, _tcp in answers}
-            for rcode, kind in (
-                (dns.rcode.NXDOMAIN, ErrorKind.NXDOMAIN),
-                (dns.rcode.SERVFAIL, ErrorKind.SERVFAIL),
-                (dns.rcode.REFUSED, ErrorKind.DNS_REFUSED),
+            for rcode, cause in (
+                (dns.rcode.NXDOMAIN, ErrorCause.NXDOMAIN),
+                (dns.rcode.SERVFAIL, ErrorCause.SERVFAIL),
+                (dns.rcode.REFUSED, ErrorCause.DNS_REFUSED),
             ):
                 if rcode in rcodes:
-                    return obs(False, kind, f"{target.host}: {dns.rcode.to_text(rcode)}")
+                    text = f"{target.host}: {dns.rcode.to_text(rcode)}"
+                    return obs(False, ErrorKind.DNS, text, cause)
             if rcodes != {dns.rcode.NOERROR}:
                 text = ",".join(dns.rcode.to_text(r) for r in rcodes)
-                return obs(False, ErrorKind.DNS, f"{target.host}: {text}")
+                return obs(False, ErrorKind.DNS, f"{target.host}: {text}", ErrorCause.RCODE)
             addrs = [
                 str(rdata.address)
                 for response, _tcp in answers
@@ -703,7 +741,8 @@ class Checker:
                 for rdata in rrset
             ]
             if not addrs:
-                return obs(False, ErrorKind.DNS, f"{target.host}: no A/AAAA records")
+                text = f"{target.host}: no A/AAAA records"
+                return obs(False, ErrorKind.DNS, text, ErrorCause.NO_ADDRESS)
             if not self.config.allow_private:
                 # blocked addresses are counted, never named: a result must not map
                 # private networks for whoever reads check-results
@@ -718,4 +757,6 @@ class Checker:
                 more = f" (+{hidden} blocked)" if hidden else ""
                 return obs(True, ErrorKind.NONE, f"{target.host} -> {', '.join(public[:8])}{more}")
             return obs(True, ErrorKind.NONE, f"{target.host} -> {', '.join(addrs[:8])}")
+        if refused == len(self._nameservers):
+            return obs(False, ErrorKind.DNS, last_error, ErrorCause.NO_NAMESERVER)
         return obs(False, ErrorKind.TIMEOUT, last_error)

@@ -139,6 +139,7 @@ def to_result(
         else timefmt.from_datetime(obs.tls_not_after),
         # a redirect target or an error text can be long; the wire holds 2048
         detail=None if obs.detail is None else obs.detail[:MAX_DETAIL],
+        error_cause=None if obs.error_cause is None else obs.error_cause.value,
     )
 
 

@@ -238,6 +238,8 @@ class ShadowOverlay:
     open_by_site: dict[int, set[str]] = field(default_factory=dict)
     sites: dict[int, tuple[SiteState, datetime | None]] = field(default_factory=dict)
     deleted: set[int] = field(default_factory=set)
+    #: events that went with their deleted site (what ON DELETE CASCADE would remove)
+    gone_events: set[str] = field(default_factory=set)
 
     def merge_into(
         self,
@@ -274,8 +276,10 @@ class ShadowOverlay:
             self.sites[sid] = (SiteState.UP, None)
             for eid in self.open_by_site.pop(sid, set()):
                 self.events.pop(eid, None)
+                self.gone_events.add(eid)
             for eid in [k for k, v in self.events.items() if v.site_id == sid]:
                 del self.events[eid]
+                self.gone_events.add(eid)
         for ev in events:
             self.events[ev.id] = replace(ev, in_db=True, dirty=False)
             opened = self.open_by_site.setdefault(ev.site_id, set())
@@ -326,6 +330,41 @@ class BatchApplier:
                 for (topic, part), off in sorted(res.offsets.items())
             ],
         )
+
+    async def _gone_events(
+        self,
+        tx: Tx,
+        transitions: Sequence[tuple[Message, records.Transition]],
+        events: dict[str, EventRow],
+        deleted: set[int],
+        present: set[int],
+        cascaded: set[str],
+    ) -> set[str]:
+        """Events of the batch's transitions that were deleted with their site.
+
+        A site's tombstone deletes its event rows (ON DELETE CASCADE), but the worker
+        may still close such an event later (`auto_timeout`). Its transitions stay in
+        the table (no foreign key there), which tells it from a transition for an event
+        that never existed: that one is a contradiction.
+        """
+        candidates = {
+            tr.event_id
+            for _, tr in transitions
+            if tr.reason is not Reason.OPENED
+            and tr.event_id not in events
+            and (tr.site_id in deleted or tr.site_id not in present)
+        }
+        if not candidates:
+            return set()
+        found = candidates & (cascaded | self.shadow.gone_events)
+        for part in _chunks(sorted(candidates - found)):
+            rows = await tx.read(
+                sa.select(t.transitions.c.event_id)
+                .where(t.transitions.c.event_id.in_(part))
+                .distinct()
+            )
+            found.update(r[0] for r in rows)
+        return found
 
     async def apply(self, tx: Tx, messages: Sequence[Message], now_ms: int) -> BatchResult:
         res = BatchResult()
@@ -389,6 +428,7 @@ class BatchApplier:
                 events[row.id] = _event_from_row(row)
         trackers: dict[int, SiteTracker] = {}
         site_list = sorted(touched - deleted)
+        present: set[int] = set()
         for part in _chunks(site_list):
             for row in await tx.read(
                 sa.select(*cols).where(t.events.c.site_id.in_(part), t.events.c.ended_at.is_(None))
@@ -399,6 +439,7 @@ class BatchApplier:
                     t.sites.c.site_id, t.sites.c.current_state, t.sites.c.last_status_change
                 ).where(t.sites.c.site_id.in_(part))
             ):
+                present.add(row.site_id)
                 trackers[row.site_id] = SiteTracker(
                     current_state=SiteState(row.current_state),
                     last_status_change=row.last_status_change,
@@ -408,7 +449,9 @@ class BatchApplier:
             self.shadow.merge_into(events, trackers, eids, site_list)
         # a site deleted in this batch lost its events (ON DELETE CASCADE) before any
         # transition of the batch is applied
+        cascaded = {k for k, v in events.items() if v.site_id in deleted}
         events = {k: v for k, v in events.items() if v.site_id not in deleted}
+        gone = await self._gone_events(tx, transitions, events, deleted, present, cascaded)
         open_by_tuple: dict[tuple[int, int, str, str], str] = {}
         for loaded in events.values():
             if loaded.ended_at is None:
@@ -429,6 +472,13 @@ class BatchApplier:
                 res.counts["duplicates"] += 1  # a replay: its effect is already stored
                 continue
             ev = events.get(tr.event_id)
+            if ev is None and tr.event_id in gone:
+                # e.g. the auto_timeout of an event whose site was deleted: history, kept
+                # in the append-only transitions; no event row, no site row brought back
+                res.counts["of_deleted_sites"] += 1
+                known.add(tr.transition_id)
+                trans_rows.append(_transition_row(msg, tr, _dt(tr.at), _dt(tr.started_at)))
+                continue
             key = (tr.site_id, tr.endpoint_id or 0, tr.check_type.value, tr.discriminator)
             why = _contradiction(tr, ev, open_by_tuple.get(key))
             if why:

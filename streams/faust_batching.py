@@ -68,6 +68,8 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     #: the topics whose records go to `on_batch`; the rest (the tables' changelogs, read
     #: during recovery and by standbys) go to Faust's conductor as before
     batch_topics: frozenset[str] = frozenset()
+    #: topics never compacted: an offset hole there is refetched, never committed past
+    gapless_topics: frozenset[str] = frozenset()
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - a loop
         # Faust's own loop (faust/transport/consumer.py `_drain_messages`), per batch:
@@ -79,15 +81,30 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         batch_topics = self.batch_topics
+        gapless_topics = self.gapless_topics
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 batch: list[Any] = []
+                refetch: set[Any] = set()
                 async for tp, message in getmany(timeout=1.0):
+                    if tp in refetch:
+                        continue  # read again from the hole below
                     offset = message.offset
                     r_offset = read_offset[tp]
                     if r_offset is None or offset >= r_offset:
                         gap = offset - (r_offset or 0)
                         if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                            if message.topic in gapless_topics:
+                                # Faust would mark the hole committable; in a topic that is
+                                # never compacted a hole means records skipped, not gone:
+                                # read them again rather than commit past them
+                                self.log.warning(
+                                    "offset hole in %s[%s]: %s..%s; reading it again",
+                                    tp.topic, tp.partition, r_offset + 1, offset - 1,
+                                )  # fmt: skip
+                                await self.seek(tp, r_offset + 1)
+                                refetch.add(tp)
+                                continue
                             await self._add_gap(tp, r_offset + 1, offset)
                         read_offset[tp] = offset
                         if message.topic in batch_topics:

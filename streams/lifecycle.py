@@ -369,6 +369,8 @@ class _Step:
         }
         if res.http_status is not None:
             base["http_status"] = res.http_status
+        if res.error_cause is not None:
+            base["error_cause"] = res.error_cause
         self.emit(
             ev, Reason.OPENED, EventState.UP, Severity.UP, now, "local", {**base, **(meta or {})}
         )

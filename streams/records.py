@@ -1,22 +1,34 @@
 """The wire contract (DESIGN.md): one msgspec Struct per record, JSON on the wire.
 
+Strict in what we write, liberal in what we read. Writers build these Structs, so what
+we emit always has every field with its type. Readers (`Reader`, one per topic) take
+what other teams' producers send as well: an optional field that is absent or `null`
+takes its default, an unknown extra field is ignored, and the error kinds that older
+probes wrote (`refused`, `nxdomain`, ...) read as their class plus `error_cause`.
 Decoding validates types, enums, timestamps and the sizes the database columns hold in
-one pass (`decode_*` also bound the whole value); any exception a reader gets from them
-(a validation error, a `RecursionError` from a deeply nested value, ...) makes the
-record poison for the dead-letter topic. The JSON Schema files under `schemas/`
-are generated from these classes (`python -m sitewatch.streams.schemas`) and checked
-in tests, so the files downstream consumers read never drift from the code.
+one pass (`decode_*` also bound the whole value); anything still invalid after that, and
+any exception a reader gets (a `RecursionError` from a deeply nested value, ...), makes
+the record poison for the dead-letter topic.
+
+The JSON Schema files under `schemas/` are generated from these classes
+(`python -m sitewatch.streams.schemas_gen`) and checked in tests, so the files
+downstream consumers read never drift from the code.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Final, Generic, Literal, TypeVar
 
 import msgspec
+import msgspec.inspect as mi
 
 from .enums import (
+    LEGACY_ERROR_KINDS,
+    SEVERITY_OF,
     CheckType,
     CommandKind,
+    ErrorCause,
     ErrorKind,
     EventState,
     Reason,
@@ -110,6 +122,15 @@ HeaderName = Annotated[
 ]
 HeaderValue = Annotated[str, msgspec.Meta(max_length=4096, pattern=r"^[^\r\n\x00]*$")]
 Headers = Annotated[dict[HeaderName, HeaderValue], msgspec.Meta(max_length=32)]
+#: free text, not an enum on the wire: a reader must not refuse a cause it does not know
+ErrorCauseText = Annotated[
+    str,
+    msgspec.Meta(
+        description="the finer cause behind `error` (which stays one of its classes); "
+        "readers accept any value",
+        examples=[c.value for c in ErrorCause],
+    ),
+]
 
 
 class Record(msgspec.Struct, kw_only=True):
@@ -122,7 +143,11 @@ class MaintenanceWindow(msgspec.Struct, kw_only=True):
 
 
 class SiteRecord(Record, kw_only=True):
-    """Value of the compacted `sites` topic (a null value deletes the site)."""
+    """Value of the compacted `sites` topic (a null value deletes the site).
+
+    Read liberally: an absent or null optional field takes its default, an unknown
+    field is ignored.
+    """
 
     site_id: SiteId
     url: Url
@@ -159,7 +184,11 @@ class Timings(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class CheckResult(Record, kw_only=True, tag="result", tag_field="kind"):
-    """One observation by a probe (`primary`) or a verifier (answering `request_id`)."""
+    """One observation by a probe (`primary`) or a verifier (answering `request_id`).
+
+    Read liberally: an absent or null optional field takes its default, an unknown
+    field is ignored.
+    """
 
     result_id: Id
     site_id: SiteId
@@ -175,10 +204,15 @@ class CheckResult(Record, kw_only=True, tag="result", tag_field="kind"):
     timings_ms: Timings | None = None
     tls_not_after: CertificateTime | None = None
     detail: Text | None = None
+    error_cause: ErrorCauseText | None = None
 
 
 class Command(Record, kw_only=True, tag="command", tag_field="kind"):
-    """An operator's instruction, ordered with the results of its site."""
+    """An operator's instruction, ordered with the results of its site.
+
+    Read liberally: an absent or null optional field takes its default, an unknown
+    field is ignored.
+    """
 
     command_id: Id
     site_id: SiteId
@@ -205,13 +239,19 @@ CheckInput = CheckResult | Command | Tick
 
 
 class VerifyRequest(Record, kw_only=True):
+    """The worker asks every verifier location to check one failing site.
+
+    Read liberally: an absent or null optional field takes its default, an unknown
+    field is ignored.
+    """
+
     request_id: Id
     site_id: SiteId
     endpoint_id: EndpointId | None = None
     check_type: CheckType
     event_id: EventId
     url: Url
-    timeout_s: PositiveInt
+    timeout_s: PositiveInt = 10  # SPEC.md's default, for requests from other producers
     keyword: Keyword | None = None
     redirect_policy: RedirectPolicy = RedirectPolicy.FOLLOW
     #: deprecated (values on the wire): still honoured, to the origin of `url` only
@@ -223,7 +263,11 @@ class VerifyRequest(Record, kw_only=True):
 
 
 class Transition(Record, kw_only=True):
-    """One change to one event: a record of `site-events`, the canonical history."""
+    """One change to one event: a record of `site-events`, the canonical history.
+
+    Read liberally: an absent or null optional field takes its default, an unknown
+    field is ignored.
+    """
 
     transition_id: Id
     event_id: EventId
@@ -293,11 +337,141 @@ class DeadLetter(Record, kw_only=True):
 # One encoder for every record: dict keys sorted, so equal records are equal bytes.
 _encoder = msgspec.json.Encoder(order="deterministic")
 
-site_decoder: Final = msgspec.json.Decoder(SiteRecord)
-input_decoder: Final = msgspec.json.Decoder(CheckInput)  # type: ignore[arg-type]
-verify_request_decoder: Final = msgspec.json.Decoder(VerifyRequest)
-transition_decoder: Final = msgspec.json.Decoder(Transition)
-dead_letter_decoder: Final = msgspec.json.Decoder(DeadLetter)
+T = TypeVar("T")
+
+
+class Reader(Generic[T]):
+    """Decodes one topic's records, liberally (module docstring).
+
+    Our own records, and most others, take the strict decoder in one pass. Only a
+    record it refuses is decoded again to plain JSON, cleaned up (`_lenient`) and
+    validated by `msgspec.convert`, so leniency costs nothing on the common path and
+    the error of a record that is invalid either way names the field at fault.
+    """
+
+    __slots__ = ("_finish", "_info", "_strict", "_type")
+
+    def __init__(self, type_: Any, finish: Callable[[T], T] | None = None) -> None:
+        self._type = type_
+        self._strict: msgspec.json.Decoder[T] = msgspec.json.Decoder(type_)
+        self._info = mi.type_info(type_)
+        #: completes a decoded record from its other fields (both paths)
+        self._finish = finish
+
+    def decode(self, data: bytes | str) -> T:
+        try:
+            rec = self._strict.decode(data)
+        except msgspec.ValidationError:
+            return self.convert(msgspec.json.decode(data))
+        return rec if self._finish is None else self._finish(rec)
+
+    def convert(self, raw: Any) -> T:
+        """Validate an already decoded JSON value (e.g. a `sites` record edited in place)."""
+        rec: T = msgspec.convert(_lenient(raw, self._info), self._type)
+        return rec if self._finish is None else self._finish(rec)
+
+
+def _accepts_null(node: mi.Type) -> bool:
+    if isinstance(node, mi.Metadata):
+        node = node.type
+    if isinstance(node, mi.NoneType):
+        return True
+    return isinstance(node, mi.UnionType) and any(_accepts_null(t) for t in node.types)
+
+
+def _lenient(value: Any, node: mi.Type) -> Any:
+    """`value` with what a liberal reader forgives made explicit (see `Reader`)."""
+    if isinstance(node, mi.Metadata):
+        node = node.type
+    if isinstance(node, mi.StructType):
+        return _lenient_struct(value, node) if isinstance(value, dict) else value
+    if isinstance(node, mi.UnionType):
+        structs = [t for t in node.types if isinstance(t, mi.StructType)]
+        if isinstance(value, dict) and structs:
+            for st in structs:  # a tagged union: the member its tag names
+                if st.tag_field is None or value.get(st.tag_field) == st.tag:
+                    return _lenient_struct(value, st)
+            return value
+        lists = [t for t in node.types if isinstance(t, mi.ListType)]
+        if isinstance(value, list) and lists:
+            return _lenient(value, lists[0])
+        return value
+    if isinstance(node, mi.ListType) and isinstance(value, list):
+        return [_lenient(v, node.item_type) for v in value]
+    return value
+
+
+def _lenient_struct(value: dict[str, Any], node: mi.StructType) -> dict[str, Any]:
+    out = dict(value)
+    for f in node.fields:
+        name = f.encode_name
+        if name not in out:
+            continue
+        if out[name] is None:
+            if not f.required and not _accepts_null(f.type):
+                del out[name]  # null means "not given": the default applies
+        else:
+            out[name] = _lenient(out[name], f.type)
+    fixup = _FIXUPS.get(node.cls)
+    if fixup is not None:
+        fixup(out)
+    return out
+
+
+def _endpoint_zero_is_null(raw: dict[str, Any]) -> None:
+    # the event tuple reads `endpoint_id or 0`: 0 is the site itself, like null
+    if raw.get("endpoint_id") == 0:
+        raw["endpoint_id"] = None
+
+
+def _fix_result(raw: dict[str, Any]) -> None:
+    _endpoint_zero_is_null(raw)
+    error = raw.get("error")
+    legacy = LEGACY_ERROR_KINDS.get(error) if isinstance(error, str) else None
+    if legacy is not None:
+        kind, cause = legacy
+        raw["error"] = kind.value
+        if raw.get("error_cause") is None:
+            raw["error_cause"] = cause.value
+
+
+def _severity_of(state: Any) -> int | None:
+    try:
+        return int(SEVERITY_OF[EventState(state)])
+    except (ValueError, KeyError):
+        return None  # resolved, or not a state: validation says so if it matters
+
+
+def _fix_transition(raw: dict[str, Any]) -> None:
+    _endpoint_zero_is_null(raw)
+    # a severity a producer left out follows from its state (SPEC.md's table)
+    if raw.get("severity_before") is None:
+        derived = _severity_of(raw.get("state_before"))
+        if derived is not None:
+            raw["severity_before"] = derived
+    raw.setdefault("severity_after", None)
+
+
+def _finish_transition(tr: Transition) -> Transition:
+    # null severity_after is right only on a close; on a live event it means "its state's"
+    if tr.severity_after is None and tr.state_after is not EventState.RESOLVED:
+        severity = SEVERITY_OF.get(tr.state_after)
+        if severity is not None:
+            tr.severity_after = int(severity)
+    return tr
+
+
+_FIXUPS: Final[dict[type, Callable[[dict[str, Any]], None]]] = {
+    CheckResult: _fix_result,
+    VerifyRequest: _endpoint_zero_is_null,
+    Transition: _fix_transition,
+}
+
+site_decoder: Final[Reader[SiteRecord]] = Reader(SiteRecord)
+input_decoder: Final[Reader[CheckInput]] = Reader(CheckInput)
+verify_request_decoder: Final[Reader[VerifyRequest]] = Reader(VerifyRequest)
+transition_decoder: Final[Reader[Transition]] = Reader(Transition, _finish_transition)
+dead_letter_decoder: Final[Reader[DeadLetter]] = Reader(DeadLetter)
 
 
 def encode(record: msgspec.Struct) -> bytes:

@@ -125,7 +125,7 @@ class WhatIf:
         if not isinstance(raw, dict):
             raise msgspec.ValidationError("a sites record is a JSON object")
         raw.update(self.site)
-        return records.encode(msgspec.convert(raw, records.SiteRecord))
+        return records.encode(records.site_decoder.convert(raw))
 
 
 def parse_what_if(items: Sequence[str]) -> WhatIf:

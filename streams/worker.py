@@ -147,6 +147,7 @@ class Worker:
         assert isinstance(consumer, BatchConsumer)
         consumer.on_batch = self.queue.put
         consumer.batch_topics = frozenset({names.check_results, names.sites})
+        consumer.gapless_topics = frozenset({names.check_results})
         self.consumer = consumer
         app.agent(self.inputs, name="lifecycle")(self._agent)
         app.timer(interval=conf.tick_interval_s)(self.tick)

@@ -352,7 +352,7 @@ async def test_probe_metrics_count_checks_by_type_and_outcome_with_durations(
         ),
         "checks of both sites",
     )
-    assert total(after, "sitewatch_checks_total", check_type="http", error="refused") >= 1
+    assert total(after, "sitewatch_checks_total", check_type="http", error="connect") >= 1
     assert total(after, "sitewatch_check_duration_seconds_count", check_type="http") >= 2
     assert total(after, "sitewatch_check_duration_seconds_count", check_type="tcp") >= 1
     assert total(after, "sitewatch_check_duration_seconds_sum", check_type="http") > 0
