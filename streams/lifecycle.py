@@ -35,7 +35,7 @@ from .state import (
     Verification,
     tuple_key,
 )
-from .state import _keys as _KEYS
+from .state import PLAIN_KEYS as _PLAIN_KEYS
 
 #: event and transition ids are UUIDv5 in this namespace, so replays give equal ids
 ID_NAMESPACE: Final = uuid.UUID("6f1c2c6e-3b0e-5a7e-9a43-5e1e7a7c0de5")
@@ -160,19 +160,11 @@ def apply(
         and inp.role is _PRIMARY
         and inp.check_type is not _TLS
     ):
-        # The common case, a healthy site's check: only rule 8's bookkeeping moves.
-        # Kept inline and free of enum/property lookups: it runs for nearly every input.
+        # The common case, a healthy site's check with nothing open: only rule 8's
+        # bookkeeping moves (a paused or deleted site's results change nothing).
         site = settings.site
         if site is not None and site.active:
-            stamp = inp.observed_at
-            key = _KEYS.get((inp.endpoint_id, inp.check_type, ""))
-            mark = state.marks.get(key) if key is not None else None
-            # canonical stamps (24 characters) order as strings: no parsing needed
-            if mark is not None and len(stamp) == 24 == len(mark.stamp) and stamp > mark.stamp:
-                mark.stamp = stamp
-                mark.ids = [inp.result_id]
-            else:
-                _mark(state, inp)
+            _mark(state, inp)
         state.position = position
         return state, NO_EFFECTS
     if now is None:
@@ -193,18 +185,25 @@ def apply(
 
 def _mark(state: SiteState, res: records.CheckResult) -> str | None:
     """Rule 8 bookkeeping; returns the tuple key, or None to ignore the input."""
-    key = _KEYS.get((res.endpoint_id, res.check_type, ""))
+    key = _PLAIN_KEYS[res.check_type].get(res.endpoint_id)  # interned: no formatting
     if key is None:
         key = tuple_key(res.endpoint_id, res.check_type)
     mark = state.marks.get(key)
+    stamp = res.observed_at
     if mark is None:
         if len(state.marks) >= MAX_MARKS:
             _evict_mark(state)
-        state.marks[key] = TupleMark(stamp=res.observed_at, ids=[res.result_id])
+        state.marks[key] = TupleMark(stamp=stamp, ids=[res.result_id])
         return key
-    order = _compare(res.observed_at, mark.stamp)
+    last = mark.stamp
+    # canonical stamps order as strings: the common case; a wire stamp of 24 characters
+    # is canonical (`...mmmZ`, the only length-24 form `Timestamp` admits)
+    if len(stamp) == 24 == len(last):
+        order = (stamp > last) - (stamp < last)
+    else:
+        order = _compare(stamp, last)
     if order > 0:
-        mark.stamp = res.observed_at
+        mark.stamp = stamp
         mark.ids = [res.result_id]
     elif order < 0 or res.result_id in mark.ids:
         return None  # rule 8: older than the last applied input, or a duplicate
