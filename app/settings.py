@@ -7,6 +7,7 @@ with one readable line per problem, and the CLI turns that into exit code 2.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import re
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +33,22 @@ class SettingsError(ValueError):
 
 
 _HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:port`) -> (host, port); ValueError says what is wrong."""
+    host, sep, port = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"bad IPv6 address {host!r}") from None
+    elif not re.fullmatch(r"[A-Za-z0-9_.\-]+", host):
+        raise ValueError("expected host:port, e.g. 127.0.0.1:8080")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected host:port with a port from 1 to 65535")
+    return host, int(port)
 
 
 class Settings(BaseSettings):
@@ -75,6 +92,10 @@ class Settings(BaseSettings):
         description="multiplies the webhook retry schedule (1 min .. 6 h); tests use 0.01",
     )
     notify_timeout_s: float = Field(10.0, gt=0, le=300, description="webhook request timeout")
+    api_listen: str = Field(
+        "127.0.0.1:8080",
+        description="host:port of `sitewatch api` (REST API, status page, /metrics)",
+    )
     log_format: str = Field("auto", pattern="^(auto|json|console)$")
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -103,6 +124,12 @@ class Settings(BaseSettings):
         if not value.startswith(allowed):
             raise ValueError(f"must start with one of {', '.join(allowed)}")
         return value
+
+    @field_validator("api_listen")
+    @classmethod
+    def _check_api_listen(cls, value: str) -> str:
+        split_listen(value)
+        return value.strip()
 
     @field_validator("verifiers")
     @classmethod
@@ -137,6 +164,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.state_dir / 'sitewatch.db').resolve()}"
+
+    @property
+    def api_address(self) -> tuple[str, int]:
+        return split_listen(self.api_listen)
 
     @property
     def is_tansu(self) -> bool:

@@ -1,0 +1,210 @@
+"""The availability report, policy `sitewatch-1` (DESIGN.md "REST API and pages").
+
+One pure function, `report()`: no I/O, no clock, no database. The API, the status pages
+and any export call it with a site's events, its maintenance windows and a window, so
+every figure a user sees is computed the same way.
+
+All times are integer epoch milliseconds; the window is half-open `[start, end)`.
+Every millisecond of the window falls in exactly one class, by precedence:
+unknown > maintenance > down > seems_down > up. So the figures never overlap, never go
+negative, and the figures of two adjacent windows add up to those of their union.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from sitewatch.streams.enums import CheckType, Severity
+
+POLICY: Final = "sitewatch-1"
+
+#: check types whose events can be downtime; TLS expiry never is
+AVAILABILITY_CHECKS: Final = frozenset({CheckType.HTTP, CheckType.TCP, CheckType.DNS})
+
+Interval = tuple[int, int]
+
+
+class Policy(enum.StrEnum):
+    SITEWATCH_1 = POLICY
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpan:
+    """What the report needs of one `jetmon_events` row.
+
+    `severity` is the row's: a closed event keeps its last severity, and availability
+    events only escalate (seems_down 3 -> down 4), so `severity >= DOWN` means "reached
+    down". `ended_ms` is None while the event is open.
+    """
+
+    event_id: str
+    check_type: CheckType
+    severity: int
+    started_ms: int
+    ended_ms: int | None
+
+    @property
+    def counts_as_down(self) -> bool:
+        return self.check_type in AVAILABILITY_CHECKS and self.severity >= Severity.DOWN
+
+    @property
+    def is_seems_down_only(self) -> bool:
+        return self.check_type in AVAILABILITY_CHECKS and self.severity == Severity.SEEMS_DOWN
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    event_id: str
+    started_ms: int
+    ended_ms: int | None
+    #: this event's downtime inside the window (maintenance and unknown time excluded)
+    down_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    start_ms: int
+    end_ms: int
+    down_ms: int
+    seems_down_ms: int
+    maintenance_ms: int
+    unknown_ms: int
+    incidents: tuple[Incident, ...]
+    policy: Policy = Policy.SITEWATCH_1
+
+    @property
+    def measured_ms(self) -> int:
+        """The denominator: the window less maintenance and unknown time."""
+        return self.end_ms - self.start_ms - self.maintenance_ms - self.unknown_ms
+
+    @property
+    def up_ms(self) -> int:
+        return self.measured_ms - self.down_ms - self.seems_down_ms
+
+    @property
+    def uptime_ratio(self) -> float | None:
+        measured = self.measured_ms
+        return None if measured <= 0 else 1.0 - self.down_ms / measured
+
+    @property
+    def mttr_ms(self) -> float | None:
+        """Mean downtime of the incidents closed inside the window."""
+        closed = [
+            i.down_ms
+            for i in self.incidents
+            if i.ended_ms is not None and i.ended_ms <= self.end_ms
+        ]
+        return sum(closed) / len(closed) if closed else None
+
+
+def report(
+    events: Iterable[EventSpan],
+    maintenance: Iterable[Interval],
+    start_ms: int,
+    end_ms: int,
+    *,
+    site_created_ms: int | None,
+    first_event_ms: int | None,
+) -> Report:
+    """The `sitewatch-1` report of one site over `[start_ms, end_ms)`.
+
+    `site_created_ms` is the site row's `created_at` and `first_event_ms` the
+    `started_at` of the site's first event ever (not only of those given): the site is
+    known from the earlier of the two, and time before that is unknown. `events` may be
+    any superset of the events overlapping the window; the rest are ignored.
+    """
+    if end_ms < start_ms:
+        raise ValueError("the window ends before it starts")
+    known = [t for t in (site_created_ms, first_event_ms) if t is not None]
+    known_since = min(known) if known else end_ms
+    unknown = _clip([(start_ms, known_since)], start_ms, end_ms)
+    maint = _subtract(_clip(maintenance, start_ms, end_ms), unknown)
+    excluded = _union(unknown, maint)
+
+    down_spans: list[EventSpan] = []
+    seems: list[Interval] = []
+    for ev in events:
+        span = _span(ev, end_ms)
+        if span[0] >= end_ms or span[1] <= start_ms:
+            continue
+        if ev.counts_as_down:
+            down_spans.append(ev)
+        elif ev.is_seems_down_only:
+            seems.append(span)
+
+    down = _subtract(_clip([_span(e, end_ms) for e in down_spans], start_ms, end_ms), excluded)
+    seems_only = _subtract(_subtract(_clip(seems, start_ms, end_ms), excluded), down)
+    incidents = tuple(
+        Incident(
+            e.event_id,
+            e.started_ms,
+            e.ended_ms,
+            _measure(_subtract(_clip([_span(e, end_ms)], start_ms, end_ms), excluded)),
+        )
+        for e in sorted(down_spans, key=lambda e: (e.started_ms, e.event_id))
+    )
+    return Report(
+        start_ms=start_ms,
+        end_ms=end_ms,
+        down_ms=_measure(down),
+        seems_down_ms=_measure(seems_only),
+        maintenance_ms=_measure(maint),
+        unknown_ms=_measure(unknown),
+        incidents=incidents,
+    )
+
+
+# -- interval arithmetic over sorted, disjoint, half-open [a, b) lists --------------------
+
+
+def _span(ev: EventSpan, end_ms: int) -> Interval:
+    """An event's time: from its first failure to its end (the window's end while open)."""
+    ended = end_ms if ev.ended_ms is None else ev.ended_ms
+    return ev.started_ms, max(ev.started_ms, ended)
+
+
+def _clip(intervals: Iterable[Interval], lo: int, hi: int) -> list[Interval]:
+    """Sorted, merged, inside [lo, hi), empty intervals dropped."""
+    clipped = sorted((max(a, lo), min(b, hi)) for a, b in intervals)
+    out: list[Interval] = []
+    for a, b in clipped:
+        if a >= b:
+            continue
+        if out and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def _union(x: Sequence[Interval], y: Sequence[Interval]) -> list[Interval]:
+    lo = min((i[0] for i in (*x, *y)), default=0)
+    hi = max((i[1] for i in (*x, *y)), default=0)
+    return _clip([*x, *y], lo, hi)
+
+
+def _subtract(x: Sequence[Interval], y: Sequence[Interval]) -> list[Interval]:
+    """x minus y, both sorted and disjoint."""
+    out: list[Interval] = []
+    j = 0
+    for a, b in x:
+        while j < len(y) and y[j][1] <= a:
+            j += 1
+        k = j
+        cur = a
+        while k < len(y) and y[k][0] < b:
+            if y[k][0] > cur:
+                out.append((cur, y[k][0]))
+            cur = max(cur, y[k][1])
+            k += 1
+        if cur < b:
+            out.append((cur, b))
+    return out
+
+
+def _measure(intervals: Iterable[Interval]) -> int:
+    return sum(b - a for a, b in intervals)
