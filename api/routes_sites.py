@@ -1,0 +1,279 @@
+"""`/api/v1/sites...`: read sites and their uptime; change them by publishing to `sites`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+from aiohttp import web
+
+from sitewatch.sink.tables import SETTINGS_COLUMNS
+from sitewatch.streams import records
+
+from . import availability, models, queries
+from .keys import Scope
+from .problems import Kind, Problem
+from .routing import Tag, answer, body_json, context, path_param, query, route
+from .timefmt import from_ms, parse, to_ms
+
+#: the uptime window when `from` is not given: this long before `to`
+DEFAULT_UPTIME_DAYS: Final = 30
+DAY_MS: Final = 86_400_000
+
+
+@route(
+    "GET",
+    "/api/v1/sites",
+    summary="List sites with their settings and current state",
+    tag=Tag.SITES,
+    scope=Scope.READ,
+    query=models.SitesQuery,
+    answer=models.SitePage,
+    errors=(400,),
+)
+async def list_sites(request: web.Request) -> web.Response:
+    q = query(request, models.SitesQuery)
+    async with context(request).engine.connect() as conn:
+        return answer(await queries.sites_page(conn, q))
+
+
+@route(
+    "GET",
+    "/api/v1/sites/{site_id}",
+    summary="One site",
+    tag=Tag.SITES,
+    scope=Scope.READ,
+    answer=models.Site,
+    errors=(400, 404),
+)
+async def get_site(request: web.Request) -> web.Response:
+    site_id = path_param(request, "site_id")
+    async with context(request).engine.connect() as conn:
+        row = await queries.site_row(conn, site_id)
+    if row is None:
+        raise Problem(Kind.NOT_FOUND, f"no site {site_id}")
+    return answer(queries.site_of(row))
+
+
+@route(
+    "PUT",
+    "/api/v1/sites/{site_id}",
+    summary="Create or replace a site: validated as a `sites` record and published",
+    description="The body is a `sites` record (`site_id` may be left out: the path's is "
+    "used). Answered 202 with what was published; the sink applies it to the database.",
+    tag=Tag.SITES,
+    scope=Scope.WRITE,
+    body=records.SiteRecord,
+    answer=models.SitePublished,
+    status=202,
+    errors=(400, 422, 503),
+)
+async def put_site(request: web.Request) -> web.Response:
+    site_id = path_param(request, "site_id")
+    raw = await body_json(request)
+    if isinstance(raw, dict):
+        raw.setdefault("site_id", site_id)
+    try:
+        site = msgspec.convert(raw, records.SiteRecord)
+    except msgspec.ValidationError as exc:
+        raise Problem(Kind.INVALID_BODY, f"not a valid `sites` record: {exc}") from None
+    if site.site_id != site_id:
+        raise Problem(Kind.INVALID_BODY, f"body site_id {site.site_id} is not the path's {site_id}")
+    check_site(site)
+    return await publish_site(request, site_id, site)
+
+
+@route(
+    "POST",
+    "/api/v1/sites/{site_id}/pause",
+    summary="Pause a site: publishes its record with `active` false",
+    tag=Tag.SITES,
+    scope=Scope.WRITE,
+    answer=models.SitePublished,
+    status=202,
+    errors=(400, 404, 409, 503),
+)
+async def pause_site(request: web.Request) -> web.Response:
+    return await _set_active(request, False)
+
+
+@route(
+    "POST",
+    "/api/v1/sites/{site_id}/resume",
+    summary="Resume a site: publishes its record with `active` true",
+    tag=Tag.SITES,
+    scope=Scope.WRITE,
+    answer=models.SitePublished,
+    status=202,
+    errors=(400, 404, 409, 503),
+)
+async def resume_site(request: web.Request) -> web.Response:
+    return await _set_active(request, True)
+
+
+@route(
+    "DELETE",
+    "/api/v1/sites/{site_id}",
+    summary="Delete a site: publishes a tombstone (null value) to `sites`",
+    tag=Tag.SITES,
+    scope=Scope.WRITE,
+    answer=models.SitePublished,
+    status=202,
+    errors=(400, 503),
+)
+async def delete_site(request: web.Request) -> web.Response:
+    site_id = path_param(request, "site_id")
+    return await publish_site(request, site_id, None)
+
+
+@route(
+    "GET",
+    "/api/v1/sites/{site_id}/events",
+    summary="A site's events, newest first",
+    tag=Tag.EVENTS,
+    scope=Scope.READ,
+    query=models.SiteEventsQuery,
+    answer=models.EventPage,
+    errors=(400, 404),
+)
+async def site_events(request: web.Request) -> web.Response:
+    site_id = path_param(request, "site_id")
+    q = query(request, models.SiteEventsQuery)
+    async with context(request).engine.connect() as conn:
+        if await queries.site_row(conn, site_id) is None:
+            raise Problem(Kind.NOT_FOUND, f"no site {site_id}")
+        return answer(await queries.events_page(conn, q, site_id))
+
+
+@route(
+    "GET",
+    "/api/v1/sites/{site_id}/uptime",
+    summary="Availability report over [from, to), policy sitewatch-1",
+    description="Defaults: `to` now, `from` 30 days before `to`. See docs/api.md for the "
+    "policy: downtime counts availability events (http, tcp, dns) that reached `down`, "
+    "once; seems-down time, maintenance and unknown time are reported apart.",
+    tag=Tag.SITES,
+    scope=Scope.READ,
+    query=models.UptimeQuery,
+    answer=models.UptimeReport,
+    errors=(400, 404),
+)
+async def uptime(request: web.Request) -> web.Response:
+    site_id = path_param(request, "site_id")
+    q = query(request, models.UptimeQuery)
+    end = queries.stamp_ms(q.to, "to") if q.to is not None else _now_ms()
+    start = (
+        queries.stamp_ms(q.from_, "from")
+        if q.from_ is not None
+        else end - DEFAULT_UPTIME_DAYS * DAY_MS
+    )
+    start = queries.clamp_ms(start)
+    if end < start:
+        raise Problem(Kind.INVALID_PARAMETER, "`to` is before `from`")
+    async with context(request).engine.connect() as conn:
+        row = await queries.site_row(conn, site_id)
+        if row is None:
+            raise Problem(Kind.NOT_FOUND, f"no site {site_id}")
+        spans, first_event = await queries.uptime_inputs(conn, site_id, start, end)
+    created = row._mapping["created_at"]
+    rep = availability.report(
+        spans,
+        maintenance_ms(row._mapping["maintenance"]),
+        start,
+        end,
+        site_created_ms=None if created is None else to_ms(created),
+        first_event_ms=first_event,
+    )
+    return answer(uptime_answer(site_id, rep))
+
+
+def uptime_answer(site_id: int, rep: availability.Report) -> models.UptimeReport:
+    mttr = rep.mttr_ms
+    return models.UptimeReport(
+        policy=availability.POLICY,
+        site_id=site_id,
+        from_=from_ms(rep.start_ms),
+        to=from_ms(rep.end_ms),
+        down_s=rep.down_ms / 1000,
+        seems_down_s=rep.seems_down_ms / 1000,
+        maintenance_s=rep.maintenance_ms / 1000,
+        unknown_s=rep.unknown_ms / 1000,
+        measured_s=rep.measured_ms / 1000,
+        uptime_ratio=rep.uptime_ratio,
+        incidents=[
+            models.Incident(
+                event_id=i.event_id,
+                started_at=from_ms(i.started_ms),
+                ended_at=None if i.ended_ms is None else from_ms(i.ended_ms),
+                down_s=i.down_ms / 1000,
+            )
+            for i in rep.incidents
+        ],
+        mttr_s=None if mttr is None else mttr / 1000,
+    )
+
+
+def maintenance_ms(value: Any) -> list[tuple[int, int]]:
+    """Stored maintenance windows as ms intervals; unreadable ones are skipped."""
+    out = []
+    for w in queries.maintenance_windows(value):
+        try:
+            out.append((parse(w.start), parse(w.end)))
+        except ValueError:
+            continue
+    return out
+
+
+# -- publishing -----------------------------------------------------------------------------
+
+
+def check_site(site: records.SiteRecord) -> None:
+    """Strict in what we write: maintenance windows are real times, in order."""
+    for i, w in enumerate(site.maintenance):
+        try:
+            start, end = parse(w.start), parse(w.end)
+        except ValueError:
+            raise Problem(Kind.INVALID_BODY, f"maintenance[{i}]: not a real time") from None
+        if end < start:
+            raise Problem(Kind.INVALID_BODY, f"maintenance[{i}]: end is before start")
+
+
+async def publish_site(
+    request: web.Request, site_id: int, site: records.SiteRecord | None
+) -> web.Response:
+    ctx = context(request)
+    value = None if site is None else records.encode(site)
+    done = await ctx.publisher.publish(ctx.names.sites, records.site_key(site_id), value)
+    ctx.metrics.published.labels("sites").inc()
+    return answer(
+        models.SitePublished(
+            topic=done.topic,
+            partition=done.partition,
+            offset=done.offset,
+            key=str(site_id),
+            value=site,
+        ),
+        status=202,
+    )
+
+
+async def _set_active(request: web.Request, active: bool) -> web.Response:
+    site_id = path_param(request, "site_id")
+    async with context(request).engine.connect() as conn:
+        row = await queries.site_row(conn, site_id)
+    if row is None:
+        raise Problem(Kind.NOT_FOUND, f"no site {site_id}")
+    m = row._mapping
+    fields = {c: m[c] for c in SETTINGS_COLUMNS if m[c] is not None}
+    fields.update(site_id=site_id, active=active)
+    try:
+        site = msgspec.convert(fields, records.SiteRecord)
+    except msgspec.ValidationError as exc:
+        # e.g. a row the sink made from a transition before any settings arrived
+        raise Problem(Kind.CONFLICT, f"site {site_id} has no complete settings: {exc}") from None
+    return await publish_site(request, site_id, site)
+
+
+def _now_ms() -> int:
+    return to_ms(datetime.now(UTC))
