@@ -155,7 +155,7 @@ def path_param(request: web.Request, name: str) -> Any:
 
 def query(request: web.Request, shape: type[S]) -> S:
     # a repeated parameter is ambiguous: refuse it rather than pick one
-    names = list(request.query.keys())
+    names = [name for name, _ in request.query.items()]
     if len(names) != len(set(names)):
         raise Problem(Kind.INVALID_PARAMETER, "a query parameter is given more than once")
     try:
