@@ -20,6 +20,8 @@ from .problems import Kind, Problem, from_http_error
 from .routing import API_KEY, CONTEXT, ROUTES, Context, Handler, guarded
 from .tables import audit
 
+__all__ = ["ROUTES", "build"]
+
 log = structlog.get_logger(__name__)
 
 #: request bodies larger than this are refused with 413 (a `sites` record is a few KiB)
@@ -123,7 +125,10 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _problem_response(from_http_error(exc), request)
+        response = _problem_response(from_http_error(exc), request)
+        if isinstance(exc, web.HTTPMethodNotAllowed):  # RFC 9110: a 405 says what is allowed
+            response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        return response
     except SQLAlchemyError as exc:
         log.warning("database error", error=str(exc), path=request.path)
         return _problem_response(Problem(Kind.UNAVAILABLE, "the database is unavailable"), request)

@@ -11,6 +11,7 @@ import enum
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from sitewatch.streams import records
 from sitewatch.streams.enums import CheckType, EventState, Reason, RedirectPolicy, SiteState
@@ -60,39 +61,41 @@ class ComponentStatus(enum.StrEnum):
 
 
 class PageQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Absent parameters are UNSET (not None: lax conversion would read `?x=null` as None)."""
+
     limit: Limit = DEFAULT_LIMIT
-    cursor: Cursor | None = None
+    cursor: Cursor | UnsetType = UNSET
 
 
 class SitesQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
-    state: SiteState | None = None
-    active: bool | None = None
+    state: SiteState | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
 
 
 class SiteEventsQuery(
     PageQuery, kw_only=True, forbid_unknown_fields=True, rename={"from_": "from"}
 ):
-    state: EventStateFilter | None = None
-    check_type: CheckType | None = None
-    severity_gte: SeverityLevel | None = None
+    state: EventStateFilter | UnsetType = UNSET
+    check_type: CheckType | UnsetType = UNSET
+    severity_gte: SeverityLevel | UnsetType = UNSET
     #: on `started_at`: from <= started_at < to
-    from_: Timestamp | None = None
-    to: Timestamp | None = None
+    from_: Timestamp | UnsetType = UNSET
+    to: Timestamp | UnsetType = UNSET
 
 
 class EventsQuery(
     SiteEventsQuery, kw_only=True, forbid_unknown_fields=True, rename={"from_": "from"}
 ):
-    site_id: SiteIdParam | None = None
+    site_id: SiteIdParam | UnsetType = UNSET
 
 
 class UptimeQuery(
     msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename={"from_": "from"}
 ):
     #: default: 30 days before `to`
-    from_: Timestamp | None = None
+    from_: Timestamp | UnsetType = UNSET
     #: default: now
-    to: Timestamp | None = None
+    to: Timestamp | UnsetType = UNSET
 
 
 # -- bodies -------------------------------------------------------------------------------
@@ -103,7 +106,7 @@ class CloseEventBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class WebhookBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+    url: Annotated[str, msgspec.Meta(min_length=8, max_length=2048, pattern=r"^https?://[^/?#\s]+")]
     #: HMAC secret; default: a new random one, answered once
     secret: Annotated[str, msgspec.Meta(min_length=16, max_length=255)] | None = None
     #: only this site's events; default: every site

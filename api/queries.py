@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from msgspec import UNSET
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sitewatch.notify import tables as nt
@@ -78,12 +79,12 @@ async def site_row(conn: AsyncConnection, site_id: int) -> sa.Row[Any] | None:
 async def sites_page(conn: AsyncConnection, q: models.SitesQuery) -> models.SitePage:
     s = st.sites
     stmt = sa.select(s).order_by(s.c.site_id).limit(q.limit + 1)
-    if q.cursor is not None:
+    if q.cursor is not UNSET:
         (after,) = cursor.decode(cursor.List.SITES, q.cursor, int)
         stmt = stmt.where(s.c.site_id > after)
-    if q.state is not None:
+    if q.state is not UNSET:
         stmt = stmt.where(s.c.current_state == q.state.value)
-    if q.active is not None:
+    if q.active is not UNSET:
         stmt = stmt.where(s.c.active == q.active)
     rows = (await conn.execute(stmt)).all()
     data = [site_of(r) for r in rows[: q.limit]]
@@ -128,17 +129,17 @@ async def events_page(
         stmt = stmt.where(e.c.ended_at.is_(None))
     elif q.state is models.EventStateFilter.CLOSED:
         stmt = stmt.where(e.c.ended_at.is_not(None))
-    elif q.state is not None:
+    elif q.state is not UNSET:
         stmt = stmt.where(e.c.state == q.state.value)
-    if q.check_type is not None:
+    if q.check_type is not UNSET:
         stmt = stmt.where(e.c.check_type == q.check_type.value)
-    if q.severity_gte is not None:
+    if q.severity_gte is not UNSET:
         stmt = stmt.where(e.c.severity >= q.severity_gte)
-    if q.from_ is not None:
+    if q.from_ is not UNSET:
         stmt = stmt.where(e.c.started_at >= db_time(stamp_ms(q.from_, "from")))
-    if q.to is not None:
+    if q.to is not UNSET:
         stmt = stmt.where(e.c.started_at < db_time(stamp_ms(q.to, "to")))
-    if q.cursor is not None:
+    if q.cursor is not UNSET:
         started, last_id = cursor.decode(cursor.List.EVENTS, q.cursor, int, str)
         at = db_time(clamp_ms(started))
         stmt = stmt.where(
@@ -246,7 +247,7 @@ def webhook_of(row: sa.Row[Any]) -> models.Webhook:
 async def webhooks_page(conn: AsyncConnection, q: models.PageQuery) -> models.WebhookPage:
     s = nt.subscriptions
     stmt = sa.select(s).order_by(s.c.id).limit(q.limit + 1)
-    if q.cursor is not None:
+    if q.cursor is not UNSET:
         (after,) = cursor.decode(cursor.List.WEBHOOKS, q.cursor, int)
         stmt = stmt.where(s.c.id > after)
     rows = (await conn.execute(stmt)).all()
@@ -273,7 +274,7 @@ async def deliveries_page(
         .order_by(d.c.created_at.desc(), d.c.id.desc())
         .limit(q.limit + 1)
     )
-    if q.cursor is not None:
+    if q.cursor is not UNSET:
         created, last_id = cursor.decode(cursor.List.DELIVERIES, q.cursor, int, str)
         at = db_time(clamp_ms(created))
         stmt = stmt.where(

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 from aiohttp import web
+from msgspec import UNSET
 
 from sitewatch.streams import records
 from sitewatch.streams.enums import CommandKind
@@ -32,7 +33,8 @@ from .timefmt import from_ms, to_ms
 async def list_events(request: web.Request) -> web.Response:
     q = query(request, models.EventsQuery)
     async with context(request).engine.connect() as conn:
-        return answer(await queries.events_page(conn, q, q.site_id))
+        site_id = None if q.site_id is UNSET else q.site_id
+        return answer(await queries.events_page(conn, q, site_id))
 
 
 @route(

@@ -7,6 +7,7 @@ from typing import Any, Final
 
 import msgspec
 from aiohttp import web
+from msgspec import UNSET
 
 from sitewatch.sink.tables import SETTINGS_COLUMNS
 from sitewatch.streams import records
@@ -60,8 +61,8 @@ async def get_site(request: web.Request) -> web.Response:
     "PUT",
     "/api/v1/sites/{site_id}",
     summary="Create or replace a site: validated as a `sites` record and published",
-    description="The body is a `sites` record (`site_id` may be left out: the path's is "
-    "used). Answered 202 with what was published; the sink applies it to the database.",
+    description="The body is a `sites` record whose `site_id` is the path's. Answered 202 "
+    "with what was published; the sink applies it to the database.",
     tag=Tag.SITES,
     scope=Scope.WRITE,
     body=records.SiteRecord,
@@ -72,8 +73,6 @@ async def get_site(request: web.Request) -> web.Response:
 async def put_site(request: web.Request) -> web.Response:
     site_id = path_param(request, "site_id")
     raw = await body_json(request)
-    if isinstance(raw, dict):
-        raw.setdefault("site_id", site_id)
     try:
         site = msgspec.convert(raw, records.SiteRecord)
     except msgspec.ValidationError as exc:
@@ -162,10 +161,10 @@ async def site_events(request: web.Request) -> web.Response:
 async def uptime(request: web.Request) -> web.Response:
     site_id = path_param(request, "site_id")
     q = query(request, models.UptimeQuery)
-    end = queries.stamp_ms(q.to, "to") if q.to is not None else _now_ms()
+    end = queries.stamp_ms(q.to, "to") if q.to is not UNSET else _now_ms()
     start = (
         queries.stamp_ms(q.from_, "from")
-        if q.from_ is not None
+        if q.from_ is not UNSET
         else end - DEFAULT_UPTIME_DAYS * DAY_MS
     )
     start = queries.clamp_ms(start)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sitewatch.api.app import build  # noqa: F401 - registers every route
+from sitewatch.api.app import ROUTES  # importing the app registers every route
 from sitewatch.api.keys import Scope
-from sitewatch.api.routing import ROUTES, Route
+from sitewatch.api.routing import Route
 
 from .live import LiveApi
 
