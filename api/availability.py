@@ -12,10 +12,11 @@ negative, and the figures of two adjacent windows add up to those of their union
 
 from __future__ import annotations
 
+import bisect
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from sitewatch.streams.enums import CheckType, Severity
 
@@ -25,15 +26,18 @@ POLICY: Final = "sitewatch-1"
 AVAILABILITY_CHECKS: Final = frozenset({CheckType.HTTP, CheckType.TCP, CheckType.DNS})
 
 Interval = tuple[int, int]
+_AVAILABILITY: Final = frozenset(str(c) for c in AVAILABILITY_CHECKS)
+_DOWN: Final = int(Severity.DOWN)
+_SEEMS_DOWN: Final = int(Severity.SEEMS_DOWN)
 
 
 class Policy(enum.StrEnum):
     SITEWATCH_1 = POLICY
 
 
-@dataclass(frozen=True, slots=True)
-class EventSpan:
-    """What the report needs of one `jetmon_events` row.
+class EventSpan(NamedTuple):
+    """What the report needs of one `jetmon_events` row (a tuple: 10,000 of them are
+    built per report, so they must be cheap).
 
     `severity` is the row's: a closed event keeps its last severity, and availability
     events only escalate (seems_down 3 -> down 4), so `severity >= DOWN` means "reached
@@ -41,7 +45,7 @@ class EventSpan:
     """
 
     event_id: str
-    check_type: CheckType
+    check_type: str
     severity: int
     started_ms: int
     ended_ms: int | None
@@ -55,8 +59,7 @@ class EventSpan:
         return self.check_type in AVAILABILITY_CHECKS and self.severity == Severity.SEEMS_DOWN
 
 
-@dataclass(frozen=True, slots=True)
-class Incident:
+class Incident(NamedTuple):
     event_id: str
     started_ms: int
     ended_ms: int | None
@@ -124,28 +127,36 @@ def report(
     maint = _subtract(_clip(maintenance, start_ms, end_ms), unknown)
     excluded = _union(unknown, maint)
 
-    down_spans: list[EventSpan] = []
+    # one pass, plain locals: a report may read 10,000 events and must stay in milliseconds
+    checks, down_at, seems_at = _AVAILABILITY, _DOWN, _SEEMS_DOWN
+    down_events: list[EventSpan] = []
+    down: list[Interval] = []
     seems: list[Interval] = []
     for ev in events:
-        span = _span(ev, end_ms)
-        if span[0] >= end_ms or span[1] <= start_ms:
+        _, check, severity, began, ended = ev
+        if check not in checks:
             continue
-        if ev.counts_as_down:
-            down_spans.append(ev)
-        elif ev.is_seems_down_only:
-            seems.append(span)
+        if ended is None:
+            ended = end_ms
+        if began >= end_ms or ended <= start_ms or ended <= began:
+            continue
+        if severity >= down_at:
+            down_events.append(ev)
+            down.append((began, ended))
+        elif severity == seems_at:
+            seems.append((began, ended))
 
-    down = _subtract(_clip([_span(e, end_ms) for e in down_spans], start_ms, end_ms), excluded)
+    down = _subtract(_clip(down, start_ms, end_ms), excluded)
     seems_only = _subtract(_subtract(_clip(seems, start_ms, end_ms), excluded), down)
-    incidents = tuple(
-        Incident(
-            e.event_id,
-            e.started_ms,
-            e.ended_ms,
-            _measure(_subtract(_clip([_span(e, end_ms)], start_ms, end_ms), excluded)),
-        )
-        for e in sorted(down_spans, key=lambda e: (e.started_ms, e.event_id))
-    )
+    # each incident's own downtime: its time in the window less what is excluded,
+    # measured against prefix sums of the (few, sorted) excluded intervals
+    overlap = _Overlap(excluded)
+    down_events.sort(key=_incident_order)
+    incidents = []
+    for eid, _, _, began, ended in down_events:
+        lo = began if began > start_ms else start_ms
+        hi = end_ms if ended is None or ended > end_ms else ended
+        incidents.append(Incident(eid, began, ended, hi - lo - overlap(lo, hi)))
     return Report(
         start_ms=start_ms,
         end_ms=end_ms,
@@ -153,31 +164,59 @@ def report(
         seems_down_ms=_measure(seems_only),
         maintenance_ms=_measure(maint),
         unknown_ms=_measure(unknown),
-        incidents=incidents,
+        incidents=tuple(incidents),
     )
 
 
 # -- interval arithmetic over sorted, disjoint, half-open [a, b) lists --------------------
 
 
-def _span(ev: EventSpan, end_ms: int) -> Interval:
-    """An event's time: from its first failure to its end (the window's end while open)."""
-    ended = end_ms if ev.ended_ms is None else ev.ended_ms
-    return ev.started_ms, max(ev.started_ms, ended)
+def _incident_order(e: EventSpan) -> tuple[int, str]:
+    return e[3], e[0]
+
+
+class _Overlap:
+    """Measure of `intervals` (sorted, disjoint) inside [a, b), in O(log n)."""
+
+    def __init__(self, intervals: Sequence[Interval]) -> None:
+        self.starts = [a for a, _ in intervals]
+        self.ends = [b for _, b in intervals]
+        self.before = [0]  # before[i]: total length of intervals[:i]
+        for a, b in intervals:
+            self.before.append(self.before[-1] + b - a)
+
+    def upto(self, t: int) -> int:
+        """Measure of the intervals before time t."""
+        i = bisect.bisect_right(self.starts, t)
+        if i == 0:
+            return 0
+        return self.before[i - 1] + min(t, self.ends[i - 1]) - self.starts[i - 1]
+
+    def __call__(self, a: int, b: int) -> int:
+        return self.upto(b) - self.upto(a) if self.starts else 0
 
 
 def _clip(intervals: Iterable[Interval], lo: int, hi: int) -> list[Interval]:
     """Sorted, merged, inside [lo, hi), empty intervals dropped."""
-    clipped = sorted((max(a, lo), min(b, hi)) for a, b in intervals)
     out: list[Interval] = []
-    for a, b in clipped:
+    cur_a = cur_b = 0
+    have = False
+    for a, b in sorted(intervals):
+        if a < lo:
+            a = lo
+        if b > hi:
+            b = hi
         if a >= b:
             continue
-        if out and a <= out[-1][1]:
-            if b > out[-1][1]:
-                out[-1] = (out[-1][0], b)
-        else:
-            out.append((a, b))
+        if have and a <= cur_b:
+            if b > cur_b:
+                cur_b = b
+            continue
+        if have:
+            out.append((cur_a, cur_b))
+        cur_a, cur_b, have = a, b, True
+    if have:
+        out.append((cur_a, cur_b))
     return out
 
 

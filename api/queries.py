@@ -7,6 +7,7 @@ first does.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +22,9 @@ from . import cursor, models
 from .availability import AVAILABILITY_CHECKS, EventSpan
 from .problems import Kind, Problem
 from .timefmt import db_time, parse, to_ms, wire, wire_or_none
+
+_EPOCH = datetime(1970, 1, 1)
+_MS = timedelta(milliseconds=1)
 
 #: an event's columns as answered (not the internal open_key)
 EVENT_COLUMNS = tuple(c for c in st.events.c if c.name != "open_key")
@@ -142,8 +146,10 @@ async def events_page(
     if q.cursor is not UNSET:
         started, last_id = cursor.decode(cursor.List.EVENTS, q.cursor, int, str)
         at = db_time(clamp_ms(started))
+        # the first conjunct is what MariaDB can range-scan an index on; the OR refines it
         stmt = stmt.where(
-            sa.or_(e.c.started_at < at, sa.and_(e.c.started_at == at, e.c.id < last_id))
+            e.c.started_at <= at,
+            sa.or_(e.c.started_at < at, e.c.id < last_id),
         )
     rows = (await conn.execute(stmt)).all()
     data = [event_of(r) for r in rows[: q.limit]]
@@ -203,26 +209,32 @@ async def uptime_inputs(
 ) -> tuple[list[EventSpan], int | None]:
     """The site's availability events overlapping [start, end), and its first event's start.
 
-    Read from `ix_jetmon_events_site_uptime` alone: events ending after the window starts,
-    or still open, that started before it ends.
+    Read from `ix_jetmon_events_site_uptime` alone (index-only): events ending after the
+    window starts, or still open, that started before it ends. MariaDB is told to use it:
+    with (site_id, started_at) alone it would fetch every row by primary key.
     """
     e = st.events
-    stmt = sa.select(e.c.id, e.c.check_type, e.c.severity, e.c.started_at, e.c.ended_at).where(
-        e.c.site_id == site_id,
-        sa.or_(e.c.ended_at.is_(None), e.c.ended_at > db_time(start_ms)),
-        e.c.started_at < db_time(end_ms),
-        e.c.check_type.in_(sorted(c.value for c in AVAILABILITY_CHECKS)),
+    stmt = (
+        sa.select(e.c.id, e.c.check_type, e.c.severity, e.c.started_at, e.c.ended_at)
+        .where(
+            e.c.site_id == site_id,
+            sa.or_(e.c.ended_at.is_(None), e.c.ended_at > db_time(start_ms)),
+            e.c.started_at < db_time(end_ms),
+            e.c.check_type.in_(sorted(c.value for c in AVAILABILITY_CHECKS)),
+        )
+        .with_hint(e, "FORCE INDEX (ix_jetmon_events_site_uptime)", "mysql")
     )
-    rows = (await conn.execute(stmt)).all()
+    rows = (await conn.execute(stmt)).tuples().all()
+    epoch, ms = _EPOCH, _MS  # inline to_ms: thousands of rows
     spans = [
         EventSpan(
-            event_id=eid,
-            check_type=check,
-            severity=severity,
-            started_ms=to_ms(started),
-            ended_ms=None if ended is None else to_ms(ended),
+            eid,
+            check,
+            severity,
+            (began - epoch) // ms,
+            None if end is None else (end - epoch) // ms,
         )
-        for eid, check, severity, started, ended in rows
+        for eid, check, severity, began, end in rows
     ]
     first = (
         await conn.execute(sa.select(sa.func.min(e.c.started_at)).where(e.c.site_id == site_id))
@@ -277,9 +289,7 @@ async def deliveries_page(
     if q.cursor is not UNSET:
         created, last_id = cursor.decode(cursor.List.DELIVERIES, q.cursor, int, str)
         at = db_time(clamp_ms(created))
-        stmt = stmt.where(
-            sa.or_(d.c.created_at < at, sa.and_(d.c.created_at == at, d.c.id < last_id))
-        )
+        stmt = stmt.where(d.c.created_at <= at, sa.or_(d.c.created_at < at, d.c.id < last_id))
     rows = (await conn.execute(stmt)).all()
     data = [
         models.Delivery(

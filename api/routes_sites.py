@@ -189,11 +189,12 @@ async def uptime(request: web.Request) -> web.Response:
 
 def uptime_answer(site_id: int, rep: availability.Report) -> models.UptimeReport:
     mttr = rep.mttr_ms
+    incident, stamp = models.Incident, from_ms
     return models.UptimeReport(
         policy=availability.POLICY,
         site_id=site_id,
-        from_=from_ms(rep.start_ms),
-        to=from_ms(rep.end_ms),
+        from_=stamp(rep.start_ms),
+        to=stamp(rep.end_ms),
         down_s=rep.down_ms / 1000,
         seems_down_s=rep.seems_down_ms / 1000,
         maintenance_s=rep.maintenance_ms / 1000,
@@ -201,13 +202,13 @@ def uptime_answer(site_id: int, rep: availability.Report) -> models.UptimeReport
         measured_s=rep.measured_ms / 1000,
         uptime_ratio=rep.uptime_ratio,
         incidents=[
-            models.Incident(
-                event_id=i.event_id,
-                started_at=from_ms(i.started_ms),
-                ended_at=None if i.ended_ms is None else from_ms(i.ended_ms),
-                down_s=i.down_ms / 1000,
+            incident(
+                event_id=eid,
+                started_at=stamp(began),
+                ended_at=None if ended is None else stamp(ended),
+                down_s=down / 1000,
             )
-            for i in rep.incidents
+            for eid, began, ended, down in rep.incidents
         ],
         mttr_s=None if mttr is None else mttr / 1000,
     )
