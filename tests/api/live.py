@@ -116,7 +116,7 @@ async def live_api(
     bootstrap: str, base: Path, *, db: tuple[str, str] | None = None, prefix: str | None = None
 ) -> AsyncIterator[LiveApi]:
     """`sitewatch api` on a free port; keys `reader`, `writer`, `admin`, `revoked`."""
-    base.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(base.mkdir, parents=True, exist_ok=True)
     name, url = db or new_database()
     await upgrade(url)
     port = free_port()
