@@ -26,6 +26,9 @@ POLICY: Final = "sitewatch-1"
 AVAILABILITY_CHECKS: Final = frozenset({CheckType.HTTP, CheckType.TCP, CheckType.DNS})
 
 Interval = tuple[int, int]
+#: an event as the report reads it: (event_id, check_type, severity, started ms, ended ms
+#: or None); an `EventSpan`, or a database row of those five columns
+Span = tuple[str, str, int, int, int | None]
 _AVAILABILITY: Final = frozenset(str(c) for c in AVAILABILITY_CHECKS)
 _DOWN: Final = int(Severity.DOWN)
 _SEEMS_DOWN: Final = int(Severity.SEEMS_DOWN)
@@ -104,7 +107,7 @@ class Report:
 
 
 def report(
-    events: Iterable[EventSpan],
+    events: Iterable[Span],
     maintenance: Iterable[Interval],
     start_ms: int,
     end_ms: int,
@@ -129,7 +132,7 @@ def report(
 
     # one pass, plain locals: a report may read 10,000 events and must stay in milliseconds
     checks, down_at, seems_at = _AVAILABILITY, _DOWN, _SEEMS_DOWN
-    down_events: list[EventSpan] = []
+    down_events: list[Span] = []
     down: list[Interval] = []
     seems: list[Interval] = []
     for ev in events:
@@ -171,7 +174,7 @@ def report(
 # -- interval arithmetic over sorted, disjoint, half-open [a, b) lists --------------------
 
 
-def _incident_order(e: EventSpan) -> tuple[int, str]:
+def _incident_order(e: Span) -> tuple[int, str]:
     return e[3], e[0]
 
 

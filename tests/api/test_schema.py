@@ -98,3 +98,40 @@ async def test_site_row_gets_created_at_from_the_database_also_for_rows_before_0
         assert again == rows[1][1]
     finally:
         await engine.dispose()
+
+
+async def test_uptime_read_computes_epoch_milliseconds_exactly_in_the_database(url: str) -> None:
+    from datetime import datetime
+
+    from sitewatch.api import queries
+    from sitewatch.api.timefmt import to_ms
+
+    await upgrade(url)
+    stamps = [
+        datetime(2026, 11, 26, 10, 0, 0, 0),
+        datetime(2026, 11, 26, 10, 0, 0, 1000),
+        datetime(2026, 11, 26, 23, 59, 59, 999000),
+        datetime(1999, 12, 31, 23, 59, 59, 500000),
+    ]
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.insert(st.sites).values(site_id=1, url="a"))
+            for i, at in enumerate(stamps):
+                await conn.execute(
+                    sa.insert(st.events).values(
+                        id=f"e{i}",
+                        site_id=1,
+                        check_type="http",
+                        state="resolved",
+                        severity=4,
+                        started_at=at,
+                        ended_at=at,
+                    )
+                )
+        async with engine.connect() as conn:
+            rows, first = await queries.uptime_inputs(conn, 1, 0, 2**42)
+    finally:
+        await engine.dispose()
+    assert sorted((r[3], r[4]) for r in rows) == sorted((to_ms(t), to_ms(t)) for t in stamps)
+    assert first == to_ms(min(stamps))
