@@ -244,7 +244,12 @@ async def test_unknown_route_and_method_are_problems(api: LiveApi) -> None:
 
 async def test_put_publishes_a_validated_sites_record_and_touches_no_table(api: LiveApi) -> None:
     before = api.sql("SELECT COUNT(*) AS n FROM jetpack_monitor_sites")[0]["n"]
-    body = {"url": "https://new.example", "check_interval_s": 60, "checks": ["http", "tls_expiry"]}
+    body = {
+        "site_id": 500,
+        "url": "https://new.example",
+        "check_interval_s": 60,
+        "checks": ["http", "tls_expiry"],
+    }
     status, published, _ = await api.request("PUT", "/api/v1/sites/500", who="writer", json=body)
     assert status == 202, published
     assert published["topic"] == api.names.sites and published["key"] == "500"
@@ -267,7 +272,8 @@ async def test_put_publishes_a_validated_sites_record_and_touches_no_table(api: 
     "body",
     [
         {"url": ""},
-        {"site_id": 7, "url": "https://a.example"},
+        {"url": "https://a.example"},  # no site_id
+        {"site_id": 7, "url": "https://a.example"},  # not the path's
         {"url": "https://a.example", "redirect_policy": "sometimes"},
         {"url": "https://a.example", "check_interval_s": 0},
         {
