@@ -6,23 +6,26 @@ STAMP := $(VENV)/.installed
 # The test and CI install: every package at the version of the lock (refresh: `make lock`)
 LOCK := requirements/lock.txt
 PIP := $(BIN)/python -m pip --disable-pip-version-check
-# setuptools' notes on building the editable wheel are not the newcomer's business
-QUIET_BUILD := PYTHONWARNINGS=ignore
+# pyproject's package configuration builds without warnings; what is left is setuptools'
+# note that a strict editable install links into build/ (the install mode we chose)
+QUIET_BUILD := PYTHONWARNINGS=ignore::UserWarning:setuptools.command.editable_wheel
 
 .PHONY: demo test lint venv bench clean schemas services lock
 
+# strict editable: the mapped top-level folders (streams/, sink/...) import as sitewatch.*
+# Recipes are quiet (@): a newcomer's `make demo` prints what sitewatch says, not make's.
 $(STAMP): pyproject.toml $(LOCK)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# strict editable: the mapped top-level folders (streams/, sink/...) import as sitewatch.*
-	$(QUIET_BUILD) $(PIP) install --quiet -c $(LOCK) -e '.[dev]' --config-settings editable_mode=strict
-	touch $(STAMP)
+	@echo "setting up $(VENV): the locked packages, about a minute the first time"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(QUIET_BUILD) $(PIP) install --quiet -c $(LOCK) -e '.[dev]' --config-settings editable_mode=strict
+	@touch $(STAMP)
 
+# strict editable installs link files, not folders: pick up files added since
 venv: $(STAMP)
-	# strict editable installs link files, not folders: pick up files added since
-	$(QUIET_BUILD) $(PIP) install --quiet --no-deps -e . --config-settings editable_mode=strict
+	@$(QUIET_BUILD) $(PIP) install --quiet --no-deps -e . --config-settings editable_mode=strict
 
 demo: venv
-	$(BIN)/sitewatch dev
+	@$(BIN)/sitewatch dev
 
 lint: venv
 	$(BIN)/ruff check .

@@ -242,8 +242,9 @@ class Webhook(msgspec.Struct, kw_only=True):
     url: str
     site_id: int | None
     created_at: Timestamp
-    #: the first characters of the secret, to tell subscriptions apart
-    secret_hint: str
+    #: whether the stored secret is sealed with SITEWATCH_SECRET_KEY (the secret itself is
+    #: never answered again)
+    secret_sealed: bool
 
 
 class WebhookCreated(Webhook, kw_only=True):

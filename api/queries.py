@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from msgspec import UNSET
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sitewatch.crypto import is_sealed
 from sitewatch.notify import tables as nt
 from sitewatch.sink import tables as st
 from sitewatch.streams import records
@@ -264,7 +265,7 @@ def webhook_of(row: sa.Row[Any]) -> models.Webhook:
         url=m["url"],
         site_id=m["site_id"],
         created_at=wire(m["created_at"]),
-        secret_hint=str(m["secret"])[:4] + "…",
+        secret_sealed=is_sealed(str(m["secret"])),
     )
 
 

@@ -9,6 +9,8 @@ import msgspec
 from aiohttp import web
 from msgspec import UNSET
 
+from sitewatch.crypto import SecretBox, SecretError, open_secret
+from sitewatch.sink.batch import REDACTED_VALUE
 from sitewatch.sink.tables import SETTINGS_COLUMNS
 from sitewatch.streams import records
 
@@ -267,12 +269,34 @@ async def _set_active(request: web.Request, active: bool) -> web.Response:
     m = row._mapping
     fields = {c: m[c] for c in SETTINGS_COLUMNS if m[c] is not None}
     fields.update(site_id=site_id, active=active)
+    if isinstance(fields.get("custom_headers"), dict):
+        fields["custom_headers"] = _header_values(
+            site_id, fields["custom_headers"], context(request).secrets
+        )
     try:
         site = msgspec.convert(fields, records.SiteRecord)
     except msgspec.ValidationError as exc:
         # e.g. a row the sink made from a transition before any settings arrived
         raise Problem(Kind.CONFLICT, f"site {site_id} has no complete settings: {exc}") from None
     return await publish_site(request, site_id, site)
+
+
+def _header_values(site_id: int, stored: dict[str, Any], box: SecretBox | None) -> dict[str, str]:
+    """The site's header values in the clear, as the record must carry them: the sink
+    stores them sealed, or not at all without a key; then only a full PUT can say them."""
+    out = {}
+    for name, value in stored.items():
+        if not isinstance(value, str) or value == REDACTED_VALUE:
+            raise Problem(
+                Kind.CONFLICT,
+                f"site {site_id}: the database does not hold the value of header {name!r}; "
+                "PUT the whole record instead",
+            )
+        try:
+            out[str(name)] = open_secret(box, value)
+        except SecretError as exc:
+            raise Problem(Kind.CONFLICT, f"site {site_id}: header {name!r}: {exc}") from None
+    return out
 
 
 def _now_ms() -> int:

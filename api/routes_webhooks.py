@@ -6,14 +6,15 @@ them directly (as `sitewatch webhooks add|remove` does).
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from aiohttp import web
 
 from sitewatch.notify import tables as nt
+from sitewatch.notify.webhooks_cmd import WebhookError, check_target
 
 from . import models, queries
 from .keys import Scope
@@ -50,16 +51,28 @@ async def list_webhooks(request: web.Request) -> web.Response:
 )
 async def create_webhook(request: web.Request) -> web.Response:
     body = convert(await body_json(request), models.WebhookBody)
-    parts = urlsplit(body.url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Problem(Kind.INVALID_BODY, f"url: not an http(s) URL: {body.url!r}")
+    ctx = context(request)
+    if ctx.secrets is None:
+        raise Problem(
+            Kind.UNAVAILABLE,
+            "SITEWATCH_SECRET_KEY is not set: webhook secrets are stored sealed with it",
+        )
+    try:
+        # the notifier's own guard (`webhooks add`): no private or metadata targets; it
+        # may resolve the host, so off the loop
+        await asyncio.to_thread(check_target, body.url, ctx.allow_private_targets)
+    except WebhookError as exc:
+        raise Problem(Kind.INVALID_BODY, f"url: {exc}") from None
     secret = body.secret or secrets.token_hex(24)
     now = datetime.now(UTC).replace(tzinfo=None)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)
     async with context(request).engine.begin() as conn:
         res = await conn.execute(
             sa.insert(nt.subscriptions).values(
-                url=body.url, secret=secret, site_id=body.site_id, created_at=now
+                url=body.url,
+                secret=ctx.secrets.seal(secret),
+                site_id=body.site_id,
+                created_at=now,
             )
         )
         pk = res.inserted_primary_key

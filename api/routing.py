@@ -16,6 +16,7 @@ import msgspec
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sitewatch.crypto import SecretBox
 from sitewatch.streams.topics import TopicNames
 
 from . import keys
@@ -45,6 +46,10 @@ class Context:
     publisher: Publisher
     names: TopicNames
     metrics: ApiMetrics
+    #: SITEWATCH_SECRET_KEY: seals webhook secrets, opens stored header values
+    secrets: SecretBox | None = None
+    #: SITEWATCH_PROBE_ALLOW_PRIVATE: webhooks to loopback/private targets (tests, demo)
+    allow_private_targets: bool = False
 
 
 CONTEXT: Final = web.AppKey("context", Context)

@@ -36,7 +36,14 @@ async def serve(settings: Settings, stop: asyncio.Event) -> int:
     )
     names = TopicNames(settings.topic_prefix)
     publisher = Publisher(settings.bootstrap_servers, names, settings.partitions)
-    ctx = Context(engine=engine, publisher=publisher, names=names, metrics=ApiMetrics())
+    ctx = Context(
+        engine=engine,
+        publisher=publisher,
+        names=names,
+        metrics=ApiMetrics(),
+        secrets=settings.secret_box,
+        allow_private_targets=settings.probe_allow_private,
+    )
     runner = web.AppRunner(build(ctx), access_log=None, handle_signals=False)
     await runner.setup()
     # the modules and app built so far live as long as the process: keep them out of the

@@ -1,4 +1,4 @@
-"""Tables of the API (migration 0003_api): hashed keys and the audit log of writes."""
+"""Tables of the API (migration 0004): hashed keys and the audit log of writes."""
 
 from __future__ import annotations
 

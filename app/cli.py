@@ -58,7 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sitewatch: {exc}", file=sys.stderr)
         return 2
     logs.configure(conf.log_level, conf.log_format)
-    code: int = importlib.import_module(args._module).run(args, conf)
+    try:
+        code: int = importlib.import_module(args._module).run(args, conf)
+    except settings.SettingsError as exc:  # found only at start, e.g. a metrics port taken
+        print(f"sitewatch: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -33,12 +33,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sitewatch import crypto
 from sitewatch.settings import Settings
 
 #: the two verifier locations of the dev setup (SITEWATCH_VERIFIERS for the worker)
 VERIFIERS: tuple[str, ...] = ("eu", "us")
 #: seconds a child gets to stop on SIGTERM before its group is SIGKILLed
 STOP_GRACE_S = 20.0
+#: how often the plain (not a terminal) output prints a status line
+STATUS_EVERY_S = 15.0
 
 
 class Role(enum.StrEnum):
@@ -78,6 +81,8 @@ class Child:
     expected_exit: bool = False
     #: the program; default: this interpreter running the `sitewatch` CLI
     program: list[str] = field(default_factory=lambda: [sys.executable, "-m", "sitewatch.cli"])
+    #: its own environment, when it differs from the other children's
+    env: dict[str, str] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -332,11 +337,28 @@ class View:
         return sv.site.name if sv else str(site_id)
 
     def line(self, tr: Any) -> str:
+        """One transition as one line (ASCII: a log file or a pipe may not be UTF-8)."""
         sev = "-" if tr.severity_after is None else str(tr.severity_after)
         return (
             f"{tr.at[11:19]}  {self.name_of(tr.site_id):<12} {tr.check_type!s:<10} "
             f"{tr.reason!s:<20} {tr.state_before!s} -> {tr.state_after!s} "
-            f"(severity {sev})  {tr.source}"
+            f"(severity {tr.severity_before} -> {sev})  {tr.source}"
+        )
+
+    def status_line(self) -> str:
+        """A short summary for output that is not a terminal: states, counts, children."""
+        now = datetime.now(UTC)
+        states: dict[str, int] = {}
+        for sv in self.sites.values():
+            state = sv.state(now)[0]
+            states[state] = states.get(state, 0) + 1
+        by_state = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        running = sum(1 for c in self.children if c.status == "running")
+        up = int(time.monotonic() - self.started)
+        return (
+            f"status up {up}s: {len(self.sites)} sites ({by_state}); "
+            f"{self.count} transitions, {self.webhook_count} webhooks; "
+            f"{running}/{len(self.children)} children running"
         )
 
     def render(self) -> Any:
@@ -511,7 +533,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--interval", type=int, default=10, help="check interval of every site, s (default 10)"
     )
     parser.add_argument(
-        "--no-ui", action="store_true", help="print transitions as lines, no live view"
+        "--no-ui",
+        action="store_true",
+        help="print transitions as lines, no live view (the default when stdout is not a terminal)",
     )
     parser.add_argument(
         "--duration", type=float, default=None, help="stop everything after this many seconds"
@@ -528,9 +552,23 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
     # SIGHUP too: a closed terminal must stop the children as cleanly as Ctrl-C
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
+    # rich's live view renders only at the end when stdout is a file or a pipe: there,
+    # print lines as things happen instead
+    args.no_ui = args.no_ui or not sys.stdout.isatty()
+    out_gone = False
 
     def say(text: str) -> None:
-        print(text, flush=True)
+        nonlocal out_gone
+        if out_gone:
+            return
+        try:
+            print(text, flush=True)
+        except (BrokenPipeError, ValueError):
+            # the reader went away (`| head`): stop everything cleanly, write no more
+            out_gone = True
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            stop.set()
 
     # The broker keeps its topics in memory, so every run starts from empty: the worker's
     # RocksDB state and the sink's stored offsets of a previous run must go too.
@@ -576,6 +614,8 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
             "SITEWATCH_PARTITIONS": str(conf.partitions),
             "SITEWATCH_TICK_INTERVAL_S": "1",
             "SITEWATCH_LOG_FORMAT": "json",
+            # webhook secrets are stored sealed; a key of this run's own unless one is set
+            "SITEWATCH_SECRET_KEY": os.environ.get("SITEWATCH_SECRET_KEY") or crypto.new_key(),
         }
         if ca is not None:  # the demo fleet lives on loopback, behind its own CA
             env["SITEWATCH_PROBE_ALLOW_PRIVATE"] = "1"
@@ -591,6 +631,9 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
 
         secret = secrets.token_hex(16)
         receiver, hook_url = await start_receiver(secret, on_webhook)
+        # the receiver is ours, on loopback: the notifier may reach it even when probes
+        # may not (`--sites FILE` checks real sites with the address guard on)
+        notify_env = {**env, "SITEWATCH_PROBE_ALLOW_PRIVATE": "1"}
         add = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -598,9 +641,7 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
             "webhooks",
             "add",
             hook_url,
-            "--secret",
-            secret,
-            env=env,
+            env={**notify_env, "SITEWATCH_WEBHOOK_SECRET": secret},
             stdout=asyncio.subprocess.DEVNULL,
         )
         if await add.wait() != 0:
@@ -618,11 +659,24 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
                 Child(f"verifier-{v}", Role.VERIFIER, ["verifier", "--name", v], logs / f"{v}.log")
                 for v in VERIFIERS
             ),
-            Child("notify", Role.NOTIFY, ["notify", "--from-beginning"], logs / "notify.log"),
+            Child(
+                "notify",
+                Role.NOTIFY,
+                ["notify", "--from-beginning"],
+                logs / "notify.log",
+                env=notify_env,
+            ),
         ]
-        for child in children:
-            await spawn(child, env)
-            say(f"started  {child.name} pid={child.pid} log={child.log}")
+        for i, child in enumerate(children):
+            child_env, metrics_at = child.env or env, ""
+            if conf.metrics_address is not None:
+                # one address each (all on one host): from the configured port upwards
+                host, port = conf.metrics_address
+                metrics_at = f"[{host}]:{port + i}" if ":" in host else f"{host}:{port + i}"
+                child_env = {**child_env, "SITEWATCH_METRICS_LISTEN": metrics_at}
+            await spawn(child, child_env)
+            metrics_note = f" metrics=http://{metrics_at}/metrics" if metrics_at else ""
+            say(f"started  {child.name} pid={child.pid} log={child.log}{metrics_note}")
         api, api_url, token = await start_api(env, logs)
         children.append(api)
         say(f"started  {api.name} pid={api.pid} log={api.log}")
@@ -673,6 +727,7 @@ async def _supervise(
         live = Live(view.render(), refresh_per_second=2, screen=False, transient=False)
         live.start()
     code = 0
+    last_status = time.monotonic()
     try:
         last_db = 0.0
         while not stop.is_set():
@@ -694,6 +749,9 @@ async def _supervise(
                         view.sites[site_id].db_status = status
             if live is not None:
                 live.update(view.render())
+            elif time.monotonic() - last_status >= STATUS_EVERY_S:
+                last_status = time.monotonic()
+                say(view.status_line())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
     finally:

@@ -1,11 +1,46 @@
-"""Structured logs (structlog): key=value on a terminal, JSON lines elsewhere."""
+"""Structured logs (structlog): key=value on a terminal, JSON lines elsewhere.
+
+Every event passes `redact_secrets` first: values of secret-named fields are replaced
+and URL passwords masked, whoever logged them (our code or a library).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import MutableMapping
+from typing import Any, Final
 
 import structlog
+
+#: event fields whose values are secrets (site credentials, webhook secrets, keys)
+SECRET_FIELDS: Final = frozenset(
+    {
+        "authorization",
+        "custom_headers",
+        "headers",
+        "password",
+        "secret",
+        "secret_key",
+        "token",
+        "webhook_secret",
+    }
+)
+_URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):[^@/\s]*@")
+
+
+def redact_secrets(
+    logger: Any, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for name, value in event.items():
+        if value is None:
+            continue
+        if name.lower() in SECRET_FIELDS:
+            event[name] = "<redacted>"
+        elif isinstance(value, str) and "://" in value:
+            event[name] = _URL_PASSWORD.sub(r"\1:***@", value)
+    return event
 
 
 def configure(level: str = "INFO", fmt: str = "auto") -> None:
@@ -22,6 +57,7 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
+        redact_secrets,
     ]
     structlog.configure(
         processors=[*processors, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

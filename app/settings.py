@@ -12,8 +12,10 @@ import re
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from . import crypto
 
 
 class BrokerFlavor(enum.StrEnum):
@@ -35,9 +37,9 @@ class SettingsError(ValueError):
 _HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 
 
-def split_listen(value: str) -> tuple[str, int]:
-    """`host:port` (IPv6 as `[::1]:port`) -> (host, port); ValueError says what is wrong."""
-    host, sep, port = value.strip().rpartition(":")
+def _split_listen(value: str) -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:port`) -> (host, port); ValueError names what is wrong."""
+    host, sep, port = value.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
         try:
@@ -45,9 +47,9 @@ def split_listen(value: str) -> tuple[str, int]:
         except ValueError:
             raise ValueError(f"bad IPv6 address {host!r}") from None
     elif not re.fullmatch(r"[A-Za-z0-9_.\-]+", host):
-        raise ValueError("expected host:port, e.g. 127.0.0.1:8080")
+        raise ValueError("expected host:port, e.g. 127.0.0.1:9464 (empty: off)")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("expected host:port with a port from 1 to 65535")
+        raise ValueError("expected host:port with a port from 1 to 65535 (empty: off)")
     return host, int(port)
 
 
@@ -83,7 +85,10 @@ class Settings(BaseSettings):
         1.0, gt=0, le=60, description="worker clock ticks on check-results (stream time)"
     )
     auto_timeout_s: int = Field(
-        86_400, ge=60, description="close events with no input for this long (stream time)"
+        86_400,
+        ge=60,
+        le=10 * 365 * 86_400,
+        description="close events with no input for this long (stream time)",
     )
     notify_retry_scale: float = Field(
         1.0,
@@ -92,12 +97,34 @@ class Settings(BaseSettings):
         description="multiplies the webhook retry schedule (1 min .. 6 h); tests use 0.01",
     )
     notify_timeout_s: float = Field(10.0, gt=0, le=300, description="webhook request timeout")
+    metrics_listen: str = Field(
+        "",
+        description="host:port where a long-running process serves Prometheus /metrics; "
+        "empty = off",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Fernet key(s), comma-separated, the first seals: webhook secrets and "
+        "site header values are stored encrypted with it (needed by `webhooks add`, "
+        "`notify`; without it the sink stores header names only)",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="secret for `sitewatch webhooks add` (instead of the command line; "
+        "or `--secret-file`)",
+    )
     api_listen: str = Field(
         "127.0.0.1:8080",
         description="host:port of `sitewatch api` (REST API, status page, /metrics)",
     )
-    log_format: str = Field("auto", pattern="^(auto|json|console)$")
-    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    log_format: str = Field(
+        "auto",
+        pattern="^(auto|json|console)$",
+        description="auto (console on a terminal, JSON lines otherwise), json, console",
+    )
+    log_level: str = Field(
+        "INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="DEBUG, INFO, WARNING, ERROR"
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -125,10 +152,21 @@ class Settings(BaseSettings):
             raise ValueError(f"must start with one of {', '.join(allowed)}")
         return value
 
+    @field_validator("metrics_listen")
+    @classmethod
+    def _check_metrics_listen(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            _split_listen(value)
+        return value
+
     @field_validator("api_listen")
     @classmethod
     def _check_api_listen(cls, value: str) -> str:
-        split_listen(value)
+        try:
+            _split_listen(value.strip())
+        except ValueError:
+            raise ValueError("expected host:port, e.g. 127.0.0.1:8080") from None
         return value.strip()
 
     @field_validator("verifiers")
@@ -136,9 +174,18 @@ class Settings(BaseSettings):
     def _check_verifiers(cls, value: str) -> str:
         names = [v.strip() for v in value.split(",") if v.strip()]
         for name in names:
-            if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
-                raise ValueError(f"bad verifier name {name!r}")
+            # a verifier's name ends up in `source` (`verifier:<name>`, 255 characters)
+            if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", name):
+                raise ValueError(f"bad verifier name {name[:80]!r} (1-64 of A-Z a-z 0-9 . _ -)")
         return ",".join(names)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        crypto.parse_keys(value.get_secret_value())
+        return value
 
     @field_validator("probe_extra_ca")
     @classmethod
@@ -167,11 +214,23 @@ class Settings(BaseSettings):
 
     @property
     def api_address(self) -> tuple[str, int]:
-        return split_listen(self.api_listen)
+        return _split_listen(self.api_listen)
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """(host, port) of the metrics endpoint, None when metrics are off."""
+        return _split_listen(self.metrics_listen) if self.metrics_listen else None
 
     @property
     def is_tansu(self) -> bool:
         return self.broker_flavor is BrokerFlavor.TANSU
+
+    @cached_property
+    def secret_box(self) -> crypto.SecretBox | None:
+        """Seals and opens secrets at rest; None without SITEWATCH_SECRET_KEY."""
+        if self.secret_key is None:
+            return None
+        return crypto.SecretBox(crypto.parse_keys(self.secret_key.get_secret_value()))
 
 
 def load() -> Settings:
@@ -182,8 +241,23 @@ def load() -> Settings:
         lines = []
         for err in exc.errors():
             name = "SITEWATCH_" + "_".join(str(p) for p in err["loc"]).upper()
-            lines.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
+            msg = str(err["msg"]).removeprefix("Value error, ")  # pydantic's, not ours
+            if name in SECRET_SETTINGS:
+                lines.append(f"{name}: {msg} (got <hidden>)")
+                continue
+            got = repr(err.get("input"))
+            lines.append(f"{name}: {msg}" if got in msg else f"{name}: {msg} (got {got})")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+#: settings whose values are never printed
+SECRET_SETTINGS = frozenset({"SITEWATCH_SECRET_KEY", "SITEWATCH_WEBHOOK_SECRET"})
+_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*):[^@]*@")
+
+
+def mask_url(url: str) -> str:
+    """A URL with its password replaced by `***` (`sitewatch settings`, logs)."""
+    return _URL_PASSWORD.sub(r"\1:***@", url)
 
 
 def describe() -> list[tuple[str, str, str]]:
@@ -206,5 +280,11 @@ def run(args: object, conf: Settings) -> int:
     current = conf.model_dump()
     for var, default, meaning in describe():
         value = current[var.removeprefix("SITEWATCH_").lower()]
-        print(f"{var:34} default={default!r:24} now={str(value)!r:24} {meaning}")
+        if var in SECRET_SETTINGS:
+            shown = "" if value is None else "<set>"
+        elif var == "SITEWATCH_DATABASE_URL" and value:
+            shown = mask_url(str(value))
+        else:
+            shown = str(value)
+        print(f"{var:34} default={default!r:24} now={shown!r:24} {meaning}")
     return 0

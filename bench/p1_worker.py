@@ -33,6 +33,7 @@ from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import TopicNames
 
 PARTITIONS = 8
+RESULTS = Path(__file__).resolve().parent / "results"
 BASE = timefmt.to_ms("2026-11-26T00:00:00.000Z")
 
 
@@ -120,25 +121,27 @@ async def committed(bootstrap: str, group: str, topic: str) -> int:
         await consumer.stop()
 
 
-async def run_worker(bootstrap: str, prefix: str, n: int, state: Path) -> float:
+async def run_worker(
+    bootstrap: str, prefix: str, n: int, state: Path, profile: str | None = None
+) -> float:
     env = {
         **os.environ,
         "SITEWATCH_KAFKA_BOOTSTRAP": bootstrap,
-        "SITEWATCH_BROKER_FLAVOR": "tansu",
         "SITEWATCH_TOPIC_PREFIX": prefix,
         "SITEWATCH_STATE_DIR": str(state),
         "SITEWATCH_PARTITIONS": str(PARTITIONS),
         "SITEWATCH_LOG_LEVEL": "WARNING",
     }
     exe = str(Path(sys.executable).with_name("sitewatch"))
-    proc = await asyncio.create_subprocess_exec(
-        exe,
-        "worker",
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = RESULTS / "p1-worker.log"  # kept for a look after the run
+    RESULTS.mkdir(exist_ok=True)
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            exe, "worker", env=env, start_new_session=True, stdout=out, stderr=out
+        )
+    finally:
+        os.close(out)
     topic = TopicNames(prefix).check_results
     group = f"{prefix}worker"
     try:
@@ -150,6 +153,11 @@ async def run_worker(bootstrap: str, prefix: str, n: int, state: Path) -> float:
             done = await committed(bootstrap, group, topic)
             if done and first is None:
                 first = (time.perf_counter(), done)
+                if profile:  # 10 s of the running worker under py-spy (speedscope format)
+                    spy = ["py-spy", "record", "--pid", str(proc.pid), "-d", "10"]
+                    await asyncio.create_subprocess_exec(
+                        *spy, "-f", "speedscope", "-o", profile, stdout=subprocess.DEVNULL
+                    )
             if done != last:
                 say(f"  worker committed {done:,}/{n:,}")
                 last = done
@@ -168,6 +176,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--results", type=int, default=300_000)
     parser.add_argument("--sites", type=int, default=20_000)
+    parser.add_argument("--profile", help="write a py-spy profile of the worker here")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="p1-"))
     with Broker(log_path=tmp / "tansu.log") as broker:
@@ -190,7 +199,7 @@ async def main() -> None:
         await load(bootstrap, names.sites, sites)
         await load(bootstrap, names.check_results, rows)
         say("measuring sitewatch worker")
-        worker = await run_worker(bootstrap, "bench.", len(rows), tmp / "state")
+        worker = await run_worker(bootstrap, "bench.", len(rows), tmp / "state", args.profile)
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"ceiling (aiokafka consume->produce): {top:10,.0f} records/s")
     print(f"P1 sitewatch worker:                 {worker:10,.0f} results/s  (target >= 20,000)")

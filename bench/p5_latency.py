@@ -64,7 +64,7 @@ def result(site_id: int, ok: bool) -> bytes:
             ok=ok,
             observed_at=timefmt.from_ms(now_ms()),
             probe="bench",
-            error=ErrorKind.NONE if ok else ErrorKind.REFUSED,
+            error=ErrorKind.NONE if ok else ErrorKind.CONNECT,
         )
     )
 
@@ -208,7 +208,6 @@ async def bench(args: argparse.Namespace) -> None:
             env = {
                 **os.environ,
                 "SITEWATCH_KAFKA_BOOTSTRAP": broker.bootstrap,
-                "SITEWATCH_BROKER_FLAVOR": "tansu",
                 "SITEWATCH_TOPIC_PREFIX": names.prefix,
                 "SITEWATCH_PARTITIONS": str(args.partitions),
                 "SITEWATCH_STATE_DIR": str(work / "state"),

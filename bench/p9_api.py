@@ -2,7 +2,7 @@
 
 Run from the repository root: `.venv/bin/python bench/p9_api.py [--requests N]`.
 Creates a scratch database on 127.0.0.1:3306 (migrated, so with the indexes of migration
-0003_api), fills it with 100,000 sites (two closed events each, an open one for a fifth of
+0004), fills it with 100,000 sites (two closed events each, an open one for a fifth of
 them) and one site with 10,000 events over 90 days, starts the real `sitewatch api`
 process with a read key, and measures, one request at a time over a keep-alive connection:
 

@@ -14,7 +14,8 @@ subscriptions = sa.Table(
     metadata,
     sa.Column("id", BIGINT, primary_key=True, autoincrement=True),
     sa.Column("url", sa.String(2048), nullable=False),
-    sa.Column("secret", sa.String(255), nullable=False),
+    # sealed with SITEWATCH_SECRET_KEY (`enc:v1:...`, migration 0003)
+    sa.Column("secret", sa.String(1024), nullable=False),
     # NULL: every site
     sa.Column("site_id", sa.BigInteger, nullable=True),
     sa.Column("created_at", DT3, nullable=False, server_default=sa.text("CURRENT_TIMESTAMP(3)")),

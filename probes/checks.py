@@ -35,10 +35,18 @@ from aiohttp.helpers import ceil_timeout
 from cryptography import x509
 from yarl import URL
 
-from sitewatch.streams.enums import CheckType, ErrorKind, RedirectPolicy, Role
+from sitewatch import metrics
+from sitewatch.streams.enums import CheckType, ErrorCause, ErrorKind, RedirectPolicy, Role
 from sitewatch.streams.records import SiteRecord, Timings, VerifyRequest
 
-from .safety import BlockedTargetError, InvalidTargetError, Target, is_blocked, parse_target
+from .safety import (
+    BlockedTargetError,
+    InvalidTargetError,
+    Target,
+    is_blocked,
+    may_send_headers,
+    parse_target,
+)
 
 MAX_REDIRECTS: Final = 10
 KEYWORD_WINDOW: Final = 1 << 20  # the keyword must appear in the first 1 MiB
@@ -60,6 +68,9 @@ class CheckSpec:
     keyword: str | None = None
     redirect_policy: RedirectPolicy = RedirectPolicy.FOLLOW
     custom_headers: dict[str, str] | None = None
+    #: the URL whose origin the custom headers belong to (default: `url`); no request
+    #: to another origin carries them (`safety.may_send_headers`)
+    headers_url: str | None = None
 
     @classmethod
     def from_site(cls, site: SiteRecord) -> CheckSpec:
@@ -73,7 +84,16 @@ class CheckSpec:
         )
 
     @classmethod
-    def from_request(cls, req: VerifyRequest) -> CheckSpec:
+    def from_request(cls, req: VerifyRequest, site: SiteRecord | None = None) -> CheckSpec:
+        """A verify request's check; `site` is the site's own `sites` record, whose
+        headers a request with `headers_ref` gets (for that record's origin only).
+        Headers carried in the request itself (older workers) keep working, for the
+        request's own origin."""
+        headers: dict[str, str] | None = req.custom_headers
+        headers_url: str | None = req.url
+        if req.headers_ref is not None:
+            headers = site.custom_headers if site is not None else None
+            headers_url = site.url if site is not None else None
         return cls(
             site_id=req.site_id,
             url=req.url,
@@ -81,7 +101,8 @@ class CheckSpec:
             endpoint_id=req.endpoint_id,
             keyword=req.keyword,
             redirect_policy=req.redirect_policy,
-            custom_headers=req.custom_headers,
+            custom_headers=headers,
+            headers_url=headers_url,
         )
 
 
@@ -96,6 +117,7 @@ class Observation:
     timings: Timings | None = None
     tls_not_after: datetime | None = None
     detail: str | None = None
+    error_cause: ErrorCause | None = None
 
 
 @dataclass(slots=True)
@@ -159,11 +181,12 @@ def _not_after_of(peercert: Any) -> datetime | None:
     return None
 
 
-class _ProbeConnector(aiohttp.TCPConnector):
+class GuardedConnector(aiohttp.TCPConnector):
     """TCPConnector that vets the address it connects to and splits tcp from tls time.
 
     Mirrors aiohttp's `_wrap_create_connection` (3.11+), adding the two measurements
     between the TCP connect and the TLS handshake, which aiohttp's tracing cannot see.
+    The notifier connects through it too: the one address guard of the project.
     """
 
     def __init__(self, *, allow_private: bool, **kwargs: Any) -> None:
@@ -197,13 +220,15 @@ class _ProbeConnector(aiohttp.TCPConnector):
                 connected = time.perf_counter()
                 if not self._allow_private and is_blocked(str(sock.getpeername()[0])):
                     sock.close()  # belt and braces: the address actually connected
-                    raise BlockedTargetError(f"connected address {sock.getpeername()} blocked")
+                    # (not named: results must not map private networks for anyone)
+                    raise BlockedTargetError(f"{req.url.host} connected to a blocked address")
                 transport, proto = await self._loop.create_connection(*args, **kwargs, sock=sock)
                 if clock is not None:
                     clock.add("tcp", connected - started)
                     if kwargs.get("ssl"):
                         clock.add("tls", time.perf_counter() - connected)
-                        clock.not_after = _not_after_of(transport.get_extra_info("peercert"))
+                        if clock.not_after is None:  # the first hop's: the apex certificate
+                            clock.not_after = _not_after_of(transport.get_extra_info("peercert"))
                 return transport, proto  # type: ignore[return-value]
         except cert_errors as exc:
             raise aiohttp.ClientConnectorCertificateError(req.connection_key, exc) from exc
@@ -215,46 +240,68 @@ class _ProbeConnector(aiohttp.TCPConnector):
             raise client_error(req.connection_key, exc) from exc
 
 
-def _os_error_kind(exc: BaseException | None) -> ErrorKind:
+#: (class, finer cause) of a failure; the class alone is what consumers filter on
+Failure = tuple[ErrorKind, ErrorCause | None]
+
+_UNREACHABLE: Final = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH})
+_GAI_CAUSES: Final[dict[int, ErrorCause]] = {
+    socket.EAI_NONAME: ErrorCause.NXDOMAIN,
+    getattr(socket, "EAI_NODATA", socket.EAI_NONAME): ErrorCause.NO_ADDRESS,
+}
+
+
+def _os_failure(exc: BaseException | None) -> Failure:
     if isinstance(exc, ConnectionRefusedError):
-        return ErrorKind.REFUSED
+        return ErrorKind.CONNECT, ErrorCause.REFUSED
     if isinstance(exc, ConnectionResetError):
-        return ErrorKind.RESET
+        return ErrorKind.CONNECT, ErrorCause.RESET
     if isinstance(exc, TimeoutError):
-        return ErrorKind.TIMEOUT
-    if isinstance(exc, OSError) and exc.errno == errno.ECONNRESET:
-        return ErrorKind.RESET
-    if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
-        return ErrorKind.REFUSED
-    return ErrorKind.CONNECT
+        return ErrorKind.TIMEOUT, None
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code == errno.ECONNRESET:
+        return ErrorKind.CONNECT, ErrorCause.RESET
+    if code == errno.ECONNREFUSED:
+        return ErrorKind.CONNECT, ErrorCause.REFUSED
+    if code in _UNREACHABLE:
+        return ErrorKind.CONNECT, ErrorCause.UNREACHABLE
+    return ErrorKind.CONNECT, None
 
 
-def classify(exc: BaseException) -> ErrorKind:
-    """Map an exception of a check to the wire's error kind."""
+def _dns_failure(exc: BaseException | None) -> Failure:
+    code = exc.errno if isinstance(exc, socket.gaierror) else None
+    return ErrorKind.DNS, _GAI_CAUSES.get(code) if code is not None else None
+
+
+def classify(exc: BaseException) -> Failure:
+    """Map an exception of a check to the wire's error class and its finer cause."""
     if isinstance(exc, BlockedTargetError):
-        return ErrorKind.BLOCKED_TARGET
+        return ErrorKind.BLOCKED_TARGET, None
     if isinstance(exc, InvalidTargetError | aiohttp.InvalidURL):
-        return ErrorKind.INVALID_TARGET
+        return ErrorKind.INVALID_TARGET, None
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         code = getattr(exc.certificate_error, "verify_code", None)
-        return ErrorKind.TLS_EXPIRED if code == _X509_V_ERR_CERT_HAS_EXPIRED else ErrorKind.SSL
+        return (
+            ErrorKind.TLS_EXPIRED if code == _X509_V_ERR_CERT_HAS_EXPIRED else ErrorKind.SSL
+        ), None
     if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
-        return ErrorKind.SSL
-    if isinstance(exc, aiohttp.ClientConnectorDNSError | socket.gaierror):
-        return ErrorKind.DNS
+        return ErrorKind.SSL, None
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return _dns_failure(exc.os_error)
+    if isinstance(exc, socket.gaierror):
+        return _dns_failure(exc)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return _os_error_kind(exc.os_error)
+        return _os_failure(exc.os_error)
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-        return ErrorKind.TIMEOUT
+        return ErrorKind.TIMEOUT, None
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return ErrorKind.RESET
+        return ErrorKind.CONNECT, ErrorCause.RESET
     if isinstance(exc, OSError):
-        return _os_error_kind(exc)
+        return _os_failure(exc)
     if isinstance(exc, aiohttp.ClientError):
-        return ErrorKind.CONNECT  # protocol errors: the server spoke something else
+        return ErrorKind.CONNECT, ErrorCause.PROTOCOL  # the server spoke something else
     if isinstance(exc, ValueError):
-        return ErrorKind.INVALID_TARGET  # e.g. a header value aiohttp refuses to send
-    return ErrorKind.INTERNAL
+        return ErrorKind.INVALID_TARGET, None  # e.g. a header value aiohttp refuses to send
+    return ErrorKind.CONNECT, ErrorCause.INTERNAL  # a bug of ours: the check could not run
 
 
 def _describe(exc: BaseException) -> str:
@@ -314,7 +361,7 @@ class Checker:
         self._base_headers = {"User-Agent": USER_AGENT, ROLE_HEADER: config.role.value}
 
     async def start(self) -> None:
-        connector = _ProbeConnector(
+        connector = GuardedConnector(
             allow_private=self.config.allow_private,
             force_close=True,  # a fresh connection per check: the timings mean something
             limit=0,  # the caller bounds concurrency
@@ -344,6 +391,11 @@ class Checker:
 
     async def run(self, spec: CheckSpec, checks: Iterable[CheckType]) -> list[Observation]:
         """Run `checks` for `spec`; one observation per check (tls_expiry: https only)."""
+        observations = await self._run(spec, checks)
+        metrics.observe_checks(observations)
+        return observations
+
+    async def _run(self, spec: CheckSpec, checks: Iterable[CheckType]) -> list[Observation]:
         wanted = list(dict.fromkeys(checks))
         try:
             target = self.validate(spec)
@@ -399,7 +451,8 @@ class Checker:
         assert self._session is not None, "Checker.start() first"
         clock = _Clock()
         token = _CLOCK.set(clock)
-        headers = {**self._base_headers, **(spec.custom_headers or {})}
+        with_custom = {**self._base_headers, **(spec.custom_headers or {})}
+        owner = self._headers_owner(spec)
         url = target.url
         visited = {url}
         redirected: list[str] = []
@@ -407,9 +460,11 @@ class Checker:
         try:
             async with asyncio.timeout(spec.timeout_s):
                 while True:
+                    hop = parse_target(url)
+                    custom = owner is not None and may_send_headers(owner, hop)
                     async with self._session.get(
                         url,
-                        headers=headers,
+                        headers=with_custom if custom else self._base_headers,
                         allow_redirects=False,
                         timeout=timeout,
                         trace_request_ctx=clock,
@@ -451,10 +506,20 @@ class Checker:
                         body = await _read_prefix(resp) if spec.keyword else b""
                         return self._final(clock, spec, status, body, redirected)
         except Exception as exc:  # every failure is an observation, never a crash
-            kind = classify(exc)
-            return self._http_obs(clock, False, kind, None, _describe(exc))
+            kind, cause = classify(exc)
+            return self._http_obs(clock, False, kind, None, _describe(exc), cause)
         finally:
             _CLOCK.reset(token)
+
+    @staticmethod
+    def _headers_owner(spec: CheckSpec) -> Target | None:
+        """The target whose origin may receive the custom headers (None: no headers)."""
+        if not spec.custom_headers:
+            return None
+        try:
+            return parse_target(spec.headers_url or spec.url)
+        except InvalidTargetError:
+            return None
 
     def _final(
         self, clock: _Clock, spec: CheckSpec, status: int, body: bytes, redirected: list[str]
@@ -475,7 +540,12 @@ class Checker:
 
     @staticmethod
     def _http_obs(
-        clock: _Clock, ok: bool, error: ErrorKind, status: int | None, detail: str
+        clock: _Clock,
+        ok: bool,
+        error: ErrorKind,
+        status: int | None,
+        detail: str,
+        cause: ErrorCause | None = None,
     ) -> Observation:
         return Observation(
             CheckType.HTTP,
@@ -485,6 +555,7 @@ class Checker:
             timings=clock.timings(),
             tls_not_after=clock.not_after,
             detail=detail,
+            error_cause=cause,
         )
 
     # -- tls_expiry --------------------------------------------------------------------
@@ -572,13 +643,16 @@ class Checker:
                 if tcp_s is None:
                     assert last is not None
                     raise last
-            ok, error, detail = True, ErrorKind.NONE, f"connected to {target.host}:{target.port}"
+            ok, detail = True, f"connected to {target.host}:{target.port}"
+            error, cause = ErrorKind.NONE, None
         except Exception as exc:
-            ok, error, detail = False, classify(exc), _describe(exc)
+            ok, detail = False, _describe(exc)
+            error, cause = classify(exc)
         return Observation(
             CheckType.TCP,
             ok=ok,
             error=error,
+            error_cause=cause,
             timings=Timings(
                 dns=None if dns_s is None else round(dns_s * 1000, 3),
                 tcp=None if tcp_s is None else round(tcp_s * 1000, 3),
@@ -593,7 +667,9 @@ class Checker:
         """A and AAAA for the URL's host; NXDOMAIN/SERVFAIL/REFUSED/timeout told apart."""
         start = time.perf_counter()
 
-        def obs(ok: bool, error: ErrorKind, detail: str) -> Observation:
+        def obs(
+            ok: bool, error: ErrorKind, detail: str, cause: ErrorCause | None = None
+        ) -> Observation:
             total = round((time.perf_counter() - start) * 1000, 3)
             return Observation(
                 CheckType.DNS,
@@ -601,6 +677,7 @@ class Checker:
                 error=error,
                 timings=Timings(dns=total, total=total),
                 detail=detail,
+                error_cause=cause,
             )
 
         try:
@@ -613,7 +690,7 @@ class Checker:
         except ValueError:
             pass
         if not self._nameservers:
-            return obs(False, ErrorKind.DNS, "no nameserver configured")
+            return obs(False, ErrorKind.DNS, "no nameserver configured", ErrorCause.NO_NAMESERVER)
         try:
             qname = dns.name.from_text(target.host)
         except dns.exception.DNSException as exc:
@@ -621,6 +698,7 @@ class Checker:
         deadline = time.perf_counter() + timeout_s
         per_server = timeout_s / len(self._nameservers)
         last_error = "no answer"
+        refused = 0  # nameservers that answered with ICMP port unreachable
         for host, port in self._nameservers:
             budget = min(per_server, deadline - time.perf_counter())
             if budget <= 0:
@@ -640,19 +718,21 @@ class Checker:
             except (OSError, dns.exception.DNSException) as exc:
                 last_error = _describe(exc)
                 if isinstance(exc, ConnectionRefusedError):
+                    refused += 1
                     continue  # ICMP port unreachable: try the next server
                 return obs(False, ErrorKind.DNS, last_error)
             rcodes = {response.rcode() for response, _tcp in answers}
-            for rcode, kind in (
-                (dns.rcode.NXDOMAIN, ErrorKind.NXDOMAIN),
-                (dns.rcode.SERVFAIL, ErrorKind.SERVFAIL),
-                (dns.rcode.REFUSED, ErrorKind.DNS_REFUSED),
+            for rcode, cause in (
+                (dns.rcode.NXDOMAIN, ErrorCause.NXDOMAIN),
+                (dns.rcode.SERVFAIL, ErrorCause.SERVFAIL),
+                (dns.rcode.REFUSED, ErrorCause.DNS_REFUSED),
             ):
                 if rcode in rcodes:
-                    return obs(False, kind, f"{target.host}: {dns.rcode.to_text(rcode)}")
+                    text = f"{target.host}: {dns.rcode.to_text(rcode)}"
+                    return obs(False, ErrorKind.DNS, text, cause)
             if rcodes != {dns.rcode.NOERROR}:
                 text = ",".join(dns.rcode.to_text(r) for r in rcodes)
-                return obs(False, ErrorKind.DNS, f"{target.host}: {text}")
+                return obs(False, ErrorKind.DNS, f"{target.host}: {text}", ErrorCause.RCODE)
             addrs = [
                 str(rdata.address)
                 for response, _tcp in answers
@@ -661,8 +741,22 @@ class Checker:
                 for rdata in rrset
             ]
             if not addrs:
-                return obs(False, ErrorKind.DNS, f"{target.host}: no A/AAAA records")
-            if not self.config.allow_private and all(is_blocked(a) for a in addrs):
-                return obs(False, ErrorKind.BLOCKED_TARGET, f"{target.host} -> {addrs} blocked")
+                text = f"{target.host}: no A/AAAA records"
+                return obs(False, ErrorKind.DNS, text, ErrorCause.NO_ADDRESS)
+            if not self.config.allow_private:
+                # blocked addresses are counted, never named: a result must not map
+                # private networks for whoever reads check-results
+                public = [a for a in addrs if not is_blocked(a)]
+                if not public:
+                    return obs(
+                        False,
+                        ErrorKind.BLOCKED_TARGET,
+                        f"{target.host}: all {len(addrs)} addresses blocked",
+                    )
+                hidden = len(addrs) - len(public)
+                more = f" (+{hidden} blocked)" if hidden else ""
+                return obs(True, ErrorKind.NONE, f"{target.host} -> {', '.join(public[:8])}{more}")
             return obs(True, ErrorKind.NONE, f"{target.host} -> {', '.join(addrs[:8])}")
+        if refused == len(self._nameservers):
+            return obs(False, ErrorKind.DNS, last_error, ErrorCause.NO_NAMESERVER)
         return obs(False, ErrorKind.TIMEOUT, last_error)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import signal
 import socket
 import time
@@ -21,10 +22,26 @@ from sitewatch.streams.enums import Role
 from .checks import CheckerConfig, CheckSpec, Observation, parse_nameserver
 
 T = TypeVar("T")
+MAX_DETAIL = 2048
 
 #: read through `sitewatch.settings` (validated there); named here for the help texts
 EXTRA_CA_ENV = "SITEWATCH_PROBE_EXTRA_CA"
 NAMESERVERS_ENV = "SITEWATCH_PROBE_NAMESERVERS"
+#: probe and verifier names end up in `probe`, `source` (`verifier:<name>`) and metadata
+NAME_RULE = f"a probe or verifier name is 1 to {records.MAX_NAME} letters, digits, '.', '_' or '-'"
+_NAME = re.compile(rf"[A-Za-z0-9_.\-]{{1,{records.MAX_NAME}}}")
+
+
+def valid_name(name: str) -> bool:
+    return _NAME.fullmatch(name) is not None
+
+
+def deadletter_error(exc: BaseException) -> str:
+    """The error a dead letter carries: the validator's own words, else the exception."""
+    text = str(exc)
+    if isinstance(exc, ValueError) and text:  # msgspec's errors are ValueErrors too
+        return text
+    return f"{type(exc).__name__}: {text}"
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +86,8 @@ def checker_config(args: argparse.Namespace, conf: Settings, role: Role) -> Chec
 
 
 def default_name() -> str:
-    return socket.gethostname() or "probe"
+    name = socket.gethostname()[: records.MAX_NAME]
+    return name if valid_name(name) else "probe"
 
 
 def consumer(
@@ -119,7 +137,9 @@ def to_result(
         tls_not_after=None
         if obs.tls_not_after is None
         else timefmt.from_datetime(obs.tls_not_after),
-        detail=obs.detail,
+        # a redirect target or an error text can be long; the wire holds 2048
+        detail=None if obs.detail is None else obs.detail[:MAX_DETAIL],
+        error_cause=None if obs.error_cause is None else obs.error_cause.value,
     )
 
 

@@ -18,6 +18,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
+from sitewatch import metrics
 from sitewatch.settings import Settings
 from sitewatch.streams import deadletter, records
 from sitewatch.streams.broker import resolve_flavor
@@ -27,9 +28,27 @@ from sitewatch.streams.topics import Topic, TopicNames
 
 from . import common
 from .checks import Checker, CheckSpec
+from .common import deadletter_error
 from .schedule import SiteTable
 
 log = structlog.get_logger(__name__)
+
+#: `Probe.stats` key -> (metric, help)
+STATS_METRICS = {
+    "site_records": ("sitewatch_probe_site_records_total", "Records of sites consumed"),
+    "deleted": ("sitewatch_probe_site_deletions_total", "Tombstones of sites consumed"),
+    "dead_lettered": ("sitewatch_probe_dead_letters_total", "Records sent to a dead-letter topic"),
+    "checks": ("sitewatch_probe_site_checks_total", "Sites checked (one round of their checks)"),
+    "failed": (
+        "sitewatch_probe_failing_site_checks_total",
+        "Site checks with a failed availability check (rechecked sooner)",
+    ),
+    "results": ("sitewatch_probe_results_total", "Results published to check-results"),
+    "discarded": (
+        "sitewatch_probe_discarded_site_checks_total",
+        "Site checks whose results were dropped: the site was deleted, paused or moved meanwhile",
+    ),
+}
 
 #: failures of these make the site "failing" and trigger a recheck; tls_expiry does not
 AVAILABILITY = frozenset({CheckType.HTTP, CheckType.TCP, CheckType.DNS})
@@ -76,36 +95,36 @@ class Probe:
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._dead: set[tuple[int, int]] = set()  # (partition, offset) already dead-lettered
+        #: partition -> highest offset applied: a poison record at or below it was
+        #: dead-lettered already, when the partition was read before (bounded memory)
+        self._read_up_to: dict[int, int] = {}
         self.stats: Counter[str] = Counter()
 
     # -- the sites table -----------------------------------------------------------------
 
     async def apply(self, msg: ConsumerRecord[bytes, bytes]) -> None:
         try:
-            if msg.key is None:
-                raise ValueError("record without a key")
-            site_id = int(msg.key.decode())
-            if site_id <= 0:
-                raise ValueError(f"bad site id key {msg.key!r}")
+            site_id = records.parse_site_key(msg.key)
             if msg.value is None:
                 self.table.delete(site_id)  # tombstone: the site is gone
                 self.stats["deleted"] += 1
                 return
-            site = records.site_decoder.decode(msg.value)
+            site = records.decode_site(msg.value)
             if site.site_id != site_id:
                 raise ValueError(f"key {site_id} != site_id {site.site_id}")
-        except (ValueError, records.DecodeError) as exc:
-            await self._dead_letter(msg, str(exc))
+        except Exception as exc:  # any failure to decode is poison, even a RecursionError
+            await self._dead_letter(msg, deadletter_error(exc))
             return
+        finally:
+            seen = self._read_up_to.get(msg.partition, -1)
+            self._read_up_to[msg.partition] = max(seen, msg.offset)
         self.table.upsert(site, msg.partition, time.monotonic())
         self.stats["site_records"] += 1
         self._wake.set()
 
     async def _dead_letter(self, msg: ConsumerRecord[bytes, bytes], error: str) -> None:
-        if (msg.partition, msg.offset) in self._dead:
+        if msg.offset <= self._read_up_to.get(msg.partition, -1):
             return  # the same poison record again, after a re-read of the partition
-        self._dead.add((msg.partition, msg.offset))
         self.stats["dead_lettered"] += 1
         letter = deadletter.dead_letter_for(
             msg, error, f"{self.conf.topic_prefix}probes:{self.name}", common.now_ms()
@@ -195,6 +214,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def main(args: argparse.Namespace, conf: Settings) -> int:
+    if not common.valid_name(args.name):
+        log.error(common.NAME_RULE, name=args.name[:100])
+        return 2
     conf = await resolve_flavor(conf)
     names = TopicNames(conf.topic_prefix)
     await ensure_topics(
@@ -206,6 +228,18 @@ async def main(args: argparse.Namespace, conf: Settings) -> int:
     checker = Checker(common.checker_config(args, conf, Role.PRIMARY))
     table = SiteTable(args.jitter, args.max_initial_delay)
     probe = Probe(conf, consumer, producer, checker, args.name, args.concurrency, table)
+    owned = metrics.Stat(
+        "sitewatch_probe_owned_sites",
+        "Sites of the partitions this probe owns",
+        lambda: float(len(table)),
+        gauge=True,
+    )
+    served = await metrics.start(
+        conf,
+        metrics.Process.PROBE,
+        [metrics.counts_stats(probe.stats, STATS_METRICS), metrics.StatsCollector([owned])],
+        metrics.consumer_lag(lambda: consumer),
+    )
     consumer.subscribe([names.sites], listener=_Rebalance(probe))
     await producer.start()
     await consumer.start()
@@ -234,6 +268,8 @@ async def main(args: argparse.Namespace, conf: Settings) -> int:
         await consumer.stop()  # leave the group now: the others take over at once
         await producer.stop()
         await checker.close()
+        if served is not None:
+            await served.close()
         log.info("probe stopped", name=args.name, **dict(probe.stats))
     return code
 

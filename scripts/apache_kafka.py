@@ -219,6 +219,8 @@ class KafkaNode:
             self._owns_dir = True
         self.data_dir.mkdir(parents=True, exist_ok=True)
         formatted = (self.data_dir / "logs" / "meta.properties").exists()
+        if formatted and not self.port:
+            self._read_ports()  # a node of an earlier run: same ports, same cluster
         if not formatted:
             self.port = self.port or free_port()
             self.controller_port = self.controller_port or free_port()
@@ -259,6 +261,17 @@ class KafkaNode:
             time.sleep(0.1)
         self.stop()
         raise KafkaError(f"Kafka not ready on {self.bootstrap} in {ready_timeout_s:.0f} s")
+
+    def _read_ports(self) -> None:
+        assert self.data_dir is not None
+        for line in (self.data_dir / "server.properties").read_text("utf-8").splitlines():
+            if line.startswith("listeners="):
+                for listener in line.split("=", 1)[1].split(","):
+                    name, port = listener.split("://")[0], int(listener.rsplit(":", 1)[1])
+                    if name == "PLAINTEXT":
+                        self.port = port
+                    elif name == "CONTROLLER":
+                        self.controller_port = port
 
     def _port_open(self) -> bool:
         try:

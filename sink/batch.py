@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from sitewatch.crypto import SecretBox
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.deadletter import ConsumedRecord, dead_letter_for
 from sitewatch.streams.enums import EventState, LegacySiteStatus, Reason, Severity, SiteState
@@ -237,6 +238,8 @@ class ShadowOverlay:
     open_by_site: dict[int, set[str]] = field(default_factory=dict)
     sites: dict[int, tuple[SiteState, datetime | None]] = field(default_factory=dict)
     deleted: set[int] = field(default_factory=set)
+    #: events that went with their deleted site (what ON DELETE CASCADE would remove)
+    gone_events: set[str] = field(default_factory=set)
 
     def merge_into(
         self,
@@ -273,8 +276,10 @@ class ShadowOverlay:
             self.sites[sid] = (SiteState.UP, None)
             for eid in self.open_by_site.pop(sid, set()):
                 self.events.pop(eid, None)
+                self.gone_events.add(eid)
             for eid in [k for k, v in self.events.items() if v.site_id == sid]:
                 del self.events[eid]
+                self.gone_events.add(eid)
         for ev in events:
             self.events[ev.id] = replace(ev, in_db=True, dirty=False)
             opened = self.open_by_site.setdefault(ev.site_id, set())
@@ -291,9 +296,11 @@ class ShadowOverlay:
 class BatchApplier:
     """Stateless between batches when writing: what it needs is read in the transaction."""
 
-    def __init__(self, topics: TopicNames, group: str) -> None:
+    def __init__(self, topics: TopicNames, group: str, secrets: SecretBox | None = None) -> None:
         self.topics = topics
         self.group = group
+        #: seals site header values before they are stored (None: values are not stored)
+        self.secrets = secrets
         self.shadow = ShadowOverlay()
         self._events_topic, self._sites_topic = topics.site_events, topics.sites
 
@@ -324,6 +331,41 @@ class BatchApplier:
             ],
         )
 
+    async def _gone_events(
+        self,
+        tx: Tx,
+        transitions: Sequence[tuple[Message, records.Transition]],
+        events: dict[str, EventRow],
+        deleted: set[int],
+        present: set[int],
+        cascaded: set[str],
+    ) -> set[str]:
+        """Events of the batch's transitions that were deleted with their site.
+
+        A site's tombstone deletes its event rows (ON DELETE CASCADE), but the worker
+        may still close such an event later (`auto_timeout`). Its transitions stay in
+        the table (no foreign key there), which tells it from a transition for an event
+        that never existed: that one is a contradiction.
+        """
+        candidates = {
+            tr.event_id
+            for _, tr in transitions
+            if tr.reason is not Reason.OPENED
+            and tr.event_id not in events
+            and (tr.site_id in deleted or tr.site_id not in present)
+        }
+        if not candidates:
+            return set()
+        found = candidates & (cascaded | self.shadow.gone_events)
+        for part in _chunks(sorted(candidates - found)):
+            rows = await tx.read(
+                sa.select(t.transitions.c.event_id)
+                .where(t.transitions.c.event_id.in_(part))
+                .distinct()
+            )
+            found.update(r[0] for r in rows)
+        return found
+
     async def apply(self, tx: Tx, messages: Sequence[Message], now_ms: int) -> BatchResult:
         res = BatchResult()
         dialect = tx.dialect
@@ -336,7 +378,8 @@ class BatchApplier:
             res.dead_letters.append((letter, msg.key))
             res.counts["dead_letters"] += 1
 
-        # 1. decode; poison records never stop the batch
+        # 1. decode; poison records never stop the batch (any exception of decoding,
+        #    a RecursionError from a deeply nested value included)
         for msg in messages:
             tp = (msg.topic, msg.partition)
             res.offsets[tp] = max(res.offsets.get(tp, 0), msg.offset + 1)
@@ -344,24 +387,25 @@ class BatchApplier:
                 try:
                     if msg.value is None:
                         raise ValueError("null value on site-events")
-                    transitions.append((msg, records.transition_decoder.decode(msg.value)))
-                except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-                    dead(msg, f"malformed transition: {exc}")
+                    tr = records.decode_transition(msg.value)
+                    if msg.key is not None and msg.key != records.site_key(tr.site_id):
+                        raise ValueError(f"key does not match site_id {tr.site_id}")
+                    transitions.append((msg, tr))
+                except Exception as exc:
+                    dead(msg, f"malformed transition: {_why(exc)}")
             elif msg.topic == self._sites_topic:
                 try:
-                    site_id = int((msg.key or b"").decode())
-                    if site_id <= 0:
-                        raise ValueError(f"site id must be positive, got {site_id}")
+                    site_id = records.parse_site_key(msg.key)
                     if msg.value is None:
                         deleted.add(site_id)
                         site_final[site_id] = None
                         continue
-                    site = records.site_decoder.decode(msg.value)
+                    site = records.decode_site(msg.value)
                     if site.site_id != site_id:
                         raise ValueError(f"key {site_id} != site_id {site.site_id}")
                     site_final[site_id] = site
-                except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-                    dead(msg, f"malformed site record: {exc}")
+                except Exception as exc:
+                    dead(msg, f"malformed site record: {_why(exc)}")
             else:
                 dead(msg, f"unexpected topic {msg.topic}")
 
@@ -384,6 +428,7 @@ class BatchApplier:
                 events[row.id] = _event_from_row(row)
         trackers: dict[int, SiteTracker] = {}
         site_list = sorted(touched - deleted)
+        present: set[int] = set()
         for part in _chunks(site_list):
             for row in await tx.read(
                 sa.select(*cols).where(t.events.c.site_id.in_(part), t.events.c.ended_at.is_(None))
@@ -394,6 +439,7 @@ class BatchApplier:
                     t.sites.c.site_id, t.sites.c.current_state, t.sites.c.last_status_change
                 ).where(t.sites.c.site_id.in_(part))
             ):
+                present.add(row.site_id)
                 trackers[row.site_id] = SiteTracker(
                     current_state=SiteState(row.current_state),
                     last_status_change=row.last_status_change,
@@ -403,7 +449,9 @@ class BatchApplier:
             self.shadow.merge_into(events, trackers, eids, site_list)
         # a site deleted in this batch lost its events (ON DELETE CASCADE) before any
         # transition of the batch is applied
+        cascaded = {k for k, v in events.items() if v.site_id in deleted}
         events = {k: v for k, v in events.items() if v.site_id not in deleted}
+        gone = await self._gone_events(tx, transitions, events, deleted, present, cascaded)
         open_by_tuple: dict[tuple[int, int, str, str], str] = {}
         for loaded in events.values():
             if loaded.ended_at is None:
@@ -424,6 +472,13 @@ class BatchApplier:
                 res.counts["duplicates"] += 1  # a replay: its effect is already stored
                 continue
             ev = events.get(tr.event_id)
+            if ev is None and tr.event_id in gone:
+                # e.g. the auto_timeout of an event whose site was deleted: history, kept
+                # in the append-only transitions; no event row, no site row brought back
+                res.counts["of_deleted_sites"] += 1
+                known.add(tr.transition_id)
+                trans_rows.append(_transition_row(msg, tr, _dt(tr.at), _dt(tr.started_at)))
+                continue
             key = (tr.site_id, tr.endpoint_id or 0, tr.check_type.value, tr.discriminator)
             why = _contradiction(tr, ev, open_by_tuple.get(key))
             if why:
@@ -479,7 +534,7 @@ class BatchApplier:
             sa.delete(t.sites).where(t.sites.c.site_id == sa.bindparam("sid")),
             [{"sid": s} for s in sorted(deleted)],
         )
-        settings = [_site_row(s) for s in site_final.values() if s is not None]
+        settings = [_site_row(s, self.secrets) for s in site_final.values() if s is not None]
         await tx.write(
             "sites_upserted",
             upsert(dialect, t.sites, ["site_id"], t.SETTINGS_COLUMNS),
@@ -552,7 +607,26 @@ def _transition_row(
     )
 
 
-def _site_row(site: records.SiteRecord) -> dict[str, Any]:
+def _why(exc: BaseException) -> str:
+    text = str(exc)
+    return text if isinstance(exc, ValueError) and text else f"{type(exc).__name__}: {text}"
+
+
+def stored_headers(headers: dict[str, str] | None, secrets: SecretBox | None) -> Any:
+    """What `custom_headers` holds in the database: names with sealed values, or with
+    the values left out when no key is configured. Never the values in the clear."""
+    if not headers:
+        return None
+    if secrets is None:
+        return {name: REDACTED_VALUE for name in headers}
+    return {name: secrets.seal(value) for name, value in headers.items()}
+
+
+#: a header value the sink did not store (no SITEWATCH_SECRET_KEY)
+REDACTED_VALUE = "<not stored>"
+
+
+def _site_row(site: records.SiteRecord, secrets: SecretBox | None = None) -> dict[str, Any]:
     return {
         "site_id": site.site_id,
         "url": site.url,
@@ -565,7 +639,7 @@ def _site_row(site: records.SiteRecord) -> dict[str, Any]:
         "verify_timeout_s": site.verify_timeout_s,
         "keyword": site.keyword,
         "redirect_policy": site.redirect_policy.value,
-        "custom_headers": site.custom_headers,
+        "custom_headers": stored_headers(site.custom_headers, secrets),
         "alert_cooldown_minutes": site.alert_cooldown_minutes,
         "maintenance": msgspec.to_builtins(site.maintenance),
         "checks": [c.value for c in site.checks],

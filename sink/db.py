@@ -18,7 +18,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An engine for a `mysql+asyncmy`, `mysql+aiomysql` or `sqlite+aiosqlite` URL."""
+    """An engine for a `mysql+asyncmy`, `mysql+aiomysql` or `sqlite+aiosqlite` URL.
+
+    Bound values never appear in errors (`hide_parameters`): a refused row's error text
+    goes to logs and dead letters, and rows hold site credentials and webhook secrets.
+    """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

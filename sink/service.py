@@ -21,46 +21,25 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sitewatch import metrics
 from sitewatch.settings import Settings
 from sitewatch.streams.broker import group_timeouts, resolve_flavor
 from sitewatch.streams.deadletter import send_dead_letter
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import Topic, TopicNames
 
+from . import dberrors
 from . import tables as t
 from .batch import BatchApplier, BatchResult, Message
 from .db import make_engine
+from .dberrors import DbFailure
 from .gate import WriteGate
 
 log = structlog.get_logger(__name__)
 
-#: MySQL/MariaDB error numbers after which the same batch is retried: the server went
-#: away or refused a connection, or a lock conflict. Anything else (a constraint, the
-#: closed-event trigger's SIGNAL 1644) would fail again: the batch is split instead.
-TRANSIENT_MYSQL_ERRORS = frozenset(
-    {1040, 1053, 1205, 1213, 1927, 2002, 2003, 2005, 2006, 2013, 2014, 2055, 4031}
-)
-
-
-def _refusal(exc: BaseException) -> bool:
-    """The database refused these rows (not the environment: a missing table is not)."""
-    if isinstance(exc, (sa.exc.IntegrityError, sa.exc.DataError)):
-        return True
-    args: tuple[object, ...] = getattr(getattr(exc, "orig", None), "args", ())
-    return isinstance(exc, sa.exc.OperationalError) and bool(args) and args[0] == 1644
-
 
 def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, sa.exc.DBAPIError):
-        if exc.connection_invalidated or isinstance(exc, sa.exc.InterfaceError):
-            return True
-        if not isinstance(exc, sa.exc.OperationalError):
-            return False
-        args = getattr(exc.orig, "args", ())
-        if args and isinstance(args[0], int):
-            return args[0] in TRANSIENT_MYSQL_ERRORS
-        return "locked" in str(exc.orig) or "disk I/O" in str(exc.orig)  # SQLite
-    return isinstance(exc, (OSError, ConnectionError))
+    return dberrors.classify(exc) is DbFailure.TRANSIENT
 
 
 class Sink:
@@ -77,7 +56,7 @@ class Sink:
         self.group = f"{settings.topic_prefix}sink"
         self.engine = engine or make_engine(settings.db_url)
         self.gate = WriteGate(self.engine, settings.sink_writes)
-        self.applier = BatchApplier(self.topics, self.group)
+        self.applier = BatchApplier(self.topics, self.group, settings.secret_box)
         self.max_batch = max_batch
         self.session_timeout_ms = session_timeout_ms
         self.totals: Counter[str] = Counter()
@@ -98,7 +77,10 @@ class Sink:
             except Exception as exc:
                 if not _retryable(exc) or self._stop.is_set():
                     raise
-                log.warning("database unavailable, retrying", what=what, error=str(exc)[:300])
+                metrics.SINK_RETRIES.inc()
+                log.warning(
+                    "database unavailable, retrying", what=what, error=dberrors.describe(exc)[:300]
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
@@ -125,21 +107,21 @@ class Sink:
     async def process(self, messages: Sequence[Message]) -> BatchResult:
         """Apply one batch; retried whole until it commits, split if the database refuses it.
 
-        A refusal that is not transient (a constraint or the closed-event trigger: a
-        case the contradiction checks missed) would fail forever; applying the messages
-        in halves isolates the refused one, which is dead-lettered with the database's
-        error while the others are applied, in order.
+        A refusal that is not transient (a constraint, the closed-event trigger, JSON
+        nested too deep...: a case the checks before the database missed) would fail
+        forever; applying the messages in halves isolates the refused one, which is
+        dead-lettered with the database's error while the others are applied, in order.
         """
         try:
             return await self._process(messages)
-        except sa.exc.DBAPIError as exc:
-            if not _refusal(exc):
+        except Exception as exc:
+            if dberrors.classify(exc) is not DbFailure.REFUSED or self._stop.is_set():
                 raise  # e.g. schema missing: stop rather than dead-letter everything
             if len(messages) == 1:
                 return await self._refuse(messages[0], exc)
             log.error(
                 "database refused a batch, splitting it",
-                error=str(exc)[:300],
+                error=dberrors.describe(exc)[:300],
                 messages=len(messages),
             )
             # halves, in order: log2(n) extra transactions find the refused record
@@ -156,7 +138,10 @@ class Sink:
             outcome.clear()
             async with self.gate.transaction() as tx:
                 result = await self.applier.refuse(
-                    tx, msg, f"refused by the database: {exc}", int(time.time() * 1000)
+                    tx,
+                    msg,
+                    f"refused by the database: {dberrors.describe(exc)}",
+                    int(time.time() * 1000),
                 )
                 await self._dead_letters(result)
             outcome.append(result)
@@ -175,6 +160,9 @@ class Sink:
                 # dead letters go out before the commit: a crash in between re-sends them
                 # (at least once), it never loses one
                 await self._dead_letters(result)
+                committing = time.perf_counter()
+            if self.gate.writes:  # leaving the block committed the transaction
+                metrics.SINK_COMMIT_SECONDS.observe(time.perf_counter() - committing)
             outcome.append(result)
 
         await self._retrying("write batch", once)
@@ -216,6 +204,12 @@ class Sink:
             max_poll_records=self.max_batch,
             **group_timeouts(s, self.session_timeout_ms),
         )
+        served = await metrics.start(
+            s,
+            metrics.Process.SINK,
+            [metrics.sink_stats(self.totals, self.gate.writes)],
+            metrics.consumer_lag(lambda: consumer),
+        )
         self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers)
         await self.producer.start()
         consumer.subscribe(
@@ -231,11 +225,20 @@ class Sink:
                     raise self.fatal
                 messages = [m for batch in data.values() for m in batch]
                 if messages:
+                    started = time.perf_counter()
                     await self.process(messages)  # type: ignore[arg-type]
+                    metrics.observe_batch(
+                        metrics.SINK_BATCH_RECORDS,
+                        metrics.SINK_BATCH_SECONDS,
+                        len(messages),
+                        started,
+                    )
                 if time.monotonic() - last_report > 10:
                     last_report = time.monotonic()
                     log.info("sink progress", **dict(self.totals))
         finally:
+            if served is not None:
+                await served.close()
             await consumer.stop()
             await self.producer.stop()
             await self.engine.dispose()

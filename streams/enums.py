@@ -22,15 +22,16 @@ class Role(enum.StrEnum):
 
 
 class ErrorKind(enum.StrEnum):
+    """The class of a failed check (DESIGN.md): consumers filter on exactly these.
+
+    A finer cause (refused, NXDOMAIN...) never takes the place of the class: it goes
+    in `error_cause` and in the free-text `detail`.
+    """
+
     NONE = "none"
     TIMEOUT = "timeout"
     CONNECT = "connect"
-    REFUSED = "refused"
-    RESET = "reset"
     DNS = "dns"
-    NXDOMAIN = "nxdomain"
-    SERVFAIL = "servfail"
-    DNS_REFUSED = "dns_refused"
     SSL = "ssl"
     REDIRECT = "redirect"
     KEYWORD = "keyword"
@@ -38,7 +39,36 @@ class ErrorKind(enum.StrEnum):
     HTTP_STATUS = "http_status"
     BLOCKED_TARGET = "blocked_target"
     INVALID_TARGET = "invalid_target"
-    INTERNAL = "internal"
+
+
+class ErrorCause(enum.StrEnum):
+    """What our probes put in `error_cause`; readers accept other values too."""
+
+    # class `connect`
+    REFUSED = "refused"
+    RESET = "reset"  # reset by the peer, or closed before a response
+    UNREACHABLE = "unreachable"  # network or host unreachable
+    PROTOCOL = "protocol"  # the server answered something that is not HTTP
+    INTERNAL = "internal"  # a probe bug: the check could not complete
+    # class `dns`
+    NXDOMAIN = "nxdomain"
+    SERVFAIL = "servfail"
+    DNS_REFUSED = "dns_refused"  # the nameserver refused the query
+    NO_ADDRESS = "no_address"  # the name exists but has no A/AAAA record
+    NO_NAMESERVER = "no_nameserver"  # none configured, or none reachable
+    RCODE = "rcode"  # another response code (`detail` names it)
+
+
+#: error kinds that probes before issue 10 wrote in place of the class: read as the
+#: class with that cause, so older records in a topic still apply (replay, restarts)
+LEGACY_ERROR_KINDS: dict[str, tuple[ErrorKind, ErrorCause]] = {
+    "refused": (ErrorKind.CONNECT, ErrorCause.REFUSED),
+    "reset": (ErrorKind.CONNECT, ErrorCause.RESET),
+    "internal": (ErrorKind.CONNECT, ErrorCause.INTERNAL),
+    "nxdomain": (ErrorKind.DNS, ErrorCause.NXDOMAIN),
+    "servfail": (ErrorKind.DNS, ErrorCause.SERVFAIL),
+    "dns_refused": (ErrorKind.DNS, ErrorCause.DNS_REFUSED),
+}
 
 
 class RedirectPolicy(enum.StrEnum):

@@ -10,7 +10,7 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from .broker import connect_admin
-from .topics import TOPIC_CONFIGS, Topic, TopicNames
+from .topics import CO_PARTITIONED, TOPIC_CONFIGS, Topic, TopicNames
 
 log = structlog.get_logger(__name__)
 
@@ -26,8 +26,10 @@ async def ensure_topics(
 ) -> dict[str, int]:
     """Create each missing topic (and its dead-letter topic) with `partitions`.
 
-    Returns the partition count of every wanted topic as the broker reports it, so a
-    caller can co-partition with topics that existed before it.
+    A missing `sites` or `check-results` takes the partition count of the other one if
+    it exists already (for instance created by a producer that wrote first, with the
+    broker's default count), so the two stay co-partitioned. Returns the partition count
+    of every wanted topic as the broker reports it.
     """
     wanted: dict[str, dict[str, str]] = {}
     for topic in topics or list(Topic):
@@ -39,15 +41,36 @@ async def ensure_topics(
     admin = await connect_admin(bootstrap, connect_timeout_s)
     try:
         existing = set(await admin.list_topics())
+        count = dict.fromkeys(wanted, partitions)
+        group = [names.name(t) for t in CO_PARTITIONED]
+        present = [name for name in group if name in existing]
+        if present and any(name in wanted and name not in existing for name in group):
+            [described] = await admin.describe_topics([present[0]])
+            follow = len(described["partitions"]) or partitions
+            for name in group:
+                for each in (name, names.dead_letter(name)):
+                    if each in count:
+                        count[each] = follow
+            if follow != partitions:
+                log.warning(
+                    "co-partitioning with an existing topic",
+                    existing=present[0],
+                    partitions=follow,
+                    configured=partitions,
+                )
         missing = [
-            NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=cfg)
+            NewTopic(name, num_partitions=count[name], replication_factor=1, topic_configs=cfg)
             for name, cfg in wanted.items()
             if name not in existing
         ]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # lost a race: fine
                 await admin.create_topics(missing)
-            log.info("created topics", topics=[t.name for t in missing], partitions=partitions)
+            log.info(
+                "created topics",
+                topics=[t.name for t in missing],
+                partitions=sorted({t.num_partitions for t in missing}),
+            )
         counts: dict[str, int] = {}
         for _ in range(50):  # metadata of just-created topics can lag a moment
             described = await admin.describe_topics(list(wanted))

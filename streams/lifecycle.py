@@ -20,7 +20,11 @@ import msgspec
 from . import records, timefmt
 from .enums import CheckType, CommandKind, EventState, Reason, Role, Severity
 from .state import (
+    MAX_MARK_IDS,
+    MAX_MARKS,
+    MAX_OPEN_EVENTS,
     OUTBOX_HORIZON_MS,
+    OUTBOX_MAX_BYTES,
     OUTBOX_SIZE,
     Config,
     Emitted,
@@ -194,6 +198,8 @@ def _mark(state: SiteState, res: records.CheckResult) -> str | None:
         key = tuple_key(res.endpoint_id, res.check_type)
     mark = state.marks.get(key)
     if mark is None:
+        if len(state.marks) >= MAX_MARKS:
+            _evict_mark(state)
         state.marks[key] = TupleMark(stamp=res.observed_at, ids=[res.result_id])
         return key
     order = _compare(res.observed_at, mark.stamp)
@@ -203,8 +209,18 @@ def _mark(state: SiteState, res: records.CheckResult) -> str | None:
     elif order < 0 or res.result_id in mark.ids:
         return None  # rule 8: older than the last applied input, or a duplicate
     else:
+        if len(mark.ids) >= MAX_MARK_IDS:
+            del mark.ids[0]  # bounded: only a duplicate of a long-gone id slips through
         mark.ids.append(res.result_id)
     return key
+
+
+def _evict_mark(state: SiteState) -> None:
+    """Forget the oldest mark of a tuple with no open event: state stays bounded even
+    if a site's results name endless endpoint ids."""
+    idle = [(m.stamp, k) for k, m in state.marks.items() if k not in state.open]
+    if idle:
+        del state.marks[min(idle)[1]]
 
 
 def _remember(state: SiteState, position: int, now: int, effects: Effects) -> None:
@@ -217,7 +233,15 @@ def _remember(state: SiteState, position: int, now: int, effects: Effects) -> No
             verify_requests=[records.encode(r) for r in effects.verify_requests],
         )
     )
-    state.outbox = keep[-OUTBOX_SIZE:]
+    keep = keep[-OUTBOX_SIZE:]
+    size = sum(_emitted_bytes(e) for e in keep)
+    while len(keep) > 1 and size > OUTBOX_MAX_BYTES:
+        size -= _emitted_bytes(keep.pop(0))
+    state.outbox = keep
+
+
+def _emitted_bytes(e: Emitted) -> int:
+    return sum(map(len, e.transitions)) + sum(map(len, e.verify_requests))
 
 
 class _Step:
@@ -277,7 +301,7 @@ class _Step:
                 else:
                     self.close(key, ev, Reason.PROBE_CLEARED, now, "local")  # rule 4
         elif ev is None:
-            if not site.in_maintenance(now):
+            if not site.in_maintenance(now) and len(self.state.open) < MAX_OPEN_EVENTS:
                 self.open_seems_down(key, res, now, site)  # rule 1
         elif ev.state is EventState.SEEMS_DOWN:
             ev.fail_count += 1  # rule 2
@@ -345,6 +369,8 @@ class _Step:
         }
         if res.http_status is not None:
             base["http_status"] = res.http_status
+        if res.error_cause is not None:
+            base["error_cause"] = res.error_cause
         self.emit(
             ev, Reason.OPENED, EventState.UP, Severity.UP, now, "local", {**base, **(meta or {})}
         )
@@ -396,7 +422,7 @@ class _Step:
                 timeout_s=site.timeout_s,
                 keyword=site.keyword,
                 redirect_policy=site.redirect_policy,
-                custom_headers=site.custom_headers,
+                headers_ref=records.headers_ref(self.site_id) if site.has_custom_headers else None,
                 requested_at=timefmt.from_ms(now),
             )
         )
@@ -457,7 +483,7 @@ class _Step:
             return
         target = EventState.WARNING if left > TLS_DEGRADED_MS else EventState.DEGRADED
         if ev is None:
-            if not site.in_maintenance(now):
+            if not site.in_maintenance(now) and len(self.state.open) < MAX_OPEN_EVENTS:
                 self.open_event(key, res, now, target, meta)
             return
         if ev.state is target:

@@ -9,50 +9,74 @@ them with Faust tables and replay with dicts.
 Nothing orders records across the two topics, so a result can overtake the first
 `sites` record of its site. Such a result is parked in the site's state (durably, with
 its offset) and applied when the settings arrive, never dropped or misapplied.
+
+Nothing a record holds can stop the batch or grow a site's state without bound: any
+failure to decode (or to apply) a record dead-letters it; parked results are capped in
+count and bytes and expire after `PARKED_TTL_MS` of stream time; a deleted site is
+purged from both tables and the timer index once its events are closed and its outbox
+has aged out; the settings cache is bounded; and a tick looks only at what is due.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple, Protocol
 
+import msgspec
 import structlog
 
 from . import lifecycle, records
-from .deadletter import dead_letter_for
-from .state import Config, Parked, SiteConfig, SiteState, dump_state, load_state
+from .deadletter import ConsumedRecord, dead_letter_for
+from .enums import CheckType, Role
+from .state import OUTBOX_HORIZON_MS, Config, Parked, SiteConfig, SiteState, dump_state, load_state
 
 log = structlog.get_logger(__name__)
 
-#: settings value of a deleted site (a tombstone on `sites`)
+#: settings value of a deleted site (a tombstone on `sites`) while its state lasts
 DELETED: Final = b""
 #: results parked per site while its settings are unknown; older ones are dropped
 MAX_PARKED: Final = 1000
+MAX_PARKED_BYTES: Final = 128 * 1024
+#: a parked result whose site got no settings for this long (stream time) is dropped
+PARKED_TTL_MS: Final = 3_600_000
+#: a site state encoded larger than this is trimmed (parked, then outbox) before it is
+#: stored: the changelog's messages must stay under the broker's 1 MiB limit
+MAX_STATE_BYTES: Final = 768 * 1024
+#: decoded settings kept; past this the cache starts over (cheap, and bounded)
+MAX_CACHED_SETTINGS: Final = 65_536
+#: `deleted_at` of a site deleted before its partition's stream time was known
+_TIME_UNKNOWN: Final = -1
 
 
 class Message(NamedTuple):
+    """A consumed record as replay and the tests build them (the worker passes Faust's
+    own messages: anything with these attributes is a `ConsumedRecord`)."""
+
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    #: the shell's own handle on the message (a Faust event), passed back to stores
-    handle: object = None
 
 
 class StateStore(Protocol):
-    def get(self, key: bytes, msg: Message) -> bytes | None: ...
+    def get(self, key: bytes, msg: ConsumedRecord) -> bytes | None: ...
 
-    def put(self, key: bytes, value: bytes, msg: Message) -> None: ...
+    def put(self, key: bytes, value: bytes, msg: ConsumedRecord) -> None: ...
+
+    def delete(self, key: bytes, msg: ConsumedRecord) -> None: ...
 
 
 class SettingsStore(Protocol):
-    """Raw `sites` values by key: None never seen, DELETED after a tombstone."""
+    """Raw `sites` values by key: None never seen (or purged), DELETED after a tombstone."""
 
-    def get(self, key: bytes, msg: Message) -> bytes | None: ...
+    def get(self, key: bytes, msg: ConsumedRecord) -> bytes | None: ...
 
-    def put(self, key: bytes, value: bytes, msg: Message) -> None: ...
+    def put(self, key: bytes, value: bytes, msg: ConsumedRecord) -> None: ...
+
+    def delete(self, key: bytes, msg: ConsumedRecord) -> None: ...
 
 
 class Keyed(NamedTuple):
@@ -79,17 +103,73 @@ class Stats:
     redelivered: int = 0
     parked: int = 0
     dropped_parked: int = 0
+    purged: int = 0
 
 
 class _Batch:
     """Per-batch cache: each site's state is read and written once per batch."""
 
-    __slots__ = ("dirty", "out", "states")
+    __slots__ = ("dirty", "out", "purged", "states")
 
     def __init__(self) -> None:
         self.states: dict[bytes, SiteState | None] = {}
-        self.dirty: dict[bytes, Message] = {}
+        self.dirty: dict[bytes, ConsumedRecord] = {}
+        self.purged: dict[bytes, ConsumedRecord] = {}
         self.out = Output()
+
+
+class Timers:
+    """Pending timers: `due` is the truth (key -> (partition, deadline)); a heap per
+    partition finds what is due without scanning every timer. Heap entries that no
+    longer match `due` are stale and skipped; the heaps are rebuilt when stale entries
+    outnumber live ones."""
+
+    def __init__(self) -> None:
+        self.due: dict[bytes, tuple[int, int]] = {}
+        self._heaps: dict[int, list[tuple[int, bytes]]] = {}
+        self._entries = 0
+
+    def schedule(self, key: bytes, partition: int, deadline: int | None) -> None:
+        if deadline is None:
+            self.due.pop(key, None)
+            return
+        if self.due.get(key) == (partition, deadline):
+            return
+        self.due[key] = (partition, deadline)
+        heapq.heappush(self._heaps.setdefault(partition, []), (deadline, key))
+        self._entries += 1
+        if self._entries > 2 * len(self.due) + 1024:
+            self._rebuild()
+
+    def pop_due(self, partition: int, at: int) -> list[bytes]:
+        """Keys of `partition` whose deadline is at or before `at` (sorted), unscheduled."""
+        heap = self._heaps.get(partition)
+        found: list[bytes] = []
+        while heap and heap[0][0] <= at:
+            deadline, key = heapq.heappop(heap)
+            self._entries -= 1
+            if self.due.get(key) == (partition, deadline):
+                del self.due[key]
+                found.append(key)
+        return sorted(found)
+
+    def forget(self, partitions: set[int]) -> None:
+        self.due = {k: v for k, v in self.due.items() if v[0] not in partitions}
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        heaps: dict[int, list[tuple[int, bytes]]] = {}
+        for key, (partition, deadline) in self.due.items():
+            heaps.setdefault(partition, []).append((deadline, key))
+        for heap in heaps.values():
+            heapq.heapify(heap)
+        self._heaps = heaps
+        self._entries = len(self.due)
+
+
+_CheckResult: Final = records.CheckResult
+_PRIMARY: Final = Role.PRIMARY
+_TLS: Final = CheckType.TLS_EXPIRY
 
 
 class Processor:
@@ -108,64 +188,72 @@ class Processor:
         self.results_topic = results_topic
         self.sites_topic = sites_topic
         self.consumer = consumer
-        #: site key -> (partition, stream time at which its next timer fires)
-        self.deadlines: dict[bytes, tuple[int, int]] = {}
+        self.timers = Timers()
         #: partition -> newest input time seen on it (anchors the worker's ticks)
         self.stream_time: dict[int, int] = {}
         self.stats = Stats()
-        self._decoded: dict[bytes, tuple[bytes, SiteConfig]] = {}
+        self._decoded: dict[bytes, tuple[bytes, SiteConfig | None]] = {}
+
+    @property
+    def deadlines(self) -> dict[bytes, tuple[int, int]]:
+        """Site key -> (partition, stream time at which its next timer fires)."""
+        return self.timers.due
 
     # -- public ----------------------------------------------------------------------
 
-    def process(self, batch: Sequence[Message], now_ms: int) -> Output:
+    def process(self, batch: Sequence[ConsumedRecord], now_ms: int) -> Output:
         """Apply a batch in order; `now_ms` only stamps dead letters."""
         b = _Batch()
         newest: dict[int, lifecycle.Input] = {}
-        decode = records.input_decoder.decode
+        decode = records.decode_input
         for msg in batch:
             if msg.topic == self.sites_topic:
                 self._site_record(msg, b, now_ms)
                 continue
             try:
                 inp = decode(msg.value or b"")
-            except (records.DecodeError, records.ValidationError) as exc:
-                self._dead_letter(b.out, msg, str(exc), now_ms)
+            except Exception as exc:  # any failure to decode is poison, even a RecursionError
+                self._dead_letter(b.out, msg, _describe(exc), now_ms)
                 continue
             if isinstance(inp, records.Tick):  # narrows the union for mypy
-                self._tick(inp, msg, b)
+                self._tick(inp, msg, b, now_ms)
                 continue
             key = records.site_key(inp.site_id)
             if msg.key != key:
+                shown = msg.key if msg.key is None or len(msg.key) <= 40 else msg.key[:40]
                 self._dead_letter(
-                    b.out, msg, f"key {msg.key!r} does not match site_id {inp.site_id}", now_ms
+                    b.out, msg, f"key {shown!r} does not match site_id {inp.site_id}", now_ms
                 )
                 continue
             self.stats.inputs += 1
             newest[msg.partition] = inp
             raw = self.settings.get(key, msg)
             if raw is None or self._has_parked(key, msg, b):
-                self._park(key, msg, b)
+                self._park(key, inp, msg, b)
             else:
-                self._apply(key, inp.site_id, inp, msg, raw, b)
+                self._apply(key, inp.site_id, inp, msg, raw, b, now_ms)
         for part, inp in newest.items():  # inputs are nearly in time order: last is enough
             at = lifecycle.input_time(inp)
             if at > self.stream_time.get(part, -1):
                 self.stream_time[part] = at
+        for key, msg in b.purged.items():
+            if key not in b.dirty:
+                self.states.delete(key, msg)
         for key, msg in b.dirty.items():
             state = b.states[key]
             assert state is not None
-            self.states.put(key, dump_state(state), msg)
+            self.states.put(key, self._dump(key, state), msg)
         return b.out
 
     def rebuild_deadlines(self, items: Iterable[tuple[bytes, int, bytes]]) -> None:
         """Refill the timer index from stored states: (key, partition, state bytes)."""
         for key, partition, raw in items:
-            deadline = lifecycle.next_deadline(load_state(raw), self.config)
-            if deadline is not None:
-                self.deadlines[key] = (partition, deadline)
+            state = self._decode_state(key, raw)
+            if state is not None:
+                self.timers.schedule(key, partition, self._deadline(state))
 
     def forget_partitions(self, partitions: set[int]) -> None:
-        self.deadlines = {k: v for k, v in self.deadlines.items() if v[0] not in partitions}
+        self.timers.forget(partitions)
 
     def site_config(self, key: bytes, raw: bytes) -> SiteConfig | None:
         """Decoded settings, cached per distinct record; None for a deleted site."""
@@ -174,95 +262,219 @@ class Processor:
         cached = self._decoded.get(key)
         if cached is not None and cached[0] == raw:
             return cached[1]
-        site = SiteConfig.from_record(records.site_decoder.decode(raw))
+        site: SiteConfig | None
+        try:
+            site = SiteConfig.from_record(records.site_decoder.decode(raw))
+        except Exception as exc:
+            # stored by an older version under looser limits: unusable until the next
+            # `sites` record of the site; it counts as deleted, loudly, not as a crash
+            log.error("stored site settings do not decode", key=key, error=_describe(exc))
+            site = None
+        if len(self._decoded) >= MAX_CACHED_SETTINGS:
+            self._decoded.clear()
         self._decoded[key] = (raw, site)
         return site
 
     # -- steps -----------------------------------------------------------------------
 
-    def _site_record(self, msg: Message, b: _Batch, now_ms: int) -> None:
-        key = msg.key
+    def _site_record(self, msg: ConsumedRecord, b: _Batch, now_ms: int) -> None:
         try:
-            if key is None:
-                raise ValueError("a sites record needs the site id as its key")
+            key = records.site_key(records.parse_site_key(msg.key))
             if msg.value is None:
-                value = DELETED
-            else:
-                rec = records.site_decoder.decode(msg.value)
-                if key != records.site_key(rec.site_id):
-                    raise ValueError(f"key {key!r} does not match site_id {rec.site_id}")
-                value = msg.value
-        except (records.DecodeError, records.ValidationError, ValueError) as exc:
-            self._dead_letter(b.out, msg, str(exc), now_ms)
+                self.stats.sites += 1
+                self._delete_site(key, msg, b)
+                return
+            rec = records.decode_site(msg.value)
+            if key != records.site_key(rec.site_id):
+                raise ValueError(f"key {key!r} does not match site_id {rec.site_id}")
+        except Exception as exc:
+            self._dead_letter(b.out, msg, _describe(exc), now_ms)
             return
         self.stats.sites += 1
+        value = msg.value
+        if rec.custom_headers:
+            # the worker needs to know there are headers, never their values
+            blank = {name: "" for name in rec.custom_headers}
+            value = records.encode(msgspec.structs.replace(rec, custom_headers=blank))
         self.settings.put(key, value, msg)
         state = self._load(key, msg, b)
-        if state is not None and state.parked:
+        if state is None:
+            return
+        if state.deleted_at is not None:
+            state.deleted_at = None  # the site is back: its state lives on
+            b.dirty[key] = msg
+            self._schedule(key, msg.partition, state)
+        if state.parked:
             parked, state.parked = state.parked, []
             b.dirty[key] = msg
             for item in parked:
-                held = Message(
-                    self.results_topic, msg.partition, item.position, key, item.value, msg.handle
-                )
-                inp = records.input_decoder.decode(item.value)
-                assert not isinstance(inp, records.Tick)
-                self._apply(key, inp.site_id, inp, held, value, b)
+                held = Message(self.results_topic, msg.partition, item.position, key, item.value)
+                try:
+                    inp = records.decode_input(item.value)
+                    assert not isinstance(inp, records.Tick)
+                except Exception as exc:  # parked under older, looser limits
+                    self._dead_letter(b.out, held, _describe(exc), now_ms)
+                    continue
+                self._apply(key, inp.site_id, inp, held, value, b, now_ms)
 
-    def _tick(self, tick: records.Tick, msg: Message, b: _Batch) -> None:
+    def _delete_site(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> None:
+        """A tombstone: the site is marked deleted; `_housekeep` purges it once its events
+        are closed (rule 7's auto_timeout) and no redelivery can need its outbox."""
+        state = self._load(key, msg, b)
+        if state is None:
+            # kept briefly all the same, so that its late results change nothing rather
+            # than wait parked for settings
+            state = b.states[key] = SiteState()
+        if state.parked:
+            self.stats.dropped_parked += len(state.parked)
+            state.parked = []
+        self.settings.put(key, DELETED, msg)
+        if state.deleted_at is None:
+            state.deleted_at = self.stream_time.get(msg.partition, _TIME_UNKNOWN)
+        b.dirty[key] = msg
+        self._schedule(key, msg.partition, state)
+
+    def _purge(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> None:
+        """Forget a site everywhere: state, settings, timers, the settings cache."""
+        self.settings.delete(key, msg)
+        b.states[key] = None
+        b.dirty.pop(key, None)
+        b.purged[key] = msg
+        self.timers.schedule(key, msg.partition, None)
+        self._decoded.pop(key, None)
+        self.stats.purged += 1
+
+    def _tick(self, tick: records.Tick, msg: ConsumedRecord, b: _Batch, now_ms: int) -> None:
         self.stats.ticks += 1
         at = lifecycle.input_time(tick)
         if at > self.stream_time.get(msg.partition, -1):
             self.stream_time[msg.partition] = at
-        due = [
-            key
-            for key, (part, deadline) in self.deadlines.items()
-            if part == msg.partition and deadline <= at
-        ]
-        for key in sorted(due):
+        for key in self.timers.pop_due(msg.partition, at):
             raw = self.settings.get(key, msg)
-            self._apply(key, int(key), tick, msg, DELETED if raw is None else raw, b)
+            state = self._load(key, msg, b)
+            if state is None:
+                continue
+            if state.open:
+                self._apply(key, int(key), tick, msg, DELETED if raw is None else raw, b, now_ms)
+                state = b.states[key]
+                if state is None:
+                    continue
+            self._housekeep(key, state, at, msg, b)
 
-    def _load(self, key: bytes, msg: Message, b: _Batch) -> SiteState | None:
+    def _housekeep(
+        self, key: bytes, state: SiteState, at: int, msg: ConsumedRecord, b: _Batch
+    ) -> None:
+        """Expire parked results and purge a deleted site whose time has come."""
+        if state.parked:
+            keep = [p for p in state.parked if p.at + PARKED_TTL_MS > at]
+            if len(keep) != len(state.parked):
+                self.stats.dropped_parked += len(state.parked) - len(keep)
+                log.warning("dropped parked results: their site never got settings", key=key)
+                state.parked = keep
+                b.dirty[key] = msg
+        if state.deleted_at is not None and not state.open:
+            if state.deleted_at == _TIME_UNKNOWN:
+                state.deleted_at = at
+                b.dirty[key] = msg
+            elif at >= _purge_at(state):
+                self._purge(key, msg, b)
+                return
+        if (
+            not state.open
+            and not state.parked
+            and state.deleted_at is None
+            and self.settings.get(key, msg) is None
+        ):
+            self._purge(key, msg, b)  # only parked results kept it: they are gone
+            return
+        self._schedule(key, msg.partition, state)
+
+    def _deadline(self, state: SiteState) -> int | None:
+        """When this site next needs a tick: core timers, parked expiry, its purge."""
+        best = lifecycle.next_deadline(state, self.config) if state.open else None
+        if state.parked:
+            expiry = min(p.at for p in state.parked) + PARKED_TTL_MS
+            best = expiry if best is None else min(best, expiry)
+        if state.deleted_at is not None and not state.open:
+            purge = 0 if state.deleted_at == _TIME_UNKNOWN else _purge_at(state)
+            best = purge if best is None else min(best, purge)
+        return best
+
+    def _schedule(self, key: bytes, partition: int, state: SiteState) -> None:
+        self.timers.schedule(key, partition, self._deadline(state))
+
+    def _decode_state(self, key: bytes, raw: bytes) -> SiteState | None:
+        try:
+            return load_state(raw)
+        except Exception as exc:
+            # written by us, so this is a bug or an incompatible version: start the site
+            # afresh (its events time out) rather than stop every site of the partition
+            log.error("stored site state does not decode; starting afresh", key=key, error=str(exc))
+            return None
+
+    def _load(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> SiteState | None:
         if key in b.states:
             return b.states[key]
         raw = self.states.get(key, msg)
-        state = load_state(raw) if raw else None
+        state = self._decode_state(key, raw) if raw else None
         b.states[key] = state
         return state
 
-    def _has_parked(self, key: bytes, msg: Message, b: _Batch) -> bool:
+    def _has_parked(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> bool:
         state = self._load(key, msg, b)
         return state is not None and bool(state.parked)
 
-    def _park(self, key: bytes, msg: Message, b: _Batch) -> None:
+    def _park(self, key: bytes, inp: lifecycle.Input, msg: ConsumedRecord, b: _Batch) -> None:
         state = self._load(key, msg, b)
         if state is None:
             state = b.states[key] = SiteState()
         if any(p.position == msg.offset for p in state.parked):
             return  # redelivered while still parked
         assert msg.value is not None
-        state.parked.append(Parked(position=msg.offset, value=msg.value))
-        if len(state.parked) > MAX_PARKED:
-            del state.parked[0]
+        state.parked.append(
+            Parked(position=msg.offset, value=msg.value, at=lifecycle.input_time(inp))
+        )
+        size = sum(len(p.value) for p in state.parked)
+        while len(state.parked) > 1 and (len(state.parked) > MAX_PARKED or size > MAX_PARKED_BYTES):
+            size -= len(state.parked.pop(0).value)
             self.stats.dropped_parked += 1
             log.warning("dropped a parked result: its site never got settings", key=key)
         b.dirty[key] = msg
         self.stats.parked += 1
+        self._schedule(key, msg.partition, state)
 
     def _apply(
         self,
         key: bytes,
         site_id: int,
         inp: lifecycle.Input,
-        msg: Message,
+        msg: ConsumedRecord,
         raw_settings: bytes,
         b: _Batch,
+        now_ms: int,
     ) -> None:
         state = self._load(key, msg, b)
         settings = lifecycle.SiteSettings(site_id, self.site_config(key, raw_settings), self.config)
         before = state.position if state is not None else -1
-        state, effects = lifecycle.apply(state, inp, settings, msg.offset)
+        # the core updates the state in place: keep a copy unless this is its trivial
+        # path (a healthy primary result with nothing open), to undo a failed apply
+        snapshot = None
+        if state is not None and (
+            state.open
+            or type(inp) is not _CheckResult
+            or not inp.ok
+            or inp.role is not _PRIMARY
+            or inp.check_type is _TLS
+        ):
+            snapshot = dump_state(state)
+        try:
+            state, effects = lifecycle.apply(state, inp, settings, msg.offset)
+        except Exception as exc:
+            log.exception("applying a record failed; dead-lettered", key=key, offset=msg.offset)
+            if snapshot is not None:
+                b.states[key] = load_state(snapshot)
+            self._dead_letter(b.out, msg, f"internal error applying it: {_describe(exc)}", now_ms)
+            return
         b.states[key] = state
         out = b.out
         if state.position != before:
@@ -277,16 +489,41 @@ class Processor:
                 out.verify_requests.append(Keyed(key, records.encode(req)))
             self.stats.transitions += len(effects.transitions)
             self.stats.verify_requests += len(effects.verify_requests)
-        if state.open:
-            deadline = lifecycle.next_deadline(state, self.config)
-            assert deadline is not None
-            self.deadlines[key] = (msg.partition, deadline)
-        elif key in self.deadlines:
-            del self.deadlines[key]
+        if state.open or key in self.timers.due:
+            self._schedule(key, msg.partition, state)
 
-    def _dead_letter(self, out: Output, msg: Message, error: str, now_ms: int) -> None:
+    def _dump(self, key: bytes, state: SiteState) -> bytes:
+        data = dump_state(state)
+        if len(data) <= MAX_STATE_BYTES:
+            return data
+        # a last resort (the core bounds marks, ids, open events and the outbox): lose
+        # parked results first, then the oldest re-emission records, never the events
+        log.error("site state too large; trimming it", key=key, bytes=len(data))
+        while len(data) > MAX_STATE_BYTES and (state.parked or len(state.outbox) > 1):
+            if state.parked:
+                self.stats.dropped_parked += 1
+                state.parked.pop(0)
+            else:
+                state.outbox.pop(0)
+            data = dump_state(state)
+        return data
+
+    def _dead_letter(self, out: Output, msg: ConsumedRecord, error: str, now_ms: int) -> None:
         self.stats.dead_letters += 1
         out.dead_letters.append((msg.key, dead_letter_for(msg, error, self.consumer, now_ms)))
+
+
+def _purge_at(state: SiteState) -> int:
+    """When a deleted site's state may go: once no redelivered input can still need what
+    its outbox would re-emit."""
+    assert state.deleted_at is not None
+    last = max((e.at for e in state.outbox), default=state.deleted_at)
+    return max(state.deleted_at, last) + OUTBOX_HORIZON_MS
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return text if isinstance(exc, ValueError) and text else f"{type(exc).__name__}: {text}"
 
 
 class MemoryStore:
@@ -295,8 +532,11 @@ class MemoryStore:
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
 
-    def get(self, key: bytes, msg: Message) -> bytes | None:
+    def get(self, key: bytes, msg: ConsumedRecord) -> bytes | None:
         return self.data.get(key)
 
-    def put(self, key: bytes, value: bytes, msg: Message) -> None:
+    def put(self, key: bytes, value: bytes, msg: ConsumedRecord) -> None:
         self.data[key] = value
+
+    def delete(self, key: bytes, msg: ConsumedRecord) -> None:
+        self.data.pop(key, None)

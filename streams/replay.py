@@ -122,8 +122,10 @@ class WhatIf:
         if not self.site:
             return value
         raw = msgspec.json.decode(value)
+        if not isinstance(raw, dict):
+            raise msgspec.ValidationError("a sites record is a JSON object")
         raw.update(self.site)
-        return records.encode(msgspec.convert(raw, records.SiteRecord))
+        return records.encode(records.site_decoder.convert(raw))
 
 
 def parse_what_if(items: Sequence[str]) -> WhatIf:
@@ -190,7 +192,7 @@ def record_stamp(value: bytes | None) -> str | None:
             break
     try:
         found = _stamps_decoder.decode(value)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except Exception:  # any poison, a RecursionError from deep nesting included
         return None
     return found.observed_at or found.issued_at or found.at
 
@@ -283,6 +285,7 @@ class Replay:
         self.parts: dict[int, _Partition] = {}
         self.transitions: dict[str, bytes] = {}
         self.inputs = 0
+        self.dead_letters = 0
 
     def add_sites(self, partition: int, rows: Iterable[Raw]) -> None:
         """The whole `sites` partition (offset order), before any result of it."""
@@ -297,7 +300,7 @@ class Replay:
             return None
         try:
             return self.what_if.rewrite(value)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except Exception:  # e.g. a RecursionError from a deeply nested value
             return value  # poison stays poison: the processor dead-letters it
 
     def feed(self, partition: int, rows: Sequence[Raw]) -> bool:
@@ -339,9 +342,10 @@ class Replay:
         return not part.done
 
     def _process(self, batch: list[Message]) -> None:
-        # `now_ms` only stamps dead letters, which replay does not publish
+        # `now_ms` only stamps dead letters, which replay does not publish: it counts them
         out = self.processor.process(batch, 0)
         self.inputs += len(batch)
+        self.dead_letters += len(out.dead_letters)
         for keyed in out.transitions:
             tr = records.transition_decoder.decode(keyed.value)
             if self.window.wants(tr):
@@ -617,6 +621,8 @@ class ReplayRun:
     recorded: list[records.Transition] | None
     inputs: int
     elapsed_s: float
+    #: records that did not decode: skipped, as every consumer does
+    poison: int = 0
 
 
 async def run_replay(
@@ -668,7 +674,9 @@ async def run_replay(
             recorded = None
             if with_recorded:
                 recorded = await read_recorded(reader, names, window, wanted, slack, meter)
-    return ReplayRun(replay.result(), recorded, replay.inputs, time.monotonic() - began)
+    return ReplayRun(
+        replay.result(), recorded, replay.inputs, time.monotonic() - began, replay.dead_letters
+    )
 
 
 async def read_recorded(
@@ -695,8 +703,8 @@ async def read_recorded(
             meter.tick(f"site-events {p}", len(batch), None)
             for row in batch:
                 try:
-                    tr = records.transition_decoder.decode(row.value or b"")
-                except (records.DecodeError, records.ValidationError):
+                    tr = records.decode_transition(row.value or b"")
+                except Exception:
                     continue  # a malformed record is the sink's dead letter, not a transition
                 if window.wants(tr):
                     found.setdefault(tr.transition_id, tr)
@@ -781,7 +789,7 @@ def run(args: argparse.Namespace, conf: Settings) -> int:
         out.flush()
         print(
             f"replay: {result.inputs:,} records applied, {len(result.transitions)} transitions "
-            f"in range, {result.elapsed_s:.1f}s",
+            f"in range, {result.poison} poison records skipped, {result.elapsed_s:.1f}s",
             file=sys.stderr,
         )
         return 0

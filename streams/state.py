@@ -17,6 +17,14 @@ from .enums import CheckType, EventState, RedirectPolicy, Severity
 OUTBOX_SIZE: Final = 16
 #: and for how long (stream time): redeliveries come within one commit interval
 OUTBOX_HORIZON_MS: Final = 10 * 60 * 1000
+#: encoded bytes the outbox keeps at most (the newest entry is always kept)
+OUTBOX_MAX_BYTES: Final = 128 * 1024
+#: rule 8 marks a site keeps (one per check tuple); the oldest idle one makes room
+MAX_MARKS: Final = 128
+#: result ids remembered per mark (results sharing one `observed_at`)
+MAX_MARK_IDS: Final = 8
+#: open events per site; a failure of yet another tuple then opens nothing
+MAX_OPEN_EVENTS: Final = 64
 
 
 class SiteConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,7 +39,9 @@ class SiteConfig(msgspec.Struct, frozen=True, kw_only=True):
     verify_timeout_ms: int = 15_000
     keyword: str | None = None
     redirect_policy: RedirectPolicy = RedirectPolicy.FOLLOW
-    custom_headers: dict[str, str] | None = None
+    #: whether verifiers should use the site's custom headers; the values themselves
+    #: never reach the worker's state (verifiers read them from `sites`)
+    has_custom_headers: bool = False
     #: (start_ms, end_ms) half-open windows
     maintenance: tuple[tuple[int, int], ...] = ()
 
@@ -47,7 +57,7 @@ class SiteConfig(msgspec.Struct, frozen=True, kw_only=True):
             verify_timeout_ms=rec.effective_verify_timeout_s * 1000,
             keyword=rec.keyword,
             redirect_policy=rec.redirect_policy,
-            custom_headers=rec.custom_headers,
+            has_custom_headers=bool(rec.custom_headers),
             maintenance=tuple(
                 (timefmt.to_ms(w.start), timefmt.to_ms(w.end)) for w in rec.maintenance
             ),
@@ -121,6 +131,8 @@ class Parked(msgspec.Struct, kw_only=True, array_like=True):
 
     position: int
     value: bytes
+    #: the result's own time: parked results expire on stream time
+    at: int = 0
 
 
 class SiteState(msgspec.Struct, kw_only=True, array_like=True):
@@ -132,6 +144,9 @@ class SiteState(msgspec.Struct, kw_only=True, array_like=True):
     outbox: list[Emitted] = msgspec.field(default_factory=list)
     #: shell bookkeeping, ignored by the core: results waiting for site settings
     parked: list[Parked] = msgspec.field(default_factory=list)
+    #: shell bookkeeping: stream time the site was deleted at (None: not deleted; the
+    #: state is purged once its events are closed and its outbox has aged out)
+    deleted_at: int | None = None
 
 
 _keys: dict[tuple[int | None, CheckType, str], str] = {}

@@ -57,6 +57,10 @@ TOPIC_CONFIGS: dict[Topic, dict[str, str]] = {
 }
 
 
+#: keyed by site and read side by side by the worker: one partition count for both
+CO_PARTITIONED: tuple[Topic, ...] = (Topic.SITES, Topic.CHECK_RESULTS)
+
+
 def partition_of(key: bytes, partitions: int) -> int:
     """The partition of a keyed record under the default partitioner (aiokafka, the Java
     client, Faust): how co-partitioned topics and tables agree on a site's home."""

@@ -1,9 +1,17 @@
 """`sitewatch worker`: the Faust app that runs the lifecycle over `check-results`.
 
-A thin shell: Faust tables hold each site's lifecycle state and settings (changelog
-backed, RocksDB locally), `Processor` does the work, and this module moves bytes
-between Kafka and it. Delivery is at-least-once; the core re-emits what a redelivered
-input produced, and downstream dedups by `transition_id`.
+A thin shell around `Processor`. Faust owns the consumer group, the assignment, the
+state tables (RocksDB locally, changelog topics in Kafka) and their recovery, and the
+commits. The agent of the input topics is fed a whole fetched batch at a time
+(`faust_batching.BatchConsumer`) and writes each touched site once per batch
+(`faust_batching.TableRows`). `Worker` holds the named steps: assign, handle a batch,
+tick, report.
+
+Delivery is at-least-once with an exactly-once effect (ADR 4, ADR 6): a batch's
+outputs and its changelog records are sent together and confirmed by the broker before
+its state reaches the local store and before any of its offsets is acknowledged, so
+nothing is committed whose effects are not durable. The core re-emits what a
+redelivered input produced, and downstream dedups by `transition_id`.
 """
 
 from __future__ import annotations
@@ -14,201 +22,286 @@ import signal
 import sys
 import time
 import uuid
-import weakref
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import faust
 import structlog
-from faust.streams import _current_event
+from aiokafka import AIOKafkaProducer
 
-from sitewatch import logs
+from sitewatch import logs, metrics
 from sitewatch.settings import Settings
 
 from . import records, timefmt
 from .broker import group_timeouts, resolve_flavor
-from .deadletter import log_dead_letter
+from .deadletter import ConsumedRecord, log_dead_letter, log_unsent, message_key
+from .faust_batching import BatchConsumer, BatchTransport, Fetched, TableRows
 from .kafka_admin import ensure_topics
-from .processor import Message, Processor
+from .processor import Processor
 from .state import Config
-from .topics import Topic, TopicNames, partition_of
+from .topics import Topic, TopicNames
 
 log = structlog.get_logger(__name__)
 
-BATCH_MAX = 2000
-BATCH_WITHIN_S = 0.02
+#: at most this many fetched records per batch (aiokafka's max_poll_records)
+BATCH_MAX = 4000
+#: the agent's queue of fetched batches: fetching goes on while one is processed
+QUEUED_BATCHES = 2
+
+_RAW: dict[str, Any] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
 
 
-def _bind(handle: object) -> None:
-    """Make `handle` Faust's current event: tables pick partitions from it."""
-    if handle is not None:
-        _current_event.set(weakref.ref(handle))  # type: ignore[arg-type]
+class RowStore:
+    """A `TableRows` behind the processor's store protocols (the message names the
+    partition)."""
+
+    def __init__(self, rows: TableRows) -> None:
+        self.rows = rows
+
+    def get(self, key: bytes, msg: ConsumedRecord) -> bytes | None:
+        return self.rows.get(msg.partition, key)
+
+    def put(self, key: bytes, value: bytes, msg: ConsumedRecord) -> None:
+        self.rows.put(msg.partition, key, value)
+
+    def delete(self, key: bytes, msg: ConsumedRecord) -> None:
+        self.rows.put(msg.partition, key, None)  # a tombstone on the changelog
 
 
-class TableStore:
-    """A Faust table behind the processor's store protocols (raw bytes both ways)."""
+async def _send_rows(
+    producer: AIOKafkaProducer,
+    rows: TableRows,
+    partition: int,
+    items: list[tuple[bytes, bytes | None]],
+) -> list[tuple[TableRows, int, list[tuple[bytes, bytes | None]], Any]]:
+    """Send table rows to their changelog partition as producer batches; each entry
+    holds the rows of one batch and the future of its base offset."""
+    sent = []
+    start = 0
+    while start < len(items):
+        batch = producer.create_batch()
+        end = start
+        while end < len(items):
+            key, value = items[end]
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                break  # full: the rest goes in the next one
+            end += 1
+        if end == start:
+            raise ValueError(f"a {rows.changelog} row does not fit in a producer batch")
+        fut = await producer.send_batch(batch, rows.changelog, partition=partition)
+        sent.append((rows, partition, items[start:end], fut))
+        start = end
+    return sent
 
-    def __init__(self, table: Any) -> None:
-        self.table = table
 
-    def get(self, key: bytes, msg: Message) -> bytes | None:
-        _bind(msg.handle)
-        value: bytes | None = self.table.get(key)
-        return value
+class Worker:
+    """The lifecycle agent's shell around one Faust app."""
 
-    def put(self, key: bytes, value: bytes, msg: Message) -> None:
-        _bind(msg.handle)
-        self.table[key] = value
+    def __init__(self, conf: Settings, partitions: int) -> None:
+        self.conf = conf
+        self.names = names = TopicNames(conf.topic_prefix)
+        self.partitions = partitions
+        self.app = app = faust.App(
+            f"{conf.topic_prefix}worker",
+            broker=[f"kafka://{hp}" for hp in conf.bootstrap_servers],
+            store="rocksdb://",
+            datadir=str(Path(conf.state_dir) / "worker"),
+            topic_partitions=partitions,
+            consumer_auto_offset_reset="earliest",
+            web_enabled=False,
+            broker_commit_interval=1.0,
+            broker_max_poll_records=BATCH_MAX,
+            **self._broker_options(),
+        )
+        app.transport = BatchTransport(app.conf.broker_consumer, app)
+        # One agent over both topics: a site's settings and results share a partition
+        # number, so it sees both in order per topic and never waits on the other.
+        self.inputs = app.topic(names.check_results, names.sites, partitions=partitions, **_RAW)
+        # key/value `bytes`: the raw codec; the processor encodes state itself
+        self.state_rows = TableRows(
+            app.Table("site-state", partitions=partitions, key_type=bytes, value_type=bytes)
+        )
+        self.settings_rows = TableRows(
+            app.Table("site-settings", partitions=partitions, key_type=bytes, value_type=bytes)
+        )
+        self.processor = Processor(
+            Config(verifiers=conf.verifier_names, auto_timeout_ms=conf.auto_timeout_s * 1000),
+            RowStore(self.state_rows),
+            RowStore(self.settings_rows),
+            results_topic=names.check_results,
+            sites_topic=names.sites,
+            consumer=f"{conf.topic_prefix}worker",
+        )
+        self.queue: asyncio.Queue[Fetched] = asyncio.Queue(QUEUED_BATCHES)
+        self.producer: AIOKafkaProducer | None = None
+        #: input partitions whose timers are indexed
+        self.indexed: set[int] = set()
+        #: partition -> (stream time, monotonic seconds when it was seen): the tick anchor
+        self.anchors: dict[int, tuple[int, float]] = {}
+        consumer = app.consumer
+        assert isinstance(consumer, BatchConsumer)
+        consumer.on_batch = self.queue.put
+        consumer.batch_topics = frozenset({names.check_results, names.sites})
+        consumer.gapless_topics = frozenset({names.check_results})
+        self.consumer = consumer
+        app.agent(self.inputs, name="lifecycle")(self._agent)
+        app.timer(interval=conf.tick_interval_s)(self.tick)
+        app.timer(interval=10.0)(self.report)
 
-
-def create_app(conf: Settings, partitions: int) -> faust.App:
-    names = TopicNames(conf.topic_prefix)
-    # one changelog record per touched site per batch: let the producer batch them
-    group = group_timeouts(conf)
-    broker_opts: dict[str, Any] = {
-        "broker_session_timeout": group["session_timeout_ms"] / 1000,
-        "broker_heartbeat_interval": group["heartbeat_interval_ms"] / 1000,
-    }
-    if not conf.is_tansu:
-        broker_opts |= {"producer_linger_ms": 5, "producer_max_batch_size": 256 * 1024}
-    else:
-        broker_opts |= {
+    def _broker_options(self) -> dict[str, Any]:
+        group = group_timeouts(self.conf)
+        opts: dict[str, Any] = {
+            "broker_session_timeout": group["session_timeout_ms"] / 1000,
+            "broker_heartbeat_interval": group["heartbeat_interval_ms"] / 1000,
+        }
+        if self.conf.is_tansu:
             # Tansu under-reports a changelog's end offset when its last batch holds
-            # several records, so a RocksDB store that is ahead of it looks corrupt to
-            # Faust; the local store is authoritative there (keep SITEWATCH_STATE_DIR).
-            # For the same reason the producer keeps Faust's default (unlingered) batching.
-            "recovery_consistency_check": False,
-        }
-    app = faust.App(
-        f"{conf.topic_prefix}worker",
-        broker=[f"kafka://{hp}" for hp in conf.bootstrap_servers],
-        store="rocksdb://",
-        datadir=str(Path(conf.state_dir) / "worker"),
-        topic_partitions=partitions,
-        consumer_auto_offset_reset="earliest",
-        web_enabled=False,
-        broker_commit_interval=1.0,
-        stream_buffer_maxsize=BATCH_MAX * 2,
-        **broker_opts,
-    )
-    raw: dict[str, Any] = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-    }
-    # One stream over both topics: a site's settings and results share a partition
-    # number, so one agent sees both in order per topic and never waits on the other.
-    inputs_topic = app.topic(names.check_results, names.sites, partitions=partitions, **raw)
-    # key/value type `bytes` makes Faust tables use the raw codec: we encode ourselves
-    state_table = app.Table("site-state", partitions=partitions, key_type=bytes, value_type=bytes)
-    settings_table = app.Table(
-        "site-settings", partitions=partitions, key_type=bytes, value_type=bytes
-    )
+            # several records, so a RocksDB store ahead of it looks corrupt to Faust;
+            # the local store is authoritative there (keep SITEWATCH_STATE_DIR).
+            opts["recovery_consistency_check"] = False
+        return opts
 
-    processor = Processor(
-        Config(verifiers=conf.verifier_names, auto_timeout_ms=conf.auto_timeout_s * 1000),
-        TableStore(state_table),
-        TableStore(settings_table),
-        results_topic=names.check_results,
-        sites_topic=names.sites,
-        consumer=f"{conf.topic_prefix}worker",
-    )
-    #: partition -> (stream time, monotonic seconds when it was seen): the tick anchor
-    anchors: dict[int, tuple[int, float]] = {}
-    indexed: set[int] = set()
-
-    def now_ms() -> int:
-        return time.time_ns() // 1_000_000
-
-    def refresh_index() -> None:
-        """After a rebalance, refill the timer index from the recovered table."""
-        assigned = {
-            tp.partition for tp in app.consumer.assignment() if tp.topic == names.check_results
-        }
-        if assigned == indexed:
-            return
-        processor.forget_partitions(indexed - assigned)
-        new = assigned - indexed
-        items = []
-        for key, value in state_table.items():
-            part = partition_of(key, partitions)
-            if part in new and value:
-                items.append((key, part, value))
-        processor.rebuild_deadlines(items)
-        indexed.clear()
-        indexed.update(assigned)
-        log.info(
-            "timer index rebuilt", partitions=sorted(assigned), pending=len(processor.deadlines)
+    def _new_producer(self) -> AIOKafkaProducer:
+        # acks=all, no idempotence (Tansu cannot); on Tansu no lingering either: its
+        # end offsets are wrong for multi-record batches (DESIGN.md broker facts)
+        linger = 0 if self.conf.is_tansu else 5
+        return AIOKafkaProducer(
+            bootstrap_servers=self.conf.bootstrap_servers,
+            acks="all",
+            linger_ms=linger,
+            max_batch_size=256 * 1024,
         )
 
-    async def send_letter(key: bytes | None, letter: records.DeadLetter) -> Any:
-        log_dead_letter(letter)
-        return await app.producer.send(
-            names.dead_letter(letter.topic), key, records.encode(letter), None, None, None
-        )
+    # -- the agent -------------------------------------------------------------------
 
-    async def publish(out_topic: str, rows: Sequence[tuple[bytes, bytes]]) -> list[Any]:
-        return [
-            await app.producer.send(out_topic, key, value, None, None, None) for key, value in rows
-        ]
-
-    async def crash_on_error(body: Any, stream: Any) -> None:
-        """A failing agent must stop the worker (and so be restarted), not idle."""
+    async def _agent(self, stream: Any) -> None:
+        """The agent of the input topics; its records arrive through `self.queue`."""
+        del stream  # fed by BatchConsumer a batch at a time, not event by event
+        self.producer = producer = self._new_producer()
+        await producer.start()
         try:
-            await body(stream)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("agent failed; stopping the worker")
-            await app.crash(exc)
-            raise
+            while True:
+                batch = await self.queue.get()
+                try:
+                    await self.handle_batch(batch)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # a failing agent must stop the worker (and so be restarted), not idle
+                    log.exception("agent failed; stopping the worker")
+                    await self.app.crash(exc)
+                    raise
+        finally:
+            self.producer = None
+            await producer.stop()
 
-    @app.agent(inputs_topic)
-    async def lifecycle_agent(stream: Any) -> None:
-        await crash_on_error(run_lifecycle, stream)
+    # -- steps -----------------------------------------------------------------------
 
-    async def run_lifecycle(stream: Any) -> None:
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            refresh_index()
-            batch = [
-                Message(m.topic, m.partition, m.offset, m.key, m.value, e)
-                for e in events
-                for m in (e.message,)
-            ]
-            out = processor.process(batch, now_ms())
-            pending = await publish(names.site_events, out.transitions)
-            pending += await publish(names.verify_requests, out.verify_requests)
-            for key, letter in out.dead_letters:
-                pending.append(await send_letter(key, letter))
-            # Offsets are acked (and later committed) only once outputs are durable.
-            if pending:
-                await asyncio.gather(*pending)
-            mono = time.monotonic()
-            for part, stream_ms in processor.stream_time.items():
-                if part not in anchors or anchors[part][0] != stream_ms:
-                    anchors[part] = (stream_ms, mono)
+    def assign(self) -> None:
+        """After a rebalance, index the timers of newly assigned partitions (their tables
+        are recovered by then: Faust resumes fetching only after recovery)."""
+        assigned = {
+            tp.partition
+            for tp in self.consumer.assignment()
+            if tp.topic == self.names.check_results
+        }
+        if assigned == self.indexed:
+            return
+        revoked = self.indexed - assigned
+        self.processor.forget_partitions(revoked)
+        for part in revoked:
+            self.anchors.pop(part, None)
+        new = assigned - self.indexed
+        self.processor.rebuild_deadlines(
+            (key, part, value) for part in sorted(new) for key, value in self.state_rows.items(part)
+        )
+        self.indexed = assigned
+        log.info(
+            "timer index rebuilt",
+            partitions=sorted(assigned),
+            pending=len(self.processor.deadlines),
+        )
 
-    @app.timer(interval=conf.tick_interval_s)  # type: ignore[untyped-decorator]
-    async def tick() -> None:
-        """Stream clock: one tick per owned partition, anchored on its stream time."""
+    async def handle_batch(self, fetched: Fetched) -> None:
+        """Process one fetched batch; acknowledge it once all it caused is durable."""
+        started = time.perf_counter()
+        batch = fetched.messages
+        self.assign()
+        out = self.processor.process(batch, time.time_ns() // 1_000_000)
+        producer = self.producer
+        assert producer is not None
+        # changelog rows: one producer batch per partition (their partition is known)
+        changelog: list[tuple[TableRows, int, list[tuple[bytes, bytes | None]], Any]] = []
+        for rows in (self.state_rows, self.settings_rows):
+            for part, items in rows.take().items():
+                changelog += await _send_rows(producer, rows, part, items)
+        pending = [fut for *_, fut in changelog]
+        send = producer.send
+        for key, value in out.transitions:
+            pending.append(await send(self.names.site_events, value, key=key))
+        for key, value in out.verify_requests:
+            pending.append(await send(self.names.verify_requests, value, key=key))
+        letters = [await self._send_letter(key, letter) for key, letter in out.dead_letters]
+        if pending:
+            await asyncio.gather(*pending)
+        # a dead letter that fails is logged and skipped: it must not stop the worker
+        sent = [(letter, fut) for letter, fut in letters if fut is not None]
+        outcomes = await asyncio.gather(*(fut for _, fut in sent), return_exceptions=True)
+        for (letter, _), outcome in zip(sent, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log_unsent(letter, outcome)
+        # durable in Kafka: now the local store, then the acknowledgement
+        for rows, part, items, fut in changelog:
+            rows.applied(part, items, fut.result().offset + len(items) - 1)
+        self.consumer.ack_all(fetched)
         mono = time.monotonic()
-        for tp in app.consumer.assignment():
-            if tp.topic != names.check_results or tp.partition not in anchors:
+        anchors = self.anchors
+        for part, stream_ms in self.processor.stream_time.items():
+            if part not in anchors or anchors[part][0] != stream_ms:
+                anchors[part] = (stream_ms, mono)
+        metrics.observe_batch(
+            metrics.WORKER_BATCH_RECORDS, metrics.WORKER_BATCH_SECONDS, len(batch), started
+        )
+
+    async def _send_letter(
+        self, key: bytes | None, letter: records.DeadLetter
+    ) -> tuple[records.DeadLetter, Any]:
+        """The send's future, or None if it could not even be queued (logged, skipped)."""
+        log_dead_letter(letter)
+        assert self.producer is not None
+        topic = self.names.dead_letter(letter.topic)
+        try:
+            fut = await self.producer.send(topic, records.encode(letter), key=message_key(key))
+        except Exception as exc:
+            log_unsent(letter, exc)
+            return letter, None
+        return letter, fut
+
+    async def tick(self) -> None:
+        """Stream clock: one tick per owned partition, anchored on its stream time."""
+        producer = self.producer
+        if producer is None:
+            return
+        mono = time.monotonic()
+        for tp in self.consumer.assignment():
+            if tp.topic != self.names.check_results or tp.partition not in self.anchors:
                 continue
-            stream_ms, seen = anchors[tp.partition]
+            stream_ms, seen = self.anchors[tp.partition]
             at = stream_ms + int((mono - seen) * 1000)
             rec = records.Tick(
                 tick_id=uuid.uuid4().hex, partition=tp.partition, at=timefmt.from_ms(at)
             )
-            await app.producer.send(
-                names.check_results, None, records.encode(rec), tp.partition, None, None
+            await producer.send(
+                self.names.check_results, records.encode(rec), partition=tp.partition
             )
 
-    @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
-    async def report() -> None:
-        s = processor.stats
+    async def report(self) -> None:
+        s = self.processor.stats
         log.info(
             "worker stats",
             inputs=s.inputs,
@@ -220,10 +313,33 @@ def create_app(conf: Settings, partitions: int) -> faust.App:
             sites=s.sites,
             parked=s.parked,
             dropped_parked=s.dropped_parked,
-            pending_timers=len(processor.deadlines),
+            purged=s.purged,
+            pending_timers=len(self.processor.deadlines),
         )
 
-    return app
+    def input_lag(self) -> metrics.LagReader:
+        """Lag of the worker's inputs: end offset minus committed offset per owned
+        partition (Faust's monitor keeps what it committed; a partition with nothing
+        committed since its assignment is read from the consumer's position)."""
+        app = self.app
+        inputs = {self.names.check_results, self.names.sites}
+
+        async def read() -> list[tuple[str, int, int]]:
+            tps = sorted(tp for tp in app.consumer.assignment() if tp.topic in inputs)
+            if not tps:
+                return []
+            ends = await app.consumer.highwaters(*tps)
+            committed = app.monitor.tp_committed_offsets
+            out = []
+            for tp in tps:
+                done = committed.get(tp)
+                if done is None:
+                    done = await app.consumer.position(tp)
+                if ends.get(tp) is not None and done is not None:
+                    out.append((tp.topic, tp.partition, max(0, ends[tp] - done)))
+            return out
+
+        return read
 
 
 class _Worker(faust.Worker):  # type: ignore[misc]
@@ -243,7 +359,7 @@ def run(args: argparse.Namespace, conf: Settings) -> int:
     # Until Faust installs its own handlers, a stop request simply ends the process.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     names = TopicNames(conf.topic_prefix)
-    loop = asyncio.new_event_loop()
+    loop = _new_loop()
     asyncio.set_event_loop(loop)
     conf = loop.run_until_complete(resolve_flavor(conf))
     counts = loop.run_until_complete(ensure_topics(conf.bootstrap_servers, names, conf.partitions))
@@ -256,8 +372,28 @@ def run(args: argparse.Namespace, conf: Settings) -> int:
         )
         return 2
     (Path(conf.state_dir) / "worker").mkdir(parents=True, exist_ok=True)
-    app = create_app(conf, partitions)
-    worker = _Worker(app, loglevel=args.loglevel, loop=loop, quiet=True, redirect_stdouts=False)
-    worker.conf = conf
-    worker.execute_from_commandline()
+    worker = Worker(conf, partitions)
+    # on the worker's own loop, before Faust starts: scrapes read the processor in-loop
+    loop.run_until_complete(
+        metrics.start(
+            conf,
+            metrics.Process.WORKER,
+            [metrics.worker_stats(worker.processor)],
+            worker.input_lag(),
+        )
+    )
+    runner = _Worker(
+        worker.app, loglevel=args.loglevel, loop=loop, quiet=True, redirect_stdouts=False
+    )
+    runner.conf = conf
+    runner.execute_from_commandline()
     return 0
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed: a cheaper loop for the worker's many small awaits."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

@@ -81,7 +81,8 @@ async def read_all(
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    full_env = {**os.environ, **env}
+    # unbuffered: a SIGKILLed process keeps every log line it wrote
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
     with open(log, "ab") as out:
         return subprocess.Popen(
             [SITEWATCH, *args],

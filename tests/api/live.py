@@ -20,6 +20,7 @@ import aiohttp
 import pymysql
 import sqlalchemy as sa
 
+from sitewatch.crypto import new_key
 from sitewatch.devbroker import free_port
 from sitewatch.migrations.command import upgrade
 from sitewatch.sink import tables as t
@@ -129,6 +130,8 @@ async def live_api(
         "SITEWATCH_API_LISTEN": f"127.0.0.1:{port}",
         "SITEWATCH_STATE_DIR": str(base / "state"),
         "SITEWATCH_LOG_FORMAT": "json",
+        # webhook secrets are stored sealed, header values opened, with it
+        "SITEWATCH_SECRET_KEY": new_key(),
     }
     api = LiveApi(f"http://127.0.0.1:{port}", url, name, env, names, bootstrap)
     for who, scope in (("reader", "read"), ("writer", "write"), ("admin", "admin")):

@@ -394,7 +394,13 @@ async def test_webhooks_create_list_deliveries_delete(api: LiveApi) -> None:
         json={"url": "https://hooks.example/x", "site_id": 5},
     )
     assert status == 201, created
-    assert len(created["secret"]) >= 32 and created["secret_hint"] == created["secret"][:4] + "…"
+    assert len(created["secret"]) >= 32 and created["secret_sealed"] is True
+    stored = api.sql(
+        "SELECT secret FROM sitewatch_webhook_subscriptions WHERE id = %s", created["id"]
+    )
+    assert (
+        stored[0]["secret"].startswith("enc:v1:") and created["secret"] not in stored[0]["secret"]
+    )
     hooks = [h for p in await pages(api, "/api/v1/webhooks", who="admin") for h in p]
     mine = [h for h in hooks if h["id"] == created["id"]]
     assert mine and "secret" not in mine[0] and mine[0]["site_id"] == 5
@@ -425,3 +431,35 @@ async def test_metrics_count_requests_by_route_template_and_status(api: LiveApi)
 async def test_health_says_ok_with_database_and_kafka(api: LiveApi) -> None:
     status, body, _ = await api.request("GET", "/api/v1/health")
     assert (status, body) == (200, {"status": "ok", "database": "ok", "kafka": "ok"})
+
+
+async def test_webhook_to_a_loopback_or_metadata_address_is_refused(api: LiveApi) -> None:
+    for url in (
+        "http://127.0.0.1:9/hook",
+        "http://169.254.169.254/latest",
+        "http://u:p@a.example/",
+    ):
+        status, problem, _ = await api.request(
+            "POST", "/api/v1/webhooks", who="admin", json={"url": url}
+        )
+        assert status == 422, (url, problem)
+
+
+async def test_pause_opens_sealed_header_values_and_refuses_values_never_stored(
+    api: LiveApi,
+) -> None:
+    from sitewatch.crypto import SecretBox, parse_keys
+
+    box = SecretBox(parse_keys(api.env["SITEWATCH_SECRET_KEY"]))
+    await seed(
+        api.db_url,
+        sites=[
+            site_row(900, custom_headers={"X-Token": box.seal("s3cret")}),
+            site_row(901, custom_headers={"X-Token": "<not stored>"}),
+        ],
+    )
+    status, out, _ = await api.request("POST", "/api/v1/sites/900/pause", who="writer")
+    assert status == 202, out
+    assert out["value"]["custom_headers"] == {"X-Token": "s3cret"}
+    status, problem, _ = await api.request("POST", "/api/v1/sites/901/pause", who="writer")
+    assert status == 409 and "PUT the whole record" in problem["detail"]

@@ -1,4 +1,4 @@
-"""Migration 0003_api on MariaDB and SQLite: the API's tables as api/tables.py declares
+"""Migration 0004 on MariaDB and SQLite: the API's tables as api/tables.py declares
 them, `created_at` of a site row set by the database, and a clean downgrade."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ async def test_api_tables_match_the_migration_and_downgrade_cleanly(url: str) ->
             "ix_jetmon_events_started",
             "ix_jetmon_events_site_uptime",
         } <= indexes
-        await downgrade(url, "0002")
+        await downgrade(url, "0003")
         async with engine.connect() as conn:
             names = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
             site_cols = await conn.run_sync(
@@ -66,10 +66,10 @@ async def test_api_tables_match_the_migration_and_downgrade_cleanly(url: str) ->
         await engine.dispose()
 
 
-async def test_site_row_gets_created_at_from_the_database_also_for_rows_before_0003(
+async def test_site_row_gets_created_at_from_the_database_also_for_rows_before_0004(
     url: str,
 ) -> None:
-    await upgrade(url, "0002")
+    await upgrade(url, "0003")
     engine = make_engine(url)
     try:
         async with engine.begin() as conn:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from scripts.apache_kafka import KafkaNode
+from sitewatch import crypto
 from sitewatch.probes.fleet import Behaviour, SiteScript
 from tests.e2e.pipeline import Pipeline, running_pipeline, scratch_database
 from tests.kafka_util import SITEWATCH, spawn
@@ -42,7 +43,7 @@ async def down_events(pipe: Pipeline, site_id: int) -> list[dict[str, object]]:
 async def test_broker_restart_mid_run_loses_and_duplicates_no_transition(
     own_kafka: KafkaNode, tmp_path: Path
 ) -> None:
-    receiver = Receiver(secret="restart-secret")
+    receiver = Receiver(secret="restart-secret-0123")
     runners = await serve(receiver)
     plan = [
         (BEFORE, "before", SiteScript(), None, {}),
@@ -56,10 +57,21 @@ async def test_broker_restart_mid_run_loses_and_duplicates_no_transition(
                 db,
                 tmp_path,
                 plan,
-                extra_env={"SITEWATCH_NOTIFY_RETRY_SCALE": "0.001"},
+                extra_env={
+                    "SITEWATCH_NOTIFY_RETRY_SCALE": "0.001",
+                    "SITEWATCH_SECRET_KEY": crypto.new_key(),  # webhook secrets sealed at rest
+                },
             ) as pipe:
                 # subscribe first: the notifier decides each transition once, as it comes
-                add = await run(pipe, "webhooks", "add", receiver.url, "--secret", receiver.secret)
+                add = await run(
+                    pipe,
+                    "webhooks",
+                    "add",
+                    receiver.url,
+                    "--secret-file",
+                    "-",
+                    stdin=receiver.secret,
+                )
                 assert add.returncode == 0, add.stderr.decode()
                 pipe.procs["notify"] = spawn(["notify"], pipe.env, tmp_path / "notify.log")
                 await wait_for(
@@ -116,12 +128,15 @@ async def test_broker_restart_mid_run_loses_and_duplicates_no_transition(
             await runner.cleanup()
 
 
-async def run(pipe: Pipeline, *argv: str) -> subprocess.CompletedProcess[bytes]:
+async def run(
+    pipe: Pipeline, *argv: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """A `sitewatch` command with the pipeline's settings, off the event loop."""
     return await asyncio.to_thread(
         subprocess.run,
         [SITEWATCH, *argv],
         env={**os.environ, **pipe.env},
+        input=None if stdin is None else stdin.encode(),
         capture_output=True,
         timeout=120,
     )

@@ -151,6 +151,8 @@ def test_sites_file_and_view_render(tmp_path: Path) -> None:
     )
     view.apply(opened)
     assert view.sites[1].state(datetime.now(UTC)) == ("seems_down", 3)
+    assert "up -> seems_down (severity 0 -> 3)  local" in view.line(opened)
+    assert "2 sites (1 seems_down, 1 up); 1 transitions" in view.status_line()
     console = Console(width=160, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
     console.print(view.render())
     text = console.export_text()

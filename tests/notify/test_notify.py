@@ -21,6 +21,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from sitewatch import crypto
 from sitewatch.migrations.command import upgrade
 from sitewatch.notify.service import delivery_id
 from sitewatch.streams import lifecycle, records, timefmt
@@ -105,8 +106,15 @@ def sql(url: str, query: str, *args: object) -> list[tuple[object, ...]]:
         conn.close()
 
 
+#: seals the webhook secrets at rest (the notifier opens them with it)
+SECRET_KEY = crypto.new_key()
+
+
 def env_for(broker: RunningBroker, prefix: str, db: str, scale: str) -> dict[str, str]:
     return {
+        "SITEWATCH_SECRET_KEY": SECRET_KEY,
+        # the receivers listen on 127.0.0.1, which the address guard refuses otherwise
+        "SITEWATCH_PROBE_ALLOW_PRIVATE": "1",
         "SITEWATCH_KAFKA_BOOTSTRAP": broker.bootstrap,
         "SITEWATCH_TOPIC_PREFIX": prefix,
         "SITEWATCH_DATABASE_URL": db,
@@ -117,10 +125,13 @@ def env_for(broker: RunningBroker, prefix: str, db: str, scale: str) -> dict[str
     }
 
 
-def webhooks(env: dict[str, str], *args: str) -> str:
+def webhooks(env: dict[str, str], *args: str, secret: str | None = None) -> str:
+    """`sitewatch webhooks ...`; a secret goes in on stdin, never on the command line."""
+    stdin = ("--secret-file", "-") if secret is not None else ()
     done = subprocess.run(
-        [SITEWATCH, "webhooks", *args],
+        [SITEWATCH, "webhooks", *args, *stdin],
         env={**os.environ, **env},
+        input=None if secret is None else f"{secret}\n".encode(),
         capture_output=True,
         timeout=60,
         check=True,
@@ -139,19 +150,21 @@ async def test_notifier_signed_retries_maintenance_cooldown_and_give_up(
     broker: RunningBroker, unique_prefix: str, db: str, tmp_path: Path
 ) -> None:
     env = env_for(broker, unique_prefix, db, "0.0002")  # retries after 12 ms .. 4.3 s
-    good = Receiver(secret="s3cret-one", fail_first=2)
-    only_two = Receiver(secret="s3cret-two")
-    broken = Receiver(secret="s3cret-three", always_fail=True)
+    good = Receiver(secret="s3cret-one-0123456789", fail_first=2)
+    only_two = Receiver(secret="s3cret-two-0123456789")
+    broken = Receiver(secret="s3cret-three-0123456789", always_fail=True)
     runners = await serve(good, only_two, broken)
-    sub_all = int(webhooks(env, "add", good.url, "--secret", good.secret).split()[0])
-    webhooks(env, "add", only_two.url, "--secret", only_two.secret, "--site", "2")
+    sub_all = int(webhooks(env, "add", good.url, secret=good.secret).split()[0])
+    webhooks(env, "add", only_two.url, "--site", "2", secret=only_two.secret)
     sub_broken = int(
-        webhooks(env, "add", broken.url, "--secret", broken.secret, "--site", "3").split()[0]
+        webhooks(env, "add", broken.url, "--site", "3", secret=broken.secret).split()[0]
     )
     temp = webhooks(env, "add", "http://127.0.0.1:9/nowhere")
     assert "secret: " in temp  # generated and shown once
     listed = webhooks(env, "list")
-    assert good.url in listed and good.secret not in listed
+    assert good.url in listed and good.secret not in listed and "sealed" in listed
+    stored = sql(db, "SELECT secret FROM sitewatch_webhook_subscriptions")
+    assert all(str(s).startswith("enc:v1:") for (s,) in stored)  # sealed at rest
     webhooks(env, "remove", temp.split()[0])
     assert "nowhere" not in webhooks(env, "list")
 
@@ -235,9 +248,9 @@ async def test_sigkill_mid_delivery_loses_nothing_and_duplicates_only_by_id(
     broker: RunningBroker, unique_prefix: str, db: str, tmp_path: Path
 ) -> None:
     env = env_for(broker, unique_prefix, db, "0.01")
-    slow = Receiver(secret="k", delay_s=1.0)
+    slow = Receiver(secret="k" * 16, delay_s=1.0)
     runners = await serve(slow)
-    sub = int(webhooks(env, "add", slow.url, "--secret", "k").split()[0])
+    sub = int(webhooks(env, "add", slow.url, secret=slow.secret).split()[0])
     transitions: list[records.Transition] = []
     for site in range(1, 13):
         transitions += outage(site, "e", T0, T0 + MIN, T0 + 2 * MIN)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 from pathlib import Path
 
 import pytest
 
-from sitewatch.probes.checks import Checker, CheckerConfig, CheckSpec, Observation
+from sitewatch.probes.checks import Checker, CheckerConfig, CheckSpec, Observation, classify
 from sitewatch.probes.fleet import KEYWORD, Behaviour, Fleet, SiteScript
 from sitewatch.probes.safety import is_blocked, parse_target
-from sitewatch.streams.enums import CheckType, ErrorKind, RedirectPolicy, Role
+from sitewatch.streams.enums import CheckType, ErrorCause, ErrorKind, RedirectPolicy, Role
 
 HTTP = [CheckType.HTTP]
 
@@ -33,25 +34,68 @@ async def test_up_has_full_timings(checker: Checker, fleet: Fleet) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "ok", "error", "status"),
+    ("name", "ok", "error", "status", "cause"),
     [
-        ("down", False, ErrorKind.REFUSED, None),
-        ("error-5xx", False, ErrorKind.HTTP_STATUS, 503),
-        ("redirect-loop", False, ErrorKind.REDIRECT, 302),
-        ("redirect-other-host", True, ErrorKind.NONE, 200),
-        ("keyword-missing", False, ErrorKind.KEYWORD, 200),
-        ("reset", False, ErrorKind.RESET, None),
-        ("false-alarm", False, ErrorKind.HTTP_STATUS, 503),  # primary sees it fail
-        ("tls-ok", True, ErrorKind.NONE, 200),
-        ("tls-expired", False, ErrorKind.TLS_EXPIRED, None),
+        ("down", False, ErrorKind.CONNECT, None, ErrorCause.REFUSED),
+        ("error-5xx", False, ErrorKind.HTTP_STATUS, 503, None),
+        ("redirect-loop", False, ErrorKind.REDIRECT, 302, None),
+        ("redirect-other-host", True, ErrorKind.NONE, 200, None),
+        ("keyword-missing", False, ErrorKind.KEYWORD, 200, None),
+        ("reset", False, ErrorKind.CONNECT, None, ErrorCause.RESET),
+        ("false-alarm", False, ErrorKind.HTTP_STATUS, 503, None),  # primary sees it fail
+        ("tls-ok", True, ErrorKind.NONE, 200, None),
+        ("tls-expired", False, ErrorKind.TLS_EXPIRED, None, None),
     ],
 )
 async def test_behaviours(
-    checker: Checker, fleet: Fleet, name: str, ok: bool, error: ErrorKind, status: int | None
+    checker: Checker,
+    fleet: Fleet,
+    name: str,
+    ok: bool,
+    error: ErrorKind,
+    status: int | None,
+    cause: ErrorCause | None,
 ) -> None:
     obs = await http(checker, fleet.sites[name].url, keyword=KEYWORD)
     assert (obs.ok, obs.error, obs.http_status) == (ok, error, status), obs.detail
+    assert obs.error_cause is cause, obs.detail
     assert obs.timings is not None and obs.timings.total is not None
+
+
+def test_every_error_is_one_of_the_design_classes() -> None:
+    """Consumers filter on DESIGN.md's classes: a finer cause never takes their place."""
+    assert {k.value for k in ErrorKind} == {
+        "none",
+        "timeout",
+        "connect",
+        "dns",
+        "ssl",
+        "redirect",
+        "keyword",
+        "tls_expired",
+        "http_status",
+        "blocked_target",
+        "invalid_target",
+    }
+
+
+@pytest.mark.parametrize(
+    ("exc", "failure"),
+    [
+        (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), ("connect", "refused")),
+        (ConnectionResetError(errno.ECONNRESET, "reset"), ("connect", "reset")),
+        (OSError(errno.EHOSTUNREACH, "no route"), ("connect", "unreachable")),
+        (OSError(errno.ENETUNREACH, "network"), ("connect", "unreachable")),
+        (socket.gaierror(socket.EAI_NONAME, "unknown"), ("dns", "nxdomain")),
+        (TimeoutError(), ("timeout", None)),
+        (RuntimeError("a bug"), ("connect", "internal")),
+    ],
+)
+def test_refused_connection_is_class_connect_not_refused(
+    exc: BaseException, failure: tuple[str, str | None]
+) -> None:
+    kind, cause = classify(exc)
+    assert (kind.value, None if cause is None else cause.value) == failure
 
 
 async def test_slow_site_times_out(checker: Checker, fleet: Fleet) -> None:
@@ -81,7 +125,7 @@ async def test_take_down_and_bring_back(checker: Checker, fleet: Fleet) -> None:
     assert (await http(checker, site.url)).ok
     await fleet.set("toggle", behaviour=Behaviour.DOWN)
     down = await http(checker, site.url)
-    assert (down.ok, down.error) == (False, ErrorKind.REFUSED)
+    assert (down.ok, down.error, down.error_cause) == (False, ErrorKind.CONNECT, ErrorCause.REFUSED)
     await fleet.set("toggle", behaviour=Behaviour.UP)
     assert (await http(checker, site.url)).ok
 
@@ -128,7 +172,11 @@ async def test_tcp(checker: Checker, fleet: Fleet) -> None:
     assert up.ok and up.timings is not None and up.timings.tcp is not None
     spec = CheckSpec(site_id=1, url=fleet.sites["down"].url, timeout_s=2)
     (down,) = await checker.run(spec, [CheckType.TCP])
-    assert (down.ok, down.error) == (False, ErrorKind.REFUSED)
+    assert (down.ok, down.error, down.error_cause) == (
+        False,
+        ErrorKind.CONNECT,
+        ErrorCause.REFUSED,
+    )
 
 
 async def test_tcp_timeout(checker: Checker) -> None:
@@ -155,21 +203,23 @@ async def test_tcp_timeout(checker: Checker) -> None:
 
 
 @pytest.mark.parametrize(
-    ("host", "ok", "error"),
+    ("host", "ok", "error", "cause"),
     [
-        ("ok.test", True, ErrorKind.NONE),
-        ("public.test", True, ErrorKind.NONE),
-        ("missing.test", False, ErrorKind.NXDOMAIN),
-        ("servfail.test", False, ErrorKind.SERVFAIL),
-        ("refused.test", False, ErrorKind.DNS_REFUSED),
-        ("empty.test", False, ErrorKind.DNS),
-        ("slow.test", False, ErrorKind.TIMEOUT),
+        ("ok.test", True, ErrorKind.NONE, None),
+        ("public.test", True, ErrorKind.NONE, None),
+        ("missing.test", False, ErrorKind.DNS, ErrorCause.NXDOMAIN),
+        ("servfail.test", False, ErrorKind.DNS, ErrorCause.SERVFAIL),
+        ("refused.test", False, ErrorKind.DNS, ErrorCause.DNS_REFUSED),
+        ("empty.test", False, ErrorKind.DNS, ErrorCause.NO_ADDRESS),
+        ("slow.test", False, ErrorKind.TIMEOUT, None),
     ],
 )
-async def test_dns(checker: Checker, host: str, ok: bool, error: ErrorKind) -> None:
+async def test_dns_rcode_is_class_dns_with_the_rcode_as_cause(
+    checker: Checker, host: str, ok: bool, error: ErrorKind, cause: ErrorCause | None
+) -> None:
     spec = CheckSpec(site_id=1, url=f"https://{host}/", timeout_s=1)
     (obs,) = await checker.run(spec, [CheckType.DNS])
-    assert (obs.ok, obs.error) == (ok, error), obs.detail
+    assert (obs.ok, obs.error, obs.error_cause) == (ok, error, cause), obs.detail
     assert obs.timings is not None and obs.timings.dns is not None
 
 

@@ -25,13 +25,13 @@ EXPECTED: dict[str, tuple[list[CheckType], set[tuple[CheckType, bool, ErrorKind]
         [CheckType.HTTP, CheckType.TCP],
         {(CheckType.HTTP, True, ErrorKind.NONE), (CheckType.TCP, True, ErrorKind.NONE)},
     ),
-    "down": ([CheckType.HTTP], {(CheckType.HTTP, False, ErrorKind.REFUSED)}),
+    "down": ([CheckType.HTTP], {(CheckType.HTTP, False, ErrorKind.CONNECT)}),
     "error-5xx": ([CheckType.HTTP], {(CheckType.HTTP, False, ErrorKind.HTTP_STATUS)}),
     "slow": ([CheckType.HTTP], {(CheckType.HTTP, False, ErrorKind.TIMEOUT)}),
     "redirect-loop": ([CheckType.HTTP], {(CheckType.HTTP, False, ErrorKind.REDIRECT)}),
     "redirect-other-host": ([CheckType.HTTP], {(CheckType.HTTP, True, ErrorKind.NONE)}),
     "keyword-missing": ([CheckType.HTTP], {(CheckType.HTTP, False, ErrorKind.KEYWORD)}),
-    "reset": ([CheckType.HTTP], {(CheckType.HTTP, False, ErrorKind.RESET)}),
+    "reset": ([CheckType.HTTP], {(CheckType.HTTP, False, ErrorKind.CONNECT)}),
     "tls-warning": (
         [CheckType.HTTP, CheckType.TLS_EXPIRY],
         {(CheckType.HTTP, True, ErrorKind.NONE), (CheckType.TLS_EXPIRY, False, ErrorKind.NONE)},
@@ -103,6 +103,13 @@ async def test_probe_publishes_each_behaviour(
             results = reader.results()
             assert all(r.role is Role.PRIMARY and r.probe == "p1" for r in results)
             assert len({r.result_id for r in results}) == len(results)
+            # the class stays DESIGN.md's; the finer cause rides along in error_cause
+            causes = {n: {r.error_cause for r in results if r.site_id == ids[n]} for n in ids}
+            assert (causes["down"], causes["reset"], causes["up"]) == (
+                {"refused"},
+                {"reset"},
+                {None},
+            )
             up = next(r for r in results if r.site_id == ids["up"] and r.check_type == "http")
             assert up.timings_ms is not None and up.timings_ms.tcp and up.timings_ms.ttfb
             tls = next(r for r in results if r.check_type is CheckType.TLS_EXPIRY)

@@ -56,7 +56,7 @@ def test_sitewatch_migrate_on_empty_mariadb_creates_exactly_the_tables() -> None
         conn = pymysql.connect(host="127.0.0.1", user="root", password="", database=name)
         with conn.cursor() as cur:
             cur.execute("SHOW TABLES")
-            # + the notifier's tables (migration 0002) and the API's (0003_api)
+            # + the notifier's tables (migration 0002) and the API's (0004)
             assert {r[0] for r in cur.fetchall()} == (
                 TABLES | NOTIFY_TABLES | API_TABLES | {"alembic_version"}
             )

@@ -271,7 +271,9 @@ async def test_mariadb_restart_mid_run_loses_and_duplicates_nothing(
 async def test_record_refused_by_the_database_is_dead_lettered_and_the_rest_applied(
     broker: RunningBroker, engine: AsyncEngine, db_url: str, unique_prefix: str
 ) -> None:
-    """A record the checks let through but MariaDB refuses (too long a discriminator)."""
+    """A record the checks let through but MariaDB refuses with a non-transient error that
+    is neither an integrity nor a data error (4025, as for JSON nested too deep): split,
+    the refused one dead-lettered, the rest applied. It used to stop the sink for good."""
     from aiokafka import AIOKafkaProducer
 
     from sitewatch.settings import Settings
@@ -281,8 +283,16 @@ async def test_record_refused_by_the_database_is_dead_lettered_and_the_rest_appl
     items = list(scenarios.transitions(random.Random(8), n_sites=3, count=40))
     opened = next(i for i, x in enumerate(items) if x.reason.value == "opened")
     bad = msgspec.structs.replace(
-        items[opened], event_id="long", transition_id="long:1", discriminator="d" * 300
+        items[opened], event_id="poison", transition_id="poison:1", discriminator="poison"
     )
+    # stands for any refusal the wire limits cannot foresee
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON jetmon_event_transitions "
+            "FOR EACH ROW BEGIN IF NEW.transition_id = 'poison:1' THEN "
+            "SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 4025, MESSAGE_TEXT = 'refused (test)'; "
+            "END IF; END"
+        )
     sequence = [*items[:20], bad, *items[20:]]
     msgs = [
         RawMessage(names.site_events, 0, n, records.site_key(x.site_id), records.encode(x))
@@ -304,4 +314,5 @@ async def test_record_refused_by_the_database_is_dead_lettered_and_the_rest_appl
     assert [r[3] for r in snap["sitewatch_offsets"]] == [41]
     (letter,) = await dead_letters(broker.bootstrap, f"{names.site_events}.dead-letter", 1)
     assert letter.offset == 20 and "refused by the database" in letter.error
+    assert "refused (test)" in letter.error and "INSERT" not in letter.error
     assert await check(WriteGate(engine, True)) == []

@@ -28,6 +28,7 @@ from tests.streams.workload import (
     INPUTS,
     PARTITIONS,
     collect,
+    committed,
     env_for,
     expected_by_core,
     script,
@@ -74,11 +75,14 @@ async def test_failover_survivor_rebuilds_killed_workers_partitions_from_changel
     b = spawn(["worker"], env_b, log_b)
     try:
         await produce(broker.bootstrap, names.check_results, thirds[0])
-        await asyncio.sleep(rng.uniform(6.0, 10.0))  # mid-run: both hold partitions
+        # both workers are in the group and processing once a share is committed
+        await committed_at_least(broker, unique_prefix, len(thirds[0]) // 2)
+        # kill one mid-run: while it is processing the second third
+        await produce(broker.bootstrap, names.check_results, thirds[1])
+        await asyncio.sleep(rng.uniform(0.2, 1.0))
         stop(a, signal.SIGKILL)
         shutil.rmtree(state_a)  # its local store is gone for good
         # the survivor takes every partition and rebuilds the dead one's from the changelog
-        await produce(broker.bootstrap, names.check_results, thirds[1])
         await asyncio.sleep(rng.uniform(6.0, 10.0))
         # a replacement on an empty node: partitions move back, recovered from the changelog
         a = spawn(["worker"], env_a, log_a)
@@ -152,6 +156,13 @@ async def test_fresh_worker_recovers_every_site_from_changelog(
         new = {k: v for k, v in after[table].items() if k != marker_key}
         assert new == old, f"{table}: {len(new)} rows recovered vs {len(old)}"
     print(f"\nfresh-node recovery of {len(before['site-state'])} sites: {recovered_s:.1f} s")
+
+
+async def committed_at_least(broker: RunningBroker, prefix: str, n: int) -> None:
+    deadline = time.monotonic() + 120
+    while await committed(broker, f"{prefix}worker", f"{prefix}check-results") < n:
+        assert time.monotonic() < deadline, "the workers never got going"
+        await asyncio.sleep(0.2)
 
 
 def _last_http_ok(rows: list[tuple[bytes, bytes]], site_id: int) -> bool:

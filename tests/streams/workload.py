@@ -94,8 +94,8 @@ def expected_by_core(rows: list[tuple[bytes, bytes]]) -> dict[str, bytes]:
     return out
 
 
-async def lag(broker: RunningBroker, group: str, topic: str) -> int:
-    """Records of `topic` the group has not committed yet (ticks keep adding a few)."""
+async def _offsets(broker: RunningBroker, group: str, topic: str) -> tuple[int, int]:
+    """(committed by the group, end) of `topic`, summed over its partitions."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=broker.bootstrap, group_id=group, enable_auto_commit=False
     )
@@ -103,12 +103,23 @@ async def lag(broker: RunningBroker, group: str, topic: str) -> int:
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         ends = await consumer.end_offsets(tps)
-        behind = 0
+        done = 0
         for tp in tps:
-            behind += ends[tp] - (await consumer.committed(tp) or 0)
-        return behind
+            done += await consumer.committed(tp) or 0
+        return done, sum(ends.values())
     finally:
         await consumer.stop()
+
+
+async def committed(broker: RunningBroker, group: str, topic: str) -> int:
+    """Records of `topic` the group has committed."""
+    return (await _offsets(broker, group, topic))[0]
+
+
+async def lag(broker: RunningBroker, group: str, topic: str) -> int:
+    """Records of `topic` the group has not committed yet (ticks keep adding a few)."""
+    done, end = await _offsets(broker, group, topic)
+    return end - done
 
 
 async def collect(

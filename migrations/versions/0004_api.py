@@ -1,7 +1,7 @@
 """The REST API: hashed keys, the audit log of writes, and the indexes its reads need.
 
-Revision ID: 0003_api
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01
 
 - `sitewatch_api_keys`: only a SHA-256 of each token is stored. A name is unique among
@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision = "0003_api"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,85 @@
+"""The faust-streaming internals `streams/faust_batching.py` relies on are still there.
+
+The worker replaces Faust's per-message drain loop and writes tables a batch at a time
+through the store's own recovery path. Both lean on names that are not Faust's public
+API; this test fails first when an upgrade moves them (pyproject pins `<0.16`).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import faust
+from faust.stores import rocksdb as faust_rocksdb
+from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import tuples as faust_tuples
+
+from sitewatch.streams.faust_batching import OFFSET_KEY, BatchConsumer, BatchTransport
+
+
+def test_faust_version_is_the_pinned_line() -> None:
+    major, minor, *_ = (int(p) for p in faust.__version__.split(".")[:3])
+    assert (major, minor) == (0, 15), faust.__version__
+
+
+def test_drain_loop_we_replace_is_the_one_we_copied() -> None:
+    """Our `_drain_messages` keeps Faust's bookkeeping: the same names must exist there."""
+    source = inspect.getsource(faust_consumer.Consumer._drain_messages)
+    for name in (
+        "self._read_offset",
+        "self._add_gap",
+        "self._commit_every",
+        "self._n_acked",
+        "self.getmany",
+        "acks_enabled_for",
+        "wait_first(",  # the per-message race we remove
+        "consumer_stopped_errors",
+    ):
+        assert name in source, f"Consumer._drain_messages no longer uses {name}"
+    ours = inspect.getsource(BatchConsumer._drain_messages)
+    assert "wait_first" not in ours
+
+
+def test_consumer_bookkeeping_names_exist() -> None:
+    init = inspect.getsource(faust_consumer.Consumer.__init__)
+    for attr in ("_unacked_messages", "_read_offset", "_commit_every"):
+        assert f"self.{attr}" in init, attr
+    ack = inspect.getsource(faust_consumer.Consumer.ack)
+    for name in (
+        "with ack_lock:",
+        "self._committed_offset[tp]",
+        "self._acked_index[tp]",
+        "self._acked[tp]",
+        "self._n_acked += 1",
+        "self._unacked_messages.discard(message)",
+        "notify(self._waiting_for_ack)",
+    ):
+        assert name in ack, f"Consumer.ack no longer does {name} (BatchConsumer.ack_all copies it)"
+    assert faust_consumer.ack_lock is faust_tuples.ack_lock
+    assert "self._unacked_messages" in inspect.getsource(faust_consumer.Consumer.wait_empty)
+    assert callable(faust_consumer.Consumer.ack)
+    # a hole in a gapless topic is read again: seek must reset the read offset
+    assert "self._read_offset[" in inspect.getsource(faust_consumer.Consumer.seek)
+    assert issubclass(BatchConsumer, faust_aiokafka.Consumer)
+    assert BatchTransport.Consumer is BatchConsumer
+
+
+def test_store_paths_we_write_through_exist() -> None:
+    """TableRows writes as `Store.apply_changelog_batch` does: a rocksdict write batch
+    per partition database, then `set_persisted_offset` of the changelog partition."""
+    store = faust_rocksdb.Store
+    source = inspect.getsource(store.apply_changelog_batch)
+    for name in (
+        "rocksdict.WriteBatch(raw_mode=True)",
+        "self._db_for_partition(partition).write(batch)",
+        "self.set_persisted_offset(tp, offset)",
+    ):
+        assert name in source, name
+    assert list(inspect.signature(store.set_persisted_offset).parameters) == [
+        "self",
+        "tp",
+        "offset",
+    ]
+    assert "self._dbs[partition]" in inspect.getsource(store._db_for_partition)
+    assert store.offset_key == OFFSET_KEY
