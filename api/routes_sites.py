@@ -164,12 +164,10 @@ async def uptime(request: web.Request) -> web.Response:
     site_id = path_param(request, "site_id")
     q = query(request, models.UptimeQuery)
     end = queries.stamp_ms(q.to, "to") if q.to is not UNSET else _now_ms()
-    start = (
-        queries.stamp_ms(q.from_, "from")
-        if q.from_ is not UNSET
-        else end - DEFAULT_UPTIME_DAYS * DAY_MS
-    )
-    start = queries.clamp_ms(start)
+    if q.from_ is not UNSET:
+        start = queries.stamp_ms(q.from_, "from")
+    else:  # not before 1970: wire times are 1970-8999 (streams.records.Timestamp)
+        start = max(0, end - DEFAULT_UPTIME_DAYS * DAY_MS)
     if end < start:
         raise Problem(Kind.INVALID_PARAMETER, "`to` is before `from`")
     async with context(request).engine.connect() as conn:
