@@ -14,7 +14,18 @@ from sitewatch.streams.enums import CommandKind
 from . import models, queries
 from .keys import Scope
 from .problems import Kind, Problem
-from .routing import Tag, answer, api_key, body_json, context, convert, path_param, query, route
+from .routing import (
+    Tag,
+    answer,
+    api_key,
+    body_json,
+    connection,
+    context,
+    convert,
+    path_param,
+    query,
+    route,
+)
 from .timefmt import from_ms, to_ms
 
 
@@ -32,7 +43,7 @@ from .timefmt import from_ms, to_ms
 )
 async def list_events(request: web.Request) -> web.Response:
     q = query(request, models.EventsQuery)
-    async with context(request).engine.connect() as conn:
+    async with connection(request) as conn:
         site_id = None if q.site_id is UNSET else q.site_id
         return answer(await queries.events_page(conn, q, site_id))
 
@@ -48,7 +59,7 @@ async def list_events(request: web.Request) -> web.Response:
 )
 async def get_event(request: web.Request) -> web.Response:
     event_id = path_param(request, "event_id")
-    async with context(request).engine.connect() as conn:
+    async with connection(request) as conn:
         detail = await queries.event_detail(conn, event_id)
     if detail is None:
         raise Problem(Kind.NOT_FOUND, f"no event {event_id}")
@@ -74,7 +85,7 @@ async def close_event(request: web.Request) -> web.Response:
     raw = await body_json(request, required=False)
     body = models.CloseEventBody() if raw is None else convert(raw, models.CloseEventBody)
     ctx = context(request)
-    async with ctx.engine.connect() as conn:
+    async with connection(request) as conn:
         found = await queries.event_site(conn, event_id)
     if found is None:
         raise Problem(Kind.NOT_FOUND, f"no event {event_id}")

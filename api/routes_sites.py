@@ -17,7 +17,7 @@ from sitewatch.streams import records
 from . import availability, models, queries
 from .keys import Scope
 from .problems import Kind, Problem
-from .routing import Tag, answer, body_json, context, path_param, query, route
+from .routing import Tag, answer, body_json, connection, context, path_param, query, route
 from .timefmt import from_ms, parse, to_ms
 
 #: the uptime window when `from` is not given: this long before `to`
@@ -37,7 +37,7 @@ DAY_MS: Final = 86_400_000
 )
 async def list_sites(request: web.Request) -> web.Response:
     q = query(request, models.SitesQuery)
-    async with context(request).engine.connect() as conn:
+    async with connection(request) as conn:
         return answer(await queries.sites_page(conn, q))
 
 
@@ -52,7 +52,7 @@ async def list_sites(request: web.Request) -> web.Response:
 )
 async def get_site(request: web.Request) -> web.Response:
     site_id = path_param(request, "site_id")
-    async with context(request).engine.connect() as conn:
+    async with connection(request) as conn:
         row = await queries.site_row(conn, site_id)
     if row is None:
         raise Problem(Kind.NOT_FOUND, f"no site {site_id}")
@@ -141,7 +141,7 @@ async def delete_site(request: web.Request) -> web.Response:
 async def site_events(request: web.Request) -> web.Response:
     site_id = path_param(request, "site_id")
     q = query(request, models.SiteEventsQuery)
-    async with context(request).engine.connect() as conn:
+    async with connection(request) as conn:
         if await queries.site_row(conn, site_id) is None:
             raise Problem(Kind.NOT_FOUND, f"no site {site_id}")
         return answer(await queries.events_page(conn, q, site_id))
@@ -170,7 +170,7 @@ async def uptime(request: web.Request) -> web.Response:
         start = max(0, end - DEFAULT_UPTIME_DAYS * DAY_MS)
     if end < start:
         raise Problem(Kind.INVALID_PARAMETER, "`to` is before `from`")
-    async with context(request).engine.connect() as conn:
+    async with connection(request) as conn:
         row = await queries.site_row(conn, site_id)
         if row is None:
             raise Problem(Kind.NOT_FOUND, f"no site {site_id}")
@@ -260,7 +260,7 @@ async def publish_site(
 
 async def _set_active(request: web.Request, active: bool) -> web.Response:
     site_id = path_param(request, "site_id")
-    async with context(request).engine.connect() as conn:
+    async with connection(request) as conn:
         row = await queries.site_row(conn, site_id)
     if row is None:
         raise Problem(Kind.NOT_FOUND, f"no site {site_id}")

@@ -19,7 +19,7 @@ from sitewatch.notify.webhooks_cmd import WebhookError, check_target
 from . import models, queries
 from .keys import Scope
 from .problems import Kind, Problem
-from .routing import Tag, answer, body_json, context, convert, path_param, query, route
+from .routing import Tag, answer, body_json, connection, context, convert, path_param, query, route
 
 
 @route(
@@ -34,7 +34,7 @@ from .routing import Tag, answer, body_json, context, convert, path_param, query
 )
 async def list_webhooks(request: web.Request) -> web.Response:
     q = query(request, models.PageQuery)
-    async with context(request).engine.connect() as conn:
+    async with connection(request) as conn:
         return answer(await queries.webhooks_page(conn, q))
 
 
@@ -120,7 +120,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
 async def webhook_deliveries(request: web.Request) -> web.Response:
     webhook_id = path_param(request, "webhook_id")
     q = query(request, models.PageQuery)
-    async with context(request).engine.connect() as conn:
+    async with connection(request) as conn:
         if await queries.webhook_row(conn, webhook_id) is None:
             raise Problem(Kind.NOT_FOUND, f"no webhook {webhook_id}")
         return answer(await queries.deliveries_page(conn, webhook_id, q))

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 import msgspec
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sitewatch.crypto import SecretBox
 from sitewatch.streams.topics import TopicNames
@@ -55,6 +56,8 @@ class Context:
 CONTEXT: Final = web.AppKey("context", Context)
 #: the authenticated key of a request (set by the auth check)
 API_KEY: Final = "sitewatch.api_key"
+#: the database connection the auth check opened, which the handler reuses
+CONNECTION: Final = "sitewatch.connection"
 
 #: path parameters: name -> type (documented and parsed the same way)
 PATH_PARAMS: Final[dict[str, Any]] = {
@@ -145,6 +148,18 @@ def context(request: web.Request) -> Context:
     return request.app[CONTEXT]
 
 
+@asynccontextmanager
+async def connection(request: web.Request) -> AsyncIterator[AsyncConnection]:
+    """The request's database connection: the one the auth check opened (one pool
+    checkout and one snapshot per request), or a new one on public routes."""
+    conn: AsyncConnection | None = request.get(CONNECTION)
+    if conn is not None:
+        yield conn
+        return
+    async with context(request).engine.connect() as fresh:
+        yield fresh
+
+
 def api_key(request: web.Request) -> keys.ApiKey:
     key: keys.ApiKey = request[API_KEY]
     return key
@@ -224,13 +239,17 @@ def guarded(spec: Route) -> Handler:
             raise Problem(Kind.UNAUTHORIZED, "send `Authorization: Bearer <token>`")
         async with context(request).engine.connect() as conn:
             key = await keys.lookup(conn, token)
-        if key is None:
-            raise Problem(Kind.UNAUTHORIZED, "unknown or revoked API key")
-        request[API_KEY] = key
-        if not key.scope.allows(needed):
-            raise Problem(
-                Kind.FORBIDDEN, f"{spec.name} needs scope {needed}; this key has {key.scope}"
-            )
-        return await spec.handler(request)
+            if key is None:
+                raise Problem(Kind.UNAUTHORIZED, "unknown or revoked API key")
+            request[API_KEY] = key
+            if not key.scope.allows(needed):
+                raise Problem(
+                    Kind.FORBIDDEN, f"{spec.name} needs scope {needed}; this key has {key.scope}"
+                )
+            request[CONNECTION] = conn
+            try:
+                return await spec.handler(request)
+            finally:
+                del request[CONNECTION]
 
     return check
