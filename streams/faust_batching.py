@@ -26,6 +26,7 @@ These rely on internals of faust-streaming 0.15 (pinned `>=0.15.3,<0.16`);
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, NamedTuple, cast
 from weakref import WeakSet
@@ -70,6 +71,11 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     batch_topics: frozenset[str] = frozenset()
     #: topics never compacted: an offset hole there is refetched, never committed past
     gapless_topics: frozenset[str] = frozenset()
+    #: how long a fetch may wait for records (aiokafka's fetch_max_wait_ms)
+    fetch_max_wait_ms: int = 100
+
+    def _new_consumer_thread(self) -> BatchConsumerThread:
+        return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - a loop
         # Faust's own loop (faust/transport/consumer.py `_drain_messages`), per batch:
@@ -162,6 +168,17 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             notify(self._waiting_for_ack)  # a rebalance may wait for this batch
 
 
+class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+    """Faust's consumer thread, with the fetch wait the worker chooses (Faust hard-codes
+    1,500 ms: on Tansu an idle fetch answers only after it, a hop of latency)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        owner = cast(BatchConsumer, self.consumer)
+        consumer._fetch_max_wait_ms = owner.fetch_max_wait_ms  # read at start()
+        return consumer
+
+
 class BatchTransport(faust_aiokafka.Transport):  # type: ignore[misc]
     """The aiokafka transport with `BatchConsumer`: `app.transport = BatchTransport(...)`."""
 
@@ -171,16 +188,20 @@ class BatchTransport(faust_aiokafka.Transport):  # type: ignore[misc]
 class TableRows:
     """One Faust table as raw rows by partition, written a batch at a time.
 
-    `get` sees the batch's own pending writes first. `take()` hands the pending rows to
-    the caller, who sends them to `changelog` with the batch's outputs; once the broker
+    `get` sees the current batch's writes first, then those of batches sent but not yet
+    confirmed (newest first), then the store. `take()` hands the batch's rows to the
+    caller, who sends them to `changelog` with the batch's outputs; once the broker
     confirmed them, `applied()` writes them to the partition's store in one write batch
-    and records the changelog offset that Faust's recovery resumes from.
+    and records the changelog offset that Faust's recovery resumes from. Batches are
+    applied in the order they were taken.
     """
 
     def __init__(self, table: Any) -> None:
         self.table = table
         #: key -> (partition, value or None for a delete); a site key has one partition
         self.pending: dict[bytes, tuple[int, bytes | None]] = {}
+        #: the rows of batches taken and not yet applied, oldest first
+        self.in_flight: deque[dict[bytes, tuple[int, bytes | None]]] = deque()
 
     @property
     def changelog(self) -> str:
@@ -192,6 +213,11 @@ class TableRows:
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         hit = self.pending.get(key)
+        if hit is None and self.in_flight:
+            for rows in reversed(self.in_flight):
+                hit = rows.get(key)
+                if hit is not None:
+                    break
         if hit is not None:
             return hit[1]
         value: bytes | None = self._db(partition).get(key)
@@ -201,25 +227,30 @@ class TableRows:
         self.pending[key] = (partition, value)
 
     def take(self) -> dict[int, list[tuple[bytes, bytes | None]]]:
-        """The pending rows by partition, in the order they were first written."""
+        """The batch's rows by partition, in the order they were first written; they stay
+        visible to `get` until `applied()`."""
         rows: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for key, (partition, value) in self.pending.items():
             rows.setdefault(partition, []).append((key, value))
+        self.in_flight.append(self.pending)
         self.pending = {}
         return rows
 
     def applied(
-        self, partition: int, rows: Sequence[tuple[bytes, bytes | None]], last_offset: int
+        self, written: Sequence[tuple[int, Sequence[tuple[bytes, bytes | None]], int]]
     ) -> None:
-        """Rows the changelog confirmed up to `last_offset`: into the local store."""
-        batch = rocksdict.WriteBatch(raw_mode=True)
-        for key, value in rows:
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-        self._db(partition).write(batch)
-        self.table.data.set_persisted_offset(TP(self.changelog, partition), last_offset)
+        """The oldest batch taken, confirmed by the changelog: (partition, rows, last
+        offset) for each of its partitions, into the local store."""
+        for partition, rows, last_offset in written:
+            batch = rocksdict.WriteBatch(raw_mode=True)
+            for key, value in rows:
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+            self._db(partition).write(batch)
+            self.table.data.set_persisted_offset(TP(self.changelog, partition), last_offset)
+        self.in_flight.popleft()
 
     def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         """Every stored row of one partition (not the pending ones)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 
+import aiokafka
 import faust
 from faust.stores import rocksdb as faust_rocksdb
 from faust.transport import consumer as faust_consumer
@@ -63,6 +64,20 @@ def test_consumer_bookkeeping_names_exist() -> None:
     assert "self._read_offset[" in inspect.getsource(faust_consumer.Consumer.seek)
     assert issubclass(BatchConsumer, faust_aiokafka.Consumer)
     assert BatchTransport.Consumer is BatchConsumer
+
+
+def test_consumer_thread_builds_the_aiokafka_consumer_we_tune() -> None:
+    """BatchConsumerThread sets the fetch wait on the consumer Faust builds, before start."""
+    source = inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer)
+    assert "fetch_max_wait_ms=1500" in source
+    assert "self._fetch_max_wait_ms = fetch_max_wait_ms" in inspect.getsource(
+        aiokafka.AIOKafkaConsumer.__init__
+    )
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(
+        aiokafka.AIOKafkaConsumer.start
+    )
+    new_thread = inspect.getsource(faust_aiokafka.Consumer._new_consumer_thread)
+    assert "AIOKafkaConsumerThread(self, loop=self.loop, beacon=self.beacon)" in new_thread
 
 
 def test_store_paths_we_write_through_exist() -> None:
