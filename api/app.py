@@ -14,7 +14,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 # the route modules register their routes on import
-from . import routes_events, routes_meta, routes_sites, routes_webhooks  # noqa: F401
+from . import pages, routes_events, routes_meta, routes_sites, routes_webhooks  # noqa: F401
 from .metrics import UNMATCHED
 from .problems import Kind, Problem, from_http_error
 from .routing import API_KEY, CONTEXT, ROUTES, Context, Handler, guarded
@@ -117,7 +117,8 @@ async def audited(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error as application/problem+json; a database outage is a 503, not a 500."""
+    """Every error as application/problem+json (an HTML page on the pages' paths); a
+    database outage is a 503, not a 500."""
     try:
         return await handler(request)
     except Problem as problem:
@@ -138,7 +139,10 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 def _problem_response(problem: Problem, request: web.Request) -> web.Response:
-    response = problem.response(instance=request.path)
+    if pages.is_page(request):
+        response = pages.error_page(problem, request)
+    else:
+        response = problem.response(instance=request.path)
     response.problem_detail = problem.detail or problem.kind.value  # type: ignore[attr-defined]
     return response
 
@@ -149,6 +153,7 @@ def build(ctx: Context) -> web.Application:
     app[routes_meta.OPENAPI] = routes_meta.openapi_bytes()
     for spec in ROUTES:
         app.router.add_route(spec.method, spec.path, guarded(spec))
+    pages.add_routes(app)
     return app
 
 

@@ -23,6 +23,7 @@ class List(enum.StrEnum):
     EVENTS = "e"
     WEBHOOKS = "w"
     DELIVERIES = "d"
+    STATUS = "p"  # the status page's sites, worst first
 
 
 _MAX_LEN = 512

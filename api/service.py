@@ -1,4 +1,4 @@
-"""`sitewatch api`: the REST API /api/v1 (and /metrics) on SITEWATCH_API_LISTEN."""
+"""`sitewatch api`: the REST API /api/v1, the status pages and /metrics on SITEWATCH_API_LISTEN."""
 
 from __future__ import annotations
 
@@ -61,6 +61,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> int:
         log.info(
             "api listening",
             url=f"http://{settings.api_listen}/api/v1",
+            status_page=f"http://{settings.api_listen}/",
             db=engine.url.render_as_string(hide_password=True),
         )
         await stop.wait()

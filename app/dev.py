@@ -473,7 +473,8 @@ async def follow_transitions(
 
 
 async def start_api(env: dict[str, str], logs: Path) -> tuple[Child, str, str | None]:
-    """`sitewatch api` on the dev database, with a read key made for it (printed at start).
+    """`sitewatch api` on the dev database, with a read key made for it (printed at start);
+    answers the child, the server's base URL (the status page) and the token.
 
     It listens on SITEWATCH_API_LISTEN when that is set, else on a free loopback port."""
     from sitewatch.devbroker import free_port
@@ -491,7 +492,7 @@ async def start_api(env: dict[str, str], logs: Path) -> tuple[Child, str, str | 
     token = lines[-1] if create.returncode == 0 and lines else None
     child = Child("api", Role.API, ["api"], logs / "api.log")
     await spawn(child, {**env, "SITEWATCH_API_LISTEN": listen})
-    return child, f"http://{listen}/api/v1", token
+    return child, f"http://{listen}", token
 
 
 async def start_receiver(
@@ -677,10 +678,12 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
             await spawn(child, child_env)
             metrics_note = f" metrics=http://{metrics_at}/metrics" if metrics_at else ""
             say(f"started  {child.name} pid={child.pid} log={child.log}{metrics_note}")
-        api, api_url, token = await start_api(env, logs)
+        api, base_url, token = await start_api(env, logs)
+        api_url = f"{base_url}/api/v1"
         children.append(api)
         say(f"started  {api.name} pid={api.pid} log={api.log}")
         say(f"api      {api_url}  (OpenAPI: {api_url}/openapi.json)")
+        say(f"status   {base_url}/  (status page, no token needed)")
         say(f"token    {token or '(could not create a key)'}  (scope read)")
 
         def on_transition(tr: Any) -> None:

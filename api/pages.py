@@ -1,0 +1,335 @@
+"""The public pages (no token): `/` the status page, `/sites/{site_id}`, `/events/{event_id}`
+(the incident timeline), and `/status/live`, the status page's live part, which the page's
+script polls (conditional requests: a 304 while nothing changed).
+
+Server-rendered from `templates/`, readable without JavaScript. Every figure comes from
+`availability.report` (through `daily`), the same function as the JSON API's. A bad or
+unknown id is a 404 page; errors on these paths are HTML, not problem+json.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from aiohttp import web
+from markupsafe import Markup
+from msgspec import UNSET
+
+from . import cursor, daily, models, page_queries, queries
+from .availability import Interval, Report, Span, report
+from .html import page, render, static_files, weak_etag
+from .problems import TITLES, Kind, Problem
+from .routes_sites import maintenance_ms
+from .routing import connection
+from .timefmt import parse, to_ms
+
+#: sites per status page, events per site page
+SITES_PER_PAGE: Final = 50
+EVENTS_PER_PAGE: Final = 20
+#: open incidents listed on the status page (the count says how many there are)
+OPEN_LISTED: Final = 50
+#: how often the status page's script asks for its live part
+REFRESH_MS: Final = 5000
+#: paths the API's JSON error format keeps; every other path is a page
+NOT_PAGES: Final = ("/api/", "/metrics")
+_DIGITS: Final = re.compile(r"[1-9][0-9]{0,18}")
+
+
+# -- what the templates show ----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SiteLine:
+    site_id: int
+    url: str
+    state: str
+    severity: int
+    since_ms: int | None
+    days: list[daily.Day]
+
+    @property
+    def measured_ms(self) -> int:
+        return sum(d.measured_ms for d in self.days)
+
+    @property
+    def down_ms(self) -> int:
+        return sum(d.down_ms for d in self.days)
+
+    @property
+    def uptime_ratio(self) -> float | None:
+        # the days are adjacent windows: their figures add up to those of the 90 days
+        measured = self.measured_ms
+        return None if measured <= 0 else 1.0 - self.down_ms / measured
+
+
+@dataclass(slots=True)
+class Step:
+    """One transition on the timeline, with the time since the previous step."""
+
+    t: models.Transition
+    at_ms: int
+    since_previous_ms: int | None
+    since_start_ms: int
+    votes: list[tuple[str, bool]] = field(default_factory=list)
+    verification: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+VERIFICATION_KEYS: Final = ("asked", "quorum", "confirmations", "request_id")
+
+
+def _now_ms() -> int:
+    return to_ms(datetime.now(UTC))
+
+
+def display_state(row: Any, maintenance: Sequence[Interval], now_ms: int) -> str:
+    """The projection's state; an up site inside a maintenance window says so."""
+    state = str(row.current_state)
+    if state == "up" and any(a <= now_ms < b for a, b in maintenance):
+        return "maintenance"
+    return state
+
+
+def site_lines(
+    rows: Sequence[Any],
+    spans: dict[int, list[Span]],
+    firsts: dict[int, int],
+    now_ms: int,
+) -> list[SiteLine]:
+    windows = daily.day_windows(now_ms)
+    clear: dict[int, Report] = {}  # shared by every site of the page
+    out = []
+    for row in rows:
+        maint = maintenance_ms(row.maintenance)
+        created = None if row.created_at is None else to_ms(row.created_at)
+        days = daily.daily(
+            spans.get(row.site_id, ()),
+            maint,
+            windows,
+            site_created_ms=created,
+            first_event_ms=firsts.get(row.site_id),
+            clear_days=clear,
+        )
+        out.append(
+            SiteLine(
+                site_id=row.site_id,
+                url=row.url,
+                state=display_state(row, maint, now_ms),
+                severity=int(row.current_severity),
+                since_ms=None if row.last_status_change is None else to_ms(row.last_status_change),
+                days=days,
+            )
+        )
+    return out
+
+
+def steps_of(detail: models.EventDetail) -> list[Step]:
+    started = to_ms_wire(detail.started_at)
+    out: list[Step] = []
+    previous: int | None = None
+    for t in detail.transitions:
+        at = to_ms_wire(t.at)
+        meta = dict(t.metadata or {})
+        answers = meta.pop("answers", None)
+        votes = (
+            [(str(name), bool(ok)) for name, ok in sorted(answers.items())]
+            if isinstance(answers, dict)
+            else []
+        )
+        verification: dict[str, Any] = {k: meta.pop(k) for k in VERIFICATION_KEYS if k in meta}
+        out.append(
+            Step(
+                t=t,
+                at_ms=at,
+                since_previous_ms=None if previous is None else at - previous,
+                since_start_ms=at - started,
+                votes=votes,
+                verification=verification,
+                details=meta,
+            )
+        )
+        previous = at
+    return out
+
+
+def to_ms_wire(stamp: str) -> int:
+    return parse(stamp)
+
+
+# -- handlers -------------------------------------------------------------------------------
+
+
+async def status_values(request: web.Request) -> dict[str, Any]:
+    raw = request.query.get("page")
+    after = None
+    if raw:
+        severity, site_id = cursor.decode(cursor.List.STATUS, raw, int, int)
+        after = (severity, site_id)
+    now = _now_ms()
+    windows = daily.day_windows(now)
+    async with connection(request) as conn:
+        rows, more = await page_queries.status_sites(conn, SITES_PER_PAGE, after)
+        ids = [r.site_id for r in rows]
+        spans = await page_queries.window_spans(conn, ids, windows[0][0], now)
+        # a site's first event matters only when it may predate the row (unknown time)
+        need_first = [
+            r.site_id for r in rows if r.created_at is None or to_ms(r.created_at) > windows[0][0]
+        ]
+        firsts = await page_queries.first_events(conn, need_first)
+        counts = await page_queries.state_counts(conn)
+        incidents, incidents_total = await page_queries.open_incidents(conn, OPEN_LISTED)
+    lines = site_lines(rows, spans, firsts, now)
+    next_page = (
+        cursor.encode(cursor.List.STATUS, lines[-1].severity, lines[-1].site_id)
+        if more and lines
+        else None
+    )
+    return {
+        "now_ms": now,
+        "sites": lines,
+        "counts": counts,
+        "total": sum(counts.values()),
+        "incidents": incidents,
+        "incidents_total": incidents_total,
+        "next_page": next_page,
+        "first_page": after is None,
+        "page_param": raw or "",
+        "days": daily.DAYS,
+    }
+
+
+async def status_page(request: web.Request) -> web.Response:
+    values = await status_values(request)
+    live = render("_status_live.html", **values)
+    return page(
+        render(
+            "status.html",
+            live=Markup(live),  # rendered, and so escaped, by our own template
+            etag=weak_etag(live),
+            refresh_ms=REFRESH_MS,
+            **values,
+        )
+    )
+
+
+async def status_live(request: web.Request) -> web.Response:
+    """The live part of the status page; 304 when the client has it already."""
+    live = render("_status_live.html", **(await status_values(request)))
+    etag = weak_etag(live)
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
+    return page(live, headers={"ETag": etag})
+
+
+async def site_page(request: web.Request) -> web.Response:
+    site_id = _site_id(request.match_info["site_id"])
+    raw_cursor = request.query.get("cursor")
+    q = models.SiteEventsQuery(limit=EVENTS_PER_PAGE, cursor=raw_cursor or UNSET)
+    now = _now_ms()
+    windows = daily.day_windows(now)
+    ranges = daily.windows_ending(now)
+    earliest = min(windows[0][0], ranges[-1][1][0])
+    async with connection(request) as conn:
+        row = await queries.site_row(conn, site_id)
+        if row is None:
+            raise Problem(Kind.NOT_FOUND, f"There is no site {site_id}.")
+        spans, first_event = await queries.uptime_inputs(conn, site_id, earliest, now)
+        events = await queries.events_page(conn, q, site_id)
+    m = row._mapping
+    maint = maintenance_ms(m["maintenance"])
+    created = None if m["created_at"] is None else to_ms(m["created_at"])
+    reports = [
+        (label, report(spans, maint, a, b, site_created_ms=created, first_event_ms=first_event))
+        for label, (a, b) in ranges
+    ]
+    days = daily.daily(spans, maint, windows, site_created_ms=created, first_event_ms=first_event)
+    site = queries.site_of(row)
+    return page(
+        render(
+            "site.html",
+            site=site,
+            state=display_state(row, maint, now),
+            reports=reports,
+            days=days,
+            events=events.data,
+            next_cursor=events.next_cursor,
+            first_page=raw_cursor is None,
+            now_ms=now,
+        )
+    )
+
+
+async def event_page(request: web.Request) -> web.Response:
+    event_id = request.match_info["event_id"]
+    if not 1 <= len(event_id) <= 64:
+        raise Problem(Kind.NOT_FOUND, "There is no such event.")
+    async with connection(request) as conn:
+        detail = await queries.event_detail(conn, event_id)
+        if detail is None:
+            raise Problem(Kind.NOT_FOUND, f"There is no event {event_id}.")
+        site = await queries.site_row(conn, detail.site_id)
+    now = _now_ms()
+    started = to_ms_wire(detail.started_at)
+    ended = None if detail.ended_at is None else to_ms_wire(detail.ended_at)
+    return page(
+        render(
+            "event.html",
+            event=detail,
+            site_url=None if site is None else site._mapping["url"],
+            steps=steps_of(detail),
+            duration_ms=(ended if ended is not None else now) - started,
+            now_ms=now,
+        )
+    )
+
+
+async def static_file(request: web.Request) -> web.Response:
+    found = static_files().get(request.match_info["name"])
+    if found is None:
+        raise Problem(Kind.NOT_FOUND, "There is no such file.")
+    if found.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers={"ETag": found.etag})
+    # URLs carry the content's hash (static_url): a year of caching is safe
+    return web.Response(
+        body=found.body,
+        content_type=found.content_type,
+        charset="utf-8",
+        headers={"ETag": found.etag, "Cache-Control": "public, max-age=31536000, immutable"},
+    )
+
+
+def _site_id(raw: str) -> int:
+    """A site id from a path, or a 404: a page answers "no such site" for any bad id."""
+    if _DIGITS.fullmatch(raw) is None or int(raw) > models.MAX_ID:
+        raise Problem(Kind.NOT_FOUND, "There is no such site.")
+    return int(raw)
+
+
+# -- wiring ---------------------------------------------------------------------------------
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", status_page)
+    app.router.add_get("/status/live", status_live)
+    app.router.add_get("/sites/{site_id}", site_page)
+    app.router.add_get("/events/{event_id}", event_page)
+    app.router.add_get("/static/{name}", static_file)
+
+
+def is_page(request: web.Request) -> bool:
+    return not request.path.startswith(NOT_PAGES)
+
+
+def error_page(problem: Problem, request: web.Request) -> web.Response:
+    body = render(
+        "error.html",
+        status=problem.status,
+        title=TITLES[problem.kind] if problem.kind is not Kind.NOT_FOUND else "Not found",
+        detail=problem.detail,
+        path=request.path,
+    )
+    return page(body, status=problem.status)
