@@ -163,53 +163,97 @@ def to_ms_wire(stamp: str) -> int:
 # -- handlers -------------------------------------------------------------------------------
 
 
-async def status_values(request: web.Request) -> dict[str, Any]:
-    raw = request.query.get("page")
+@dataclass(slots=True)
+class StatusData:
+    """What the status page's live part is made of, as read, and a version of it."""
+
+    now_ms: int
+    after: tuple[int, int] | None
+    page_param: str
+    rows: Sequence[Any]
+    more: bool
+    spans: dict[int, list[Span]]
+    firsts: dict[int, int]
+    counts: dict[str, int]
+    incidents: Sequence[Any]
+    incidents_total: int
+
+    @property
+    def version(self) -> str:
+        """The ETag of the live part: the data it shows, and the minute. Durations and
+        today's bar move with the clock; re-rendering them once a minute is enough, and
+        a poll while nothing changed costs the reads, not the rendering."""
+        return weak_etag(
+            repr(
+                (
+                    self.now_ms // 60_000,
+                    self.page_param,
+                    self.rows,
+                    self.more,
+                    self.spans,
+                    self.firsts,
+                    self.counts,
+                    self.incidents,
+                    self.incidents_total,
+                )
+            )
+        )
+
+
+async def status_data(request: web.Request) -> StatusData:
+    raw = request.query.get("page") or ""
     after = None
     if raw:
         severity, site_id = cursor.decode(cursor.List.STATUS, raw, int, int)
         after = (severity, site_id)
     now = _now_ms()
-    windows = daily.day_windows(now)
+    since = daily.day_windows(now)[0][0]
     async with connection(request) as conn:
         rows, more = await page_queries.status_sites(conn, SITES_PER_PAGE, after)
         ids = [r.site_id for r in rows]
-        spans = await page_queries.window_spans(conn, ids, windows[0][0], now)
+        spans = await page_queries.window_spans(conn, ids, since, now)
         # a site's first event matters only when it may predate the row (unknown time)
         need_first = [
-            r.site_id for r in rows if r.created_at is None or to_ms(r.created_at) > windows[0][0]
+            r.site_id for r in rows if r.created_at is None or to_ms(r.created_at) > since
         ]
         firsts = await page_queries.first_events(conn, need_first)
         counts = await page_queries.state_counts(conn)
         incidents, incidents_total = await page_queries.open_incidents(conn, OPEN_LISTED)
-    lines = site_lines(rows, spans, firsts, now)
+    return StatusData(
+        now, after, raw, rows, more, spans, firsts, counts, incidents, incidents_total
+    )
+
+
+def status_values(data: StatusData) -> dict[str, Any]:
+    lines = site_lines(data.rows, data.spans, data.firsts, data.now_ms)
     next_page = (
         cursor.encode(cursor.List.STATUS, lines[-1].severity, lines[-1].site_id)
-        if more and lines
+        if data.more and lines
         else None
     )
     return {
-        "now_ms": now,
+        "now_ms": data.now_ms,
         "sites": lines,
-        "counts": counts,
-        "total": sum(counts.values()),
-        "incidents": incidents,
-        "incidents_total": incidents_total,
+        "counts": data.counts,
+        "total": sum(data.counts.values()),
+        "incidents": data.incidents,
+        "incidents_total": data.incidents_total,
         "next_page": next_page,
-        "first_page": after is None,
-        "page_param": raw or "",
+        "first_page": data.after is None,
+        "page_param": data.page_param,
         "days": daily.DAYS,
     }
 
 
 async def status_page(request: web.Request) -> web.Response:
-    values = await status_values(request)
+    data = await status_data(request)
+    values = status_values(data)
     live = render("_status_live.html", **values)
     return page(
         render(
             "status.html",
             live=Markup(live),  # rendered, and so escaped, by our own template
-            etag=weak_etag(live),
+            etag=data.version,
             refresh_ms=REFRESH_MS,
             **values,
         )
@@ -218,11 +262,11 @@ async def status_page(request: web.Request) -> web.Response:
 
 async def status_live(request: web.Request) -> web.Response:
     """The live part of the status page; 304 when the client has it already."""
-    live = render("_status_live.html", **(await status_values(request)))
-    etag = weak_etag(live)
+    data = await status_data(request)
+    etag = data.version
     if etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
-    return page(live, headers={"ETag": etag})
+    return page(render("_status_live.html", **status_values(data)), headers={"ETag": etag})
 
 
 async def site_page(request: web.Request) -> web.Response:
