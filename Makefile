@@ -33,11 +33,12 @@ lint: venv
 	cd /tmp && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p sitewatch
 
 # What the integration tiers need on this machine: MariaDB (installed and started when
-# 127.0.0.1:3306 does not answer), the Apache Kafka jars (fetched once from Maven Central)
-# and kcat (Debian's package; the consuming docs' example runs against Kafka).
+# 127.0.0.1:3306 does not answer), the Apache Kafka jars (fetched once from Maven Central),
+# kcat (Debian's package; the consuming docs' example runs against Kafka) and Chromium
+# (Debian's package: the status pages' browser tests; Playwright never downloads one).
 services:
 	scripts/ensure-mariadb
-	scripts/ensure-debs kcat:kcat
+	scripts/ensure-debs kcat:kcat chromium:chromium
 	$(PYTHON) scripts/apache_kafka.py fetch
 
 test: lint services

@@ -33,7 +33,7 @@ EVENTS_PER_PAGE: Final = 20
 #: open incidents listed on the status page (the count says how many there are)
 OPEN_LISTED: Final = 50
 #: how often the status page's script asks for its live part
-REFRESH_MS: Final = 5000
+REFRESH_MS: Final = 3000
 #: paths the API's JSON error format keeps; every other path is a page
 NOT_PAGES: Final = ("/api/", "/metrics")
 _DIGITS: Final = re.compile(r"[1-9][0-9]{0,18}")

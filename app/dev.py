@@ -232,7 +232,9 @@ async def start_demo(state: Path) -> tuple[Any, list[DevSite], Path]:
     sites: list[DevSite] = []
     for i, (name, script, tls_days, note, maint) in enumerate(plan, start=1):
         site = await fleet.add(name, script, tls_days=tls_days)
-        sites.append(DevSite(i, name, site.url, note=note, https=site.https, maintenance=maint))
+        # the name as the path (the fleet answers any): the status page tells them apart
+        url = f"{site.url}{name}"
+        sites.append(DevSite(i, name, url, note=note, https=site.https, maintenance=maint))
     ca = fleet.write_ca(state / "fleet-ca.pem")
     return fleet, sites, ca
 

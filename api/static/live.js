@@ -26,7 +26,15 @@
     if (busy || document.hidden) return;
     busy = true;
     var headers = etag ? { "If-None-Match": etag } : {};
-    fetch(url, { headers: headers, cache: "no-store", credentials: "same-origin" })
+    // a request that hangs (a loaded server) must not stop the polling
+    var abort = window.AbortController ? new AbortController() : null;
+    var timer = abort ? setTimeout(function () { abort.abort(); }, every * 2) : 0;
+    fetch(url, {
+      headers: headers,
+      cache: "no-store",
+      credentials: "same-origin",
+      signal: abort ? abort.signal : undefined,
+    })
       .then(function (r) {
         if (r.status === 304) return null;
         if (!r.ok) throw new Error("HTTP " + r.status);
@@ -49,6 +57,7 @@
         stamp("Could not refresh (" + err.message + "); retrying.");
       })
       .then(function () {
+        clearTimeout(timer);
         busy = false;
       });
   }

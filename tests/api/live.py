@@ -215,3 +215,14 @@ def event_row(
         "resolution_reason": kw.pop("resolution_reason", "verifier_cleared" if ended else None),
         **kw,
     }
+
+
+def same_as_report(shown: dict[str, Any], report: dict[str, Any]) -> None:
+    """A page's figures (the `value`s of its `<data>` elements, as strings) equal the API's
+    uptime report of the same window."""
+    for key in ("down_s", "seems_down_s", "maintenance_s", "unknown_s"):
+        assert float(shown[key]) == report[key], (key, shown, report)
+    for key in ("uptime_ratio", "mttr_s"):
+        value = float(shown[key]) if shown[key] != "" else None
+        assert value == report[key], (key, shown, report)
+    assert int(shown["incidents"]) == len(report["incidents"]), (shown, report)

@@ -12,7 +12,7 @@ import pytest
 
 from sitewatch.api import pages
 
-from .live import LiveApi, event_row, seed, site_row
+from .live import LiveApi, event_row, same_as_report, seed, site_row
 
 pytestmark = pytest.mark.integration
 
@@ -269,16 +269,6 @@ def figures(body: str) -> dict[str, dict[str, Any]]:
         values = dict(re.findall(r'<data class="(\w+)" value="([^"]*)">', m.group(4)))
         out[m.group(1)] = {"from": m.group(2), "to": m.group(3), **values}
     return out
-
-
-def same_as_report(shown: dict[str, Any], report: dict[str, Any]) -> None:
-    for key in ("down_s", "seems_down_s", "maintenance_s", "unknown_s"):
-        assert float(shown[key]) == report[key], key
-    ratio = report["uptime_ratio"]
-    assert (float(shown["uptime_ratio"]) if shown["uptime_ratio"] else None) == ratio
-    assert int(shown["incidents"]) == len(report["incidents"])
-    mttr = report["mttr_s"]
-    assert (float(shown["mttr_s"]) if shown["mttr_s"] else None) == mttr
 
 
 async def test_site_page_figures_equal_the_api_report_for_the_same_windows(
