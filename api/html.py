@@ -19,6 +19,8 @@ from typing import Any, Final
 import jinja2
 from aiohttp import web
 
+from sitewatch.streams.enums import Reason
+
 from .timefmt import from_ms, parse, to_ms
 
 #: no inline script or style: the pages' own files only, fetches to this origin only
@@ -32,31 +34,19 @@ SECURITY_HEADERS: Final = {
 }
 STATIC_TYPES: Final = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 
-#: how each state reads (the CSS class is the state itself)
-#: what each transition reason means, beside its name
-REASON_WORDS: Final = {
-    "opened": "a check failed: the incident opened",
-    "verifier_confirmed": "the verifiers confirmed the outage",
-    "verifier_cleared": "the site answered again: recovered",
-    "probe_cleared": "the next check passed",
-    "false_alarm": "the verifiers did not confirm: a false alarm",
-    "manual_override": "closed by an operator",
-    "auto_timeout": "closed after a long time without checks",
-    "maintenance_swallowed": "swallowed by a maintenance window",
-    "severity_escalation": "it got worse",
-    "severity_deescalation": "it got better",
-    "cause_linked": "linked to the incident that causes it",
-}
-STATE_WORDS: Final = {
-    "up": "up",
-    "warning": "warning",
-    "degraded": "degraded",
-    "seems_down": "seems down",
-    "down": "down",
-    "resolved": "resolved",
-    "maintenance": "maintenance",
-    "paused": "paused",
-    "unknown": "unknown",
+#: what each transition reason means, beside its name (a test checks every reason has words)
+REASON_WORDS: Final[dict[Reason, str]] = {
+    Reason.OPENED: "a check failed: the incident opened",
+    Reason.VERIFIER_CONFIRMED: "the verifiers confirmed the outage",
+    Reason.VERIFIER_CLEARED: "the site answered again: recovered",
+    Reason.PROBE_CLEARED: "the next check passed",
+    Reason.FALSE_ALARM: "the verifiers did not confirm: a false alarm",
+    Reason.MANUAL_OVERRIDE: "closed by an operator",
+    Reason.AUTO_TIMEOUT: "closed after a long time without checks",
+    Reason.MAINTENANCE_SWALLOWED: "swallowed by a maintenance window",
+    Reason.SEVERITY_ESCALATION: "it got worse",
+    Reason.SEVERITY_DEESCALATION: "it got better",
+    Reason.CAUSE_LINKED: "linked to the incident that causes it",
 }
 
 
@@ -145,11 +135,15 @@ def percent(ratio: float | None) -> str:
 
 
 def reason_words(reason: str) -> str:
-    return REASON_WORDS.get(str(reason), "")
+    try:
+        return REASON_WORDS[Reason(reason)]
+    except ValueError:  # a reason added after this release: its name alone
+        return ""
 
 
 def state_word(state: str | None) -> str:
-    return STATE_WORDS.get(str(state), str(state))
+    """How a state reads (`seems_down` is "seems down"); its CSS class is the state itself."""
+    return str(state).replace("_", " ")
 
 
 def site_label(url: str | None, site_id: int) -> str:
@@ -175,6 +169,7 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # shipped files: no stat per render
     )
     env.filters.update(
         as_ms=as_ms,

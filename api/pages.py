@@ -19,6 +19,8 @@ from aiohttp import web
 from markupsafe import Markup
 from msgspec import UNSET
 
+from sitewatch.streams.enums import SiteState
+
 from . import cursor, daily, models, page_queries, queries
 from .availability import Interval, Report, Span, report
 from .html import page, render, static_files, weak_etag
@@ -89,8 +91,8 @@ def _now_ms() -> int:
 def display_state(row: Any, maintenance: Sequence[Interval], now_ms: int) -> str:
     """The projection's state; an up site inside a maintenance window says so."""
     state = str(row.current_state)
-    if state == "up" and any(a <= now_ms < b for a, b in maintenance):
-        return "maintenance"
+    if state == SiteState.UP and any(a <= now_ms < b for a, b in maintenance):
+        return SiteState.MAINTENANCE.value
     return state
 
 
@@ -128,11 +130,11 @@ def site_lines(
 
 
 def steps_of(detail: models.EventDetail) -> list[Step]:
-    started = to_ms_wire(detail.started_at)
+    started = parse(detail.started_at)
     out: list[Step] = []
     previous: int | None = None
     for t in detail.transitions:
-        at = to_ms_wire(t.at)
+        at = parse(t.at)
         meta = dict(t.metadata or {})
         answers = meta.pop("answers", None)
         votes = (
@@ -154,10 +156,6 @@ def steps_of(detail: models.EventDetail) -> list[Step]:
         )
         previous = at
     return out
-
-
-def to_ms_wire(stamp: str) -> int:
-    return parse(stamp)
 
 
 # -- handlers -------------------------------------------------------------------------------
@@ -317,8 +315,8 @@ async def event_page(request: web.Request) -> web.Response:
             raise Problem(Kind.NOT_FOUND, f"There is no event {event_id}.")
         site = await queries.site_row(conn, detail.site_id)
     now = _now_ms()
-    started = to_ms_wire(detail.started_at)
-    ended = None if detail.ended_at is None else to_ms_wire(detail.ended_at)
+    started = parse(detail.started_at)
+    ended = None if detail.ended_at is None else parse(detail.ended_at)
     return page(
         render(
             "event.html",

@@ -69,6 +69,16 @@ def test_schemas_ship_inside_the_package(installed: Installed, name: str) -> Non
     jsonschema.Draft202012Validator.check_schema(installed.schema(name))
 
 
+def test_status_page_templates_and_static_files_ship_inside_the_package(
+    installed: Installed,
+) -> None:
+    shipped = installed.package_dir / "api"
+    templates = {p.name for p in (shipped / "templates").glob("*.html")}
+    assert {"base.html", "status.html", "site.html", "event.html", "error.html"} <= templates
+    static = {p.name for p in (shipped / "static").iterdir()}
+    assert {"pages.css", "live.js"} <= static
+
+
 def test_error_is_one_of_the_documented_classes(installed: Installed) -> None:
     schema = installed.schema("check-results.schema.json")
     assert set(schema["$defs"]["ErrorKind"]["enum"]) == ERROR_CLASSES
