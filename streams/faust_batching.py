@@ -50,9 +50,11 @@ class InFlight:
 
 
 class Fetched(NamedTuple):
-    """A fetched batch of the agent's topics: Faust's consumer messages, in fetch order."""
+    """A fetched batch of the agent's topics: aiokafka's records in fetch order (each has
+    `topic`, `partition`, `offset`, `key` and `value`), and their offsets by partition."""
 
     messages: list[Any]
+    offsets: dict[TP, list[int]]
     token: InFlight
 
 
@@ -80,8 +82,9 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - a loop
         # Faust's own loop (faust/transport/consumer.py `_drain_messages`), per batch:
         # the same offset bookkeeping, without a task race for every message.
-        getmany = self.getmany
+        fetch = self._fetch
         callback = self.callback
+        to_message = self._to_message
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = self._read_offset
@@ -91,32 +94,37 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 batch: list[Any] = []
-                refetch: set[Any] = set()
-                async for tp, message in getmany(timeout=1.0):
-                    if tp in refetch:
-                        continue  # read again from the hole below
-                    offset = message.offset
-                    r_offset = read_offset[tp]
-                    if r_offset is None or offset >= r_offset:
+                offsets: dict[TP, list[int]] = {}
+                for tp, recs in await fetch(1.0):
+                    topic = tp.topic
+                    batched = topic in batch_topics
+                    taken: list[int] = []
+                    for rec in recs:
+                        offset = rec.offset
+                        r_offset = read_offset[tp]
+                        if r_offset is not None and offset < r_offset:
+                            continue  # read before (Faust drops these too)
                         gap = offset - (r_offset or 0)
-                        if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                            if message.topic in gapless_topics:
+                        if gap > 1 and r_offset and acks_enabled_for(topic):
+                            if topic in gapless_topics:
                                 # Faust would mark the hole committable; in a topic that is
                                 # never compacted a hole means records skipped, not gone:
                                 # read them again rather than commit past them
                                 self.log.warning(
                                     "offset hole in %s[%s]: %s..%s; reading it again",
-                                    tp.topic, tp.partition, r_offset + 1, offset - 1,
+                                    topic, tp.partition, r_offset + 1, offset - 1,
                                 )  # fmt: skip
                                 await self.seek(tp, r_offset + 1)
-                                refetch.add(tp)
-                                continue
+                                break
                             await self._add_gap(tp, r_offset + 1, offset)
                         read_offset[tp] = offset
-                        if message.topic in batch_topics:
-                            batch.append(message)
+                        if batched:
+                            batch.append(rec)
+                            taken.append(offset)
                         else:
-                            await callback(message)
+                            await callback(to_message(tp, rec))
+                    if taken:
+                        offsets[tp] = taken
                 await self.sleep(0)
                 if not batch or self.should_stop:
                     continue
@@ -128,7 +136,7 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                 token = InFlight()
                 cast("WeakSet[Any]", self._unacked_messages).add(token)
                 assert self.on_batch is not None, "BatchConsumer needs on_batch"
-                await self.on_batch(Fetched(batch, token))
+                await self.on_batch(Fetched(batch, offsets, token))
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
@@ -138,17 +146,32 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                 return
             raise
 
+    async def _fetch(self, wait_s: float) -> list[tuple[TP, list[Any]]]:
+        """One fetch as Faust's `getmany` takes it (flow control, active partitions, the
+        end offsets its monitor tracks), by partition, with aiokafka's records as they
+        are: not wrapped and yielded one at a time. A batch is then taken whole, with no
+        await between two of its records, so no rebalance can fall in between."""
+        records, active = await self._wait_next_records(wait_s)
+        if records is None or self.should_stop:
+            return []
+        if not self.flow_active:
+            await self.perform_seek()  # as getmany does: resume from the committed offsets
+            return []
+        buffered = self._buffered_partitions
+        monitor = self.app.monitor
+        out = []
+        for tp, recs in records.items():
+            if active is None or tp in active or tp in buffered:
+                monitor.track_tp_end_offset(tp, self.highwater(tp))
+                out.append((tp, recs))
+        return out
+
     def ack_all(self, fetched: Fetched) -> None:
         """Acknowledge a processed batch: Faust commits unbroken runs of acked offsets.
 
         What `Consumer.ack` does for one message, done for the batch by partition.
         """
-        by_tp: dict[TP, list[int]] = {}
-        for message in fetched.messages:
-            offsets = by_tp.get(message.tp)
-            if offsets is None:
-                offsets = by_tp[message.tp] = []
-            offsets.append(message.offset)
+        by_tp = fetched.offsets
         acks_enabled_for = self.app.topics.acks_enabled_for
         with ack_lock:
             token = fetched.token

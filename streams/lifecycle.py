@@ -204,7 +204,7 @@ def apply(
         step.command(inp, now)
     state.position = position
     effects = step.effects
-    if effects:
+    if effects.transitions or effects.verify_requests:
         _remember(state, position, now, effects)
     return state, effects
 
