@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any, NamedTuple, cast
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, cast
 from weakref import WeakSet
 
 import rocksdict
@@ -191,15 +191,46 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             notify(self._waiting_for_ack)  # a rebalance may wait for this batch
 
 
+class SeekingConsumer(Protocol):
+    """What `seek_assigned_to_committed` needs of an `aiokafka.AIOKafkaConsumer`."""
+
+    def assignment(self) -> set[Any]: ...
+    async def committed(self, partition: Any) -> int | None: ...
+    def seek(self, partition: Any, offset: int) -> None: ...
+
+
+async def seek_assigned_to_committed(consumer: SeekingConsumer) -> Mapping[Any, int | None]:
+    """Seek every assigned partition to its committed offset, as aiokafka's
+    `seek_to_committed()` does, but skipping a partition a rebalance takes away while its
+    offset is being asked for: aiokafka's raises IllegalStateError then, and Faust's
+    recovery, which calls it after each assignment, lets that crash the worker."""
+    committed: dict[Any, int | None] = {}
+    for tp in list(consumer.assignment()):
+        offset = await consumer.committed(tp)
+        if tp not in consumer.assignment():
+            continue  # revoked meanwhile: its next owner seeks it
+        committed[tp] = offset
+        if offset is not None and offset > 0:
+            consumer.seek(tp, offset)
+    return committed
+
+
 class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
     """Faust's consumer thread, with the fetch wait the worker chooses (Faust hard-codes
-    1,500 ms: on Tansu an idle fetch answers only after it, a hop of latency)."""
+    1,500 ms: on Tansu an idle fetch answers only after it, a hop of latency) and a seek
+    to committed offsets that survives a rebalance falling in the middle of it."""
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         owner = cast(BatchConsumer, self.consumer)
         consumer._fetch_max_wait_ms = owner.fetch_max_wait_ms  # read at start()
         return consumer
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        # typed as Faust's; an offset is None where nothing is committed, as aiokafka's
+        consumer = self._ensure_consumer()
+        seek = seek_assigned_to_committed
+        return cast("Mapping[TP, int]", await self.call_thread(seek, consumer))
 
 
 class BatchTransport(faust_aiokafka.Transport):  # type: ignore[misc]

@@ -112,3 +112,13 @@ def test_store_paths_we_write_through_exist() -> None:
     ]
     assert "self._dbs[partition]" in inspect.getsource(store._db_for_partition)
     assert store.offset_key == OFFSET_KEY
+
+
+def test_faust_recovery_seeks_through_the_consumer_thread() -> None:
+    """Recovery calls `perform_seek` -> `Consumer.seek_to_committed` -> the thread's: the
+    override in BatchConsumerThread is on that path."""
+    assert "self.seek_to_committed()" in inspect.getsource(faust_consumer.Consumer.perform_seek)
+    assert "self._thread.seek_to_committed()" in inspect.getsource(
+        faust_consumer.ThreadDelegateConsumer.seek_to_committed
+    )
+    assert issubclass(BatchConsumer, faust_consumer.ThreadDelegateConsumer)
