@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import signal
 import sys
 
 import structlog
 from aiohttp import web
 
+from sitewatch import gcpolicy
 from sitewatch.settings import Settings
 from sitewatch.sink.db import make_engine
 from sitewatch.streams.topics import TopicNames
@@ -49,8 +49,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> int:
     # the modules and app built so far live as long as the process: keep them out of the
     # collector's full passes, which otherwise land inside a request that allocates
     # (an uptime report builds thousands of tuples) and cost it tens of milliseconds
-    gc.collect()
-    gc.freeze()
+    gcpolicy.settle()
     try:
         try:
             await web.TCPSite(runner, host, port, reuse_address=True).start()

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any, NamedTuple, cast
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, cast
 from weakref import WeakSet
 
 import rocksdict
@@ -50,9 +50,11 @@ class InFlight:
 
 
 class Fetched(NamedTuple):
-    """A fetched batch of the agent's topics: Faust's consumer messages, in fetch order."""
+    """A fetched batch of the agent's topics: aiokafka's records in fetch order (each has
+    `topic`, `partition`, `offset`, `key` and `value`), and their offsets by partition."""
 
     messages: list[Any]
+    offsets: dict[TP, list[int]]
     token: InFlight
 
 
@@ -80,8 +82,9 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - a loop
         # Faust's own loop (faust/transport/consumer.py `_drain_messages`), per batch:
         # the same offset bookkeeping, without a task race for every message.
-        getmany = self.getmany
+        fetch = self._fetch
         callback = self.callback
+        to_message = self._to_message
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = self._read_offset
@@ -91,32 +94,37 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 batch: list[Any] = []
-                refetch: set[Any] = set()
-                async for tp, message in getmany(timeout=1.0):
-                    if tp in refetch:
-                        continue  # read again from the hole below
-                    offset = message.offset
-                    r_offset = read_offset[tp]
-                    if r_offset is None or offset >= r_offset:
+                offsets: dict[TP, list[int]] = {}
+                for tp, recs in await fetch(1.0):
+                    topic = tp.topic
+                    batched = topic in batch_topics
+                    taken: list[int] = []
+                    for rec in recs:
+                        offset = rec.offset
+                        r_offset = read_offset[tp]
+                        if r_offset is not None and offset < r_offset:
+                            continue  # read before (Faust drops these too)
                         gap = offset - (r_offset or 0)
-                        if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                            if message.topic in gapless_topics:
+                        if gap > 1 and r_offset and acks_enabled_for(topic):
+                            if topic in gapless_topics:
                                 # Faust would mark the hole committable; in a topic that is
                                 # never compacted a hole means records skipped, not gone:
                                 # read them again rather than commit past them
                                 self.log.warning(
                                     "offset hole in %s[%s]: %s..%s; reading it again",
-                                    tp.topic, tp.partition, r_offset + 1, offset - 1,
+                                    topic, tp.partition, r_offset + 1, offset - 1,
                                 )  # fmt: skip
                                 await self.seek(tp, r_offset + 1)
-                                refetch.add(tp)
-                                continue
+                                break
                             await self._add_gap(tp, r_offset + 1, offset)
                         read_offset[tp] = offset
-                        if message.topic in batch_topics:
-                            batch.append(message)
+                        if batched:
+                            batch.append(rec)
+                            taken.append(offset)
                         else:
-                            await callback(message)
+                            await callback(to_message(tp, rec))
+                    if taken:
+                        offsets[tp] = taken
                 await self.sleep(0)
                 if not batch or self.should_stop:
                     continue
@@ -128,7 +136,7 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                 token = InFlight()
                 cast("WeakSet[Any]", self._unacked_messages).add(token)
                 assert self.on_batch is not None, "BatchConsumer needs on_batch"
-                await self.on_batch(Fetched(batch, token))
+                await self.on_batch(Fetched(batch, offsets, token))
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
@@ -138,17 +146,32 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                 return
             raise
 
+    async def _fetch(self, wait_s: float) -> list[tuple[TP, list[Any]]]:
+        """One fetch as Faust's `getmany` takes it (flow control, active partitions, the
+        end offsets its monitor tracks), by partition, with aiokafka's records as they
+        are: not wrapped and yielded one at a time. A batch is then taken whole, with no
+        await between two of its records, so no rebalance can fall in between."""
+        records, active = await self._wait_next_records(wait_s)
+        if records is None or self.should_stop:
+            return []
+        if not self.flow_active:
+            await self.perform_seek()  # as getmany does: resume from the committed offsets
+            return []
+        buffered = self._buffered_partitions
+        monitor = self.app.monitor
+        out = []
+        for tp, recs in records.items():
+            if active is None or tp in active or tp in buffered:
+                monitor.track_tp_end_offset(tp, self.highwater(tp))
+                out.append((tp, recs))
+        return out
+
     def ack_all(self, fetched: Fetched) -> None:
         """Acknowledge a processed batch: Faust commits unbroken runs of acked offsets.
 
         What `Consumer.ack` does for one message, done for the batch by partition.
         """
-        by_tp: dict[TP, list[int]] = {}
-        for message in fetched.messages:
-            offsets = by_tp.get(message.tp)
-            if offsets is None:
-                offsets = by_tp[message.tp] = []
-            offsets.append(message.offset)
+        by_tp = fetched.offsets
         acks_enabled_for = self.app.topics.acks_enabled_for
         with ack_lock:
             token = fetched.token
@@ -168,15 +191,46 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             notify(self._waiting_for_ack)  # a rebalance may wait for this batch
 
 
+class SeekingConsumer(Protocol):
+    """What `seek_assigned_to_committed` needs of an `aiokafka.AIOKafkaConsumer`."""
+
+    def assignment(self) -> set[Any]: ...
+    async def committed(self, partition: Any) -> int | None: ...
+    def seek(self, partition: Any, offset: int) -> None: ...
+
+
+async def seek_assigned_to_committed(consumer: SeekingConsumer) -> Mapping[Any, int | None]:
+    """Seek every assigned partition to its committed offset, as aiokafka's
+    `seek_to_committed()` does, but skipping a partition a rebalance takes away while its
+    offset is being asked for: aiokafka's raises IllegalStateError then, and Faust's
+    recovery, which calls it after each assignment, lets that crash the worker."""
+    committed: dict[Any, int | None] = {}
+    for tp in list(consumer.assignment()):
+        offset = await consumer.committed(tp)
+        if tp not in consumer.assignment():
+            continue  # revoked meanwhile: its next owner seeks it
+        committed[tp] = offset
+        if offset is not None and offset > 0:
+            consumer.seek(tp, offset)
+    return committed
+
+
 class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
     """Faust's consumer thread, with the fetch wait the worker chooses (Faust hard-codes
-    1,500 ms: on Tansu an idle fetch answers only after it, a hop of latency)."""
+    1,500 ms: on Tansu an idle fetch answers only after it, a hop of latency) and a seek
+    to committed offsets that survives a rebalance falling in the middle of it."""
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         owner = cast(BatchConsumer, self.consumer)
         consumer._fetch_max_wait_ms = owner.fetch_max_wait_ms  # read at start()
         return consumer
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        # typed as Faust's; an offset is None where nothing is committed, as aiokafka's
+        consumer = self._ensure_consumer()
+        seek = seek_assigned_to_committed
+        return cast("Mapping[TP, int]", await self.call_thread(seek, consumer))
 
 
 class BatchTransport(faust_aiokafka.Transport):  # type: ignore[misc]

@@ -541,12 +541,14 @@ class Processor:
             return
         b.states[key] = state
         out = b.out
+        # the fields, not `bool(effects)`: a Python-level call for every input otherwise
+        produced = effects.transitions or effects.verify_requests
         if state.position != before:
             b.dirty[key] = msg
-        elif effects:
+        elif produced:
             self.stats.redelivered += 1
         out.applied += 1
-        if effects:
+        if produced:
             for tr in effects.transitions:
                 out.transitions.append(Keyed(key, records.encode(tr)))
             for req in effects.verify_requests:

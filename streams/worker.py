@@ -30,7 +30,7 @@ import faust
 import structlog
 from aiokafka import AIOKafkaProducer
 
-from sitewatch import logs, metrics
+from sitewatch import gcpolicy, logs, metrics
 from sitewatch.settings import Settings
 
 from . import records, timefmt
@@ -205,6 +205,7 @@ class Worker:
         ones are on the wire (at most `IN_FLIGHT`).
         """
         del stream  # fed by BatchConsumer a batch at a time, not event by event
+        gcpolicy.settle()  # Faust and the app are built: keep them out of the collector
         self.producer = producer = self._new_producer()
         await producer.start()
         flights: asyncio.Queue[_Flight] = asyncio.Queue(IN_FLIGHT)

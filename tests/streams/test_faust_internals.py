@@ -42,6 +42,20 @@ def test_drain_loop_we_replace_is_the_one_we_copied() -> None:
     assert "wait_first" not in ours
 
 
+def test_getmany_we_replace_takes_a_fetch_as_we_do() -> None:
+    """BatchConsumer._fetch does what Consumer.getmany does before wrapping each record."""
+    source = inspect.getsource(faust_consumer.Consumer.getmany)
+    for name in (
+        "await self._wait_next_records(timeout)",
+        "if records is None or self.should_stop:",
+        "self._buffered_partitions",
+        "self.app.monitor.track_tp_end_offset(tp, highwater_mark)",
+        "await self.perform_seek()",
+        "to_message(tp, record)",
+    ):
+        assert name in source, f"Consumer.getmany no longer does {name}"
+
+
 def test_consumer_bookkeeping_names_exist() -> None:
     init = inspect.getsource(faust_consumer.Consumer.__init__)
     for attr in ("_unacked_messages", "_read_offset", "_commit_every"):
@@ -98,3 +112,13 @@ def test_store_paths_we_write_through_exist() -> None:
     ]
     assert "self._dbs[partition]" in inspect.getsource(store._db_for_partition)
     assert store.offset_key == OFFSET_KEY
+
+
+def test_faust_recovery_seeks_through_the_consumer_thread() -> None:
+    """Recovery calls `perform_seek` -> `Consumer.seek_to_committed` -> the thread's: the
+    override in BatchConsumerThread is on that path."""
+    assert "self.seek_to_committed()" in inspect.getsource(faust_consumer.Consumer.perform_seek)
+    assert "self._thread.seek_to_committed()" in inspect.getsource(
+        faust_consumer.ThreadDelegateConsumer.seek_to_committed
+    )
+    assert issubclass(BatchConsumer, faust_consumer.ThreadDelegateConsumer)
