@@ -32,6 +32,7 @@ SECURITY_HEADERS: Final = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
+NBSP: Final = "\u00a0"
 STATIC_TYPES: Final = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 
 #: what each transition reason means, beside its name (a test checks every reason has words)
@@ -108,21 +109,22 @@ def day(moment: Moment) -> str:
 
 
 def duration(ms: int | float | None) -> str:
-    """A duration as a person reads it: `3 d 4 h`, `1 h 05 min`, `4 min 12 s`, `1.25 s`."""
+    """A duration as a person reads it: `3 d 4 h`, `1 h 05 min`, `4 min 12 s`, `1.25 s`;
+    a number and its unit never part at a line break (a no-break space), the parts may."""
     if ms is None:
         return "—"
     ms = max(0, int(ms))
     if ms < 60_000:
         seconds = ms / 1000
-        return f"{seconds:.0f} s" if ms % 1000 == 0 else f"{seconds:.3g} s"
+        return f"{seconds:.0f}{NBSP}s" if ms % 1000 == 0 else f"{seconds:.3g}{NBSP}s"
     minutes, ms_left = divmod(ms, 60_000)
     if minutes < 60:
-        return f"{minutes} min {ms_left // 1000:02d} s"
+        return f"{minutes}{NBSP}min {ms_left // 1000:02d}{NBSP}s"
     hours, minutes = divmod(minutes, 60)
     if hours < 24:
-        return f"{hours} h {minutes:02d} min"
+        return f"{hours}{NBSP}h {minutes:02d}{NBSP}min"
     days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h"
+    return f"{days}{NBSP}d {hours}{NBSP}h"
 
 
 def percent(ratio: float | None) -> str:

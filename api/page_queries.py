@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sitewatch.sink import tables as st
+from sitewatch.streams.enums import SiteState
 
 from .availability import AVAILABILITY_CHECKS, Span
 from .queries import epoch_ms
@@ -63,6 +64,18 @@ async def state_counts(conn: AsyncConnection) -> dict[str, int]:
         .group_by(s.c.current_state)
     )
     return {str(state): int(n) for state, n in (await conn.execute(stmt)).all()}
+
+
+async def up_maintenance(conn: AsyncConnection) -> list[Any]:
+    """The stored maintenance windows of the active sites projected up that have any: the
+    page counts those inside one now as in maintenance (the projection never says so)."""
+    s = st.sites
+    stmt = sa.select(s.c.maintenance).where(
+        s.c.active.is_(sa.true()),
+        s.c.current_state == SiteState.UP.value,
+        s.c.maintenance.is_not(None),
+    )
+    return [value for (value,) in (await conn.execute(stmt)).all() if value]
 
 
 async def open_incidents(conn: AsyncConnection, limit: int) -> tuple[Sequence[Any], int]:

@@ -88,12 +88,26 @@ def _now_ms() -> int:
     return to_ms(datetime.now(UTC))
 
 
+def in_maintenance(maintenance: Sequence[Interval], now_ms: int) -> bool:
+    return any(a <= now_ms < b for a, b in maintenance)
+
+
 def display_state(row: Any, maintenance: Sequence[Interval], now_ms: int) -> str:
     """The projection's state; an up site inside a maintenance window says so."""
     state = str(row.current_state)
-    if state == SiteState.UP and any(a <= now_ms < b for a, b in maintenance):
+    if state == SiteState.UP and in_maintenance(maintenance, now_ms):
         return SiteState.MAINTENANCE.value
     return state
+
+
+def counts_shown(counts: dict[str, int], up_windows: Sequence[Any], now_ms: int) -> dict[str, int]:
+    """Active sites by the state the pages show: up sites inside a maintenance window now
+    count as in maintenance, as their rows say."""
+    inside = sum(in_maintenance(maintenance_ms(w), now_ms) for w in up_windows)
+    if not inside:
+        return counts
+    up, maint = SiteState.UP.value, SiteState.MAINTENANCE.value
+    return {**counts, up: counts.get(up, 0) - inside, maint: counts.get(maint, 0) + inside}
 
 
 def site_lines(
@@ -216,7 +230,9 @@ async def status_data(request: web.Request) -> StatusData:
         ]
         firsts = await page_queries.first_events(conn, need_first)
         counts = await page_queries.state_counts(conn)
+        up_windows = await page_queries.up_maintenance(conn)
         incidents, incidents_total = await page_queries.open_incidents(conn, OPEN_LISTED)
+    counts = counts_shown(counts, up_windows, now)
     return StatusData(
         now, after, raw, rows, more, spans, firsts, counts, incidents, incidents_total
     )

@@ -196,6 +196,7 @@ async def bench(requests: int, count: int) -> int:
                 rows, _ = await page_queries.status_sites(conn, 50, None)
                 await page_queries.window_spans(conn, [r.site_id for r in rows], since, now)
                 await page_queries.state_counts(conn)
+                await page_queries.up_maintenance(conn)
                 await page_queries.open_incidents(conn, 50)
 
         base = await timed(requests, reads)

@@ -14,15 +14,18 @@ def test_every_transition_reason_has_words_on_the_timeline() -> None:
     assert html.reason_words("a_reason_from_a_newer_release") == ""
 
 
+NB = "\u00a0"  # a number keeps its unit on its line
+
+
 @pytest.mark.parametrize(
     ("ms", "text"),
     [
         (None, "—"),
-        (0, "0 s"),
-        (1_250, "1.25 s"),
-        (4 * 60_000 + 12_000, "4 min 12 s"),
-        (3_600_000 + 5 * 60_000, "1 h 05 min"),
-        (3 * 86_400_000 + 4 * 3_600_000, "3 d 4 h"),
+        (0, f"0{NB}s"),
+        (1_250, f"1.25{NB}s"),
+        (4 * 60_000 + 12_000, f"4{NB}min 12{NB}s"),
+        (3_600_000 + 5 * 60_000, f"1{NB}h 05{NB}min"),
+        (3 * 86_400_000 + 4 * 3_600_000, f"3{NB}d 4{NB}h"),
     ],
 )
 def test_durations_read_as_a_person_says_them(ms: int | None, text: str) -> None:

@@ -295,5 +295,23 @@ async def test_timeline_shows_each_transition_with_votes_and_durations(seeded: L
     assert votes == [("eu", "down"), ("us", "down")]
     gaps = re.findall(r'<data class="since-previous" value="([^"]+)">([^<]+)</data>', body)
     assert [float(v) for v, _ in gaps] == [65.0, 3600.0 - 65.0]
-    assert [text for _, text in gaps] == ["1 min 05 s", "58 min 55 s"]
+    assert [text.replace("\u00a0", " ") for _, text in gaps] == ["1 min 05 s", "58 min 55 s"]
     assert "2 of 2 asked confirmed; quorum 2." in body
+
+
+async def test_a_site_in_maintenance_now_shows_and_counts_as_in_maintenance(
+    seeded: LiveApi,
+) -> None:
+    window = {"start": wire(ago(hours=1)), "end": wire(ago(hours=-1))}
+    await seed(seeded.db_url, sites=[site_row(9201, created_at=ago(days=9), maintenance=[window])])
+    _, page, _ = await get(seeded, "/sites/9201")
+    assert '<dd data-state="maintenance">' in page
+    _, body, _ = await get(seeded, "/")  # the site may be on a later page; the count is not
+    summary = body.split("<p data-summary>", 1)[1].split("</p>", 1)[0]
+    up = int(re.search(r"(\d+) of \d+ sites up", summary).group(1))  # type: ignore[union-attr]
+    states = seeded.sql(
+        "SELECT current_state, COUNT(*) AS n FROM jetpack_monitor_sites WHERE active"
+        " GROUP BY current_state"
+    )
+    assert "1 maintenance" in summary, summary
+    assert up == next(r["n"] for r in states if r["current_state"] == "up") - 1

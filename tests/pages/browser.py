@@ -79,3 +79,14 @@ async def horizontal_overflow(page: Page) -> int:
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
     return width
+
+
+async def hidden_in_scroll_regions(page: Page) -> list[str]:
+    """The scrolling regions (wide tables) whose content is wider than they are: on a phone
+    the status page's tables must fit whole, not behind a sideways scroll."""
+    wider: list[str] = await page.evaluate(
+        """[...document.querySelectorAll('.scroll')]
+            .filter(s => s.scrollWidth > s.clientWidth)
+            .map(s => s.getAttribute('aria-labelledby'))"""
+    )
+    return wider

@@ -12,11 +12,12 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.kafka_util import SITEWATCH
 
-from .browser import PHONE, chromium, horizontal_overflow, screenshot
+from .browser import PHONE, chromium, hidden_in_scroll_regions, horizontal_overflow, screenshot
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +45,19 @@ async def dev(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
         while (found := re.search(r"^status +(http://\S+/) ", out_path.read_text(), re.M)) is None:
             assert proc.returncode is None and time.monotonic() < deadline, out_path.read_text()
             await asyncio.sleep(0.5)
-        yield found.group(1)
+        url = found.group(1)
+        # dev prints the URL as it starts the api: the page answers a moment later
+        async with aiohttp.ClientSession() as http:
+            while True:
+                try:
+                    async with http.get(url) as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert proc.returncode is None and time.monotonic() < deadline, out_path.read_text()
+                await asyncio.sleep(0.2)
+        yield url
     finally:
         if proc.returncode is None:
             os.killpg(proc.pid, 2)
@@ -76,7 +89,8 @@ async def test_status_page_lists_the_demo_sites_with_their_states(dev: str, tmp_
             assert await line.count() == 1, name
             states[name] = await line.get_attribute("data-state")
             # the state is a word, not only a colour; 90 bars with a text alternative
-            assert (await line.locator(".state").inner_text()).split(" ")[0] in {
+            # the state column's badge (a phone shows the same badge under the site instead)
+            assert (await line.locator("td .state").inner_text()).split(" ")[0] in {
                 "up",
                 "down",
                 "seems",
@@ -95,7 +109,8 @@ async def test_status_page_lists_the_demo_sites_with_their_states(dev: str, tmp_
         assert await incidents.count() >= 2
         text = await page.locator("table.incidents").inner_text()
         assert "legacy" in text and "pay" in text
-        assert (await page.locator("[data-summary]").inner_text()).startswith("1 down")
+        summary = await page.locator("[data-summary]").inner_text()
+        assert summary.startswith("1 down") and "1 maintenance" in summary, summary
         await screenshot(page, "status-page", tmp_path)
 
 
@@ -106,13 +121,16 @@ async def test_status_page_reads_without_javascript_fits_a_phone_and_has_landmar
         page = await browser.new_page()
         await page.goto(dev)
         await page.locator("table.sites tbody tr").first.wait_for()
-        assert await page.locator(f"{row('www')} .state").inner_text() != ""
+        assert await page.locator(f"{row('www')} td .state").inner_text() != ""
         assert not await page.locator(".js-only").first.is_visible()  # no "updates itself"
     async with chromium(viewport=PHONE) as browser:
         page = await browser.new_page()
         await page.goto(dev)
         await page.locator(f'{row("legacy")}[data-state="down"]').wait_for(timeout=120_000)
         assert await horizontal_overflow(page) == 0
+        assert await hidden_in_scroll_regions(page) == []
+        # the state moves under the site's name
+        assert await page.locator(f"{row('legacy')} th .state").inner_text() == "down"
         # a phone shows the last 30 days, and says so
         bars = page.locator(f"{row('www')} .bars .day")
         visible = await bars.evaluate_all("ds => ds.filter(d => d.offsetWidth > 0).length")
