@@ -19,34 +19,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
-import statistics
 import sys
 import time
-import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from pathlib import Path
+from typing import Any
 
 import aiohttp
-import pymysql
 import sqlalchemy as sa
+from apibench import (
+    HEAVY_EVENTS,
+    HEAVY_SITE,
+    SITEWATCH,
+    api_env,
+    connect,
+    heavy_events,
+    insert_events,
+    line,
+    load_average,
+    pct,
+    running_api,
+    scratch_database,
+    timed,
+)
 
-from sitewatch.devbroker import free_port
-from sitewatch.migrations.command import upgrade
 from sitewatch.sink.db import make_engine
 
 SITES = 100_000
-HEAVY_SITE = 424_242
-HEAVY_EVENTS = 10_000
 END = datetime(2026, 12, 1)
 START = END - timedelta(days=90)
-SITEWATCH = str(Path(sys.executable).with_name("sitewatch"))
-
-
-def connect(db: str | None = None) -> pymysql.Connection:  # type: ignore[type-arg]
-    return pymysql.connect(host="127.0.0.1", user="root", password="", database=db)
 
 
 def fill(db: str, rng: random.Random) -> None:
@@ -59,7 +60,7 @@ def fill(db: str, rng: random.Random) -> None:
             "INSERT INTO jetpack_monitor_sites (site_id, url, created_at) VALUES (%s, %s, %s)",
             [(s, u, START - timedelta(days=400)) for s, u in sites[i : i + 10_000]],
         )
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for site in range(1, SITES + 1):
         for k in range(2):
             began = START + timedelta(seconds=rng.randrange(90 * 86_400))
@@ -69,75 +70,20 @@ def fill(db: str, rng: random.Random) -> None:
         if site % 5 == 0:
             began = END - timedelta(seconds=rng.randrange(7 * 86_400))
             rows.append((f"o{site}", site, "http", "down", 4, began, None))
-    # the heavy site: 10,000 events over the 90 days, a few minutes each, some overlapping;
-    # a mix of confirmed outages, false alarms (severity 3) and TLS warnings
-    step = 90 * 86_400 / HEAVY_EVENTS
-    for k in range(HEAVY_EVENTS):
-        began = START + timedelta(seconds=k * step + rng.random() * step)
-        check, severity = rng.choice([("http", 4), ("tcp", 4), ("http", 3), ("tls_expiry", 1)])
-        ended = began + timedelta(seconds=rng.randrange(30, 1200))
-        rows.append((f"h{k}", HEAVY_SITE, check, "resolved", severity, began, ended))
-    for i in range(0, len(rows), 10_000):
-        cur.executemany(
-            "INSERT INTO jetmon_events (id, site_id, check_type, state, severity, started_at,"
-            " ended_at, resolution_reason) VALUES (%s, %s, %s, %s, %s, %s, %s, 'x')",
-            rows[i : i + 10_000],
-        )
-        conn.commit()
-    cur.execute("ANALYZE TABLE jetmon_events, jetpack_monitor_sites")
-    cur.fetchall()
-    conn.commit()
+    insert_events(conn, rows + heavy_events(rng, START))
     conn.close()
-
-
-def pct(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def line(name: str, samples: list[float]) -> str:
-    return (
-        f"{name:<44} p50 {pct(samples, 50):7.2f} ms   p99 {pct(samples, 99):7.2f} ms"
-        f"   mean {statistics.fmean(samples):7.2f} ms   n={len(samples)}"
-    )
-
-
-async def timed(n: int, call: Callable[[], Awaitable[object]]) -> list[float]:
-    for _ in range(min(20, n)):  # warm-up: pools, caches, the buffer pool
-        await call()
-    out = []
-    for _ in range(n):
-        started = time.perf_counter()
-        await call()
-        out.append((time.perf_counter() - started) * 1000)
-    return out
 
 
 async def bench(requests: int) -> int:
     rng = random.Random(9)
-    db = f"sw_bench_{uuid.uuid4().hex[:8]}"
-    admin = connect()
-    admin.cursor().execute(f"CREATE DATABASE {db} CHARACTER SET utf8mb4")
-    url = f"mysql+asyncmy://root@127.0.0.1:3306/{db}"
-    proc = None
-    try:
-        await upgrade(url)
+    async with scratch_database() as (db, url):
         started = time.perf_counter()
         await asyncio.to_thread(fill, db, rng)
         print(
             f"filled {SITES:,} sites, {HEAVY_EVENTS:,} events on site {HEAVY_SITE} "
             f"in {time.perf_counter() - started:.0f} s"
         )
-        port = free_port()
-        env = {
-            **os.environ,
-            "SITEWATCH_DATABASE_URL": url,
-            "SITEWATCH_API_LISTEN": f"127.0.0.1:{port}",
-            # reads need no broker; the publisher keeps retrying in the background
-            "SITEWATCH_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-            "SITEWATCH_LOG_LEVEL": "WARNING",
-            "SITEWATCH_LOG_FORMAT": "json",
-        }
+        env = api_env(url)
         created = await asyncio.create_subprocess_exec(
             *(SITEWATCH, "keys", "create", "--name", "bench", "--scope", "read"),
             env=env,
@@ -145,26 +91,13 @@ async def bench(requests: int) -> int:
         )
         out, _ = await created.communicate()
         token = out.decode().splitlines()[-1]
-        proc = await asyncio.create_subprocess_exec(
-            SITEWATCH,
-            "api",
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {token}"}
         frm, to = START.strftime("%Y-%m-%dT%H:%M:%S.000Z"), END.strftime("%Y-%m-%dT%H:%M:%S.000Z")
         uptime_path = f"/api/v1/sites/{HEAVY_SITE}/uptime?from={frm}&to={to}"
-        async with aiohttp.ClientSession(base, headers=headers) as http:
-            for _ in range(100):
-                try:
-                    async with http.get("/api/v1/sites?limit=1") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
+        async with (
+            running_api(env) as base,
+            aiohttp.ClientSession(base, headers=headers) as http,
+        ):
 
             async def get(path: str) -> dict[str, object]:
                 async with http.get(path) as r:
@@ -218,15 +151,10 @@ async def bench(requests: int) -> int:
         print(line("GET /api/v1/events?state=open, page 101", api_deep))
         print(line("  baseline: bare SQL of the open page", base_open))
         ok = pct(api_uptime, 99) <= 50 and pct(api_open, 99) <= 50 and pct(api_deep, 99) <= 50
-        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-        print(f"\ntarget p99 <= 50 ms: {'met' if ok else 'NOT met'} (load average {load})")
-        return 0
-    finally:
-        if proc is not None:
-            proc.terminate()
-            await proc.wait()
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {db}")
-        admin.close()
+        print(
+            f"\ntarget p99 <= 50 ms: {'met' if ok else 'NOT met'} (load average {load_average()})"
+        )
+    return 0
 
 
 def main() -> int:
