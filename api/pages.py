@@ -315,7 +315,7 @@ async def site_page(request: web.Request) -> web.Response:
             days=days,
             events=events.data,
             next_cursor=events.next_cursor,
-            first_page=raw_cursor is None,
+            first_page=not raw_cursor,
             now_ms=now,
         )
     )

@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
-from sitewatch.api import pages
+from sitewatch.api import cursor, pages
 
 from .live import LiveApi, event_row, same_as_report, seed, site_row
 
@@ -224,7 +225,16 @@ async def test_bad_or_unknown_ids_are_a_404_page_never_a_500(seeded: LiveApi, pa
 
 
 async def test_a_bad_page_cursor_is_a_400_page(seeded: LiveApi) -> None:
-    for path in ("/?page=garbage", "/sites/9001?cursor=garbage"):
+    status_cursor = quote(cursor.encode(cursor.List.STATUS, 4, 9002))
+    events_cursor = quote(cursor.encode(cursor.List.EVENTS, 1_764_000_000_000, "x"))
+    for path in (
+        "/?page=garbage",
+        "/status/live?page=garbage",
+        "/sites/9001?cursor=garbage",
+        f"/?page={events_cursor}",  # another list's cursor
+        f"/sites/9001?cursor={status_cursor}",
+        "/?page=" + "x" * 5000,
+    ):
         status, body, resp = await get(seeded, path)
         assert status == 400 and resp.content_type == "text/html", (path, body[:300])
     status, _, resp = await seeded.request("POST", "/")
