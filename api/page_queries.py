@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sitewatch.sink import tables as st
 from sitewatch.streams.enums import SiteState
 
-from .availability import AVAILABILITY_CHECKS, Span
-from .queries import epoch_ms
-from .timefmt import db_time, to_ms
+from .availability import Span
+from .queries import spans_select
+from .timefmt import to_ms
 
 STATUS_COLUMNS = (
     st.sites.c.site_id,
@@ -115,25 +115,8 @@ async def window_spans(
     out: dict[int, list[Span]] = {site: [] for site in site_ids}
     if not site_ids:
         return out
-    e = st.events
-    dialect = conn.dialect.name
-    stmt = (
-        sa.select(
-            e.c.site_id,
-            e.c.id,
-            e.c.check_type,
-            e.c.severity,
-            epoch_ms(e.c.started_at, dialect),
-            epoch_ms(e.c.ended_at, dialect),
-        )
-        .where(
-            e.c.site_id.in_(site_ids),
-            sa.or_(e.c.ended_at.is_(None), e.c.ended_at > db_time(start_ms)),
-            e.c.started_at < db_time(end_ms),
-            e.c.check_type.in_(sorted(c.value for c in AVAILABILITY_CHECKS)),
-        )
-        .with_hint(e, "FORCE INDEX (ix_jetmon_events_site_uptime)", "mysql")
-    )
+    sites = st.events.c.site_id.in_(site_ids)
+    stmt = spans_select(conn.dialect.name, sites, start_ms, end_ms, by_site=True)
     for site_id, *span in (await conn.execute(stmt)).all():
         out[int(site_id)].append(tuple(span))  # type: ignore[arg-type]
     return out

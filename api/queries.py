@@ -219,20 +219,25 @@ def epoch_ms(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[in
     return sa.type_coerce(sa.cast(sa.func.round(days * 86_400_000), sa.BigInteger), sa.BigInteger)
 
 
-async def uptime_inputs(
-    conn: AsyncConnection, site_id: int, start_ms: int, end_ms: int
-) -> tuple[Sequence[Span], int | None]:
-    """The site's availability events overlapping [start, end) as (id, check_type, severity,
-    started ms, ended ms) rows, and its first event's start.
+def spans_select(
+    dialect: str,
+    sites: sa.ColumnElement[bool],
+    start_ms: int,
+    end_ms: int,
+    *,
+    by_site: bool = False,
+) -> sa.Select[Any]:
+    """The availability events of `sites` overlapping [start, end), as the report's spans
+    (id, check_type, severity, started ms, ended ms), after their `site_id` if `by_site`.
 
     Read from `ix_jetmon_events_site_uptime` alone (index-only): events ending after the
     window starts, or still open, that started before it ends. MariaDB is told to use it:
     with (site_id, started_at) alone it would fetch every row by primary key.
     """
     e = st.events
-    dialect = conn.dialect.name
-    stmt = (
+    return (
         sa.select(
+            *([e.c.site_id] if by_site else []),
             e.c.id,
             e.c.check_type,
             e.c.severity,
@@ -240,13 +245,22 @@ async def uptime_inputs(
             epoch_ms(e.c.ended_at, dialect),
         )
         .where(
-            e.c.site_id == site_id,
+            sites,
             sa.or_(e.c.ended_at.is_(None), e.c.ended_at > db_time(start_ms)),
             e.c.started_at < db_time(end_ms),
             e.c.check_type.in_(sorted(c.value for c in AVAILABILITY_CHECKS)),
         )
         .with_hint(e, "FORCE INDEX (ix_jetmon_events_site_uptime)", "mysql")
     )
+
+
+async def uptime_inputs(
+    conn: AsyncConnection, site_id: int, start_ms: int, end_ms: int
+) -> tuple[Sequence[Span], int | None]:
+    """The site's availability events overlapping [start, end) as the report's spans, and
+    its first event's start."""
+    e = st.events
+    stmt = spans_select(conn.dialect.name, e.c.site_id == site_id, start_ms, end_ms)
     # the rows go to the report as they are: it unpacks them by position
     rows: Sequence[Span] = (await conn.execute(stmt)).all()  # type: ignore[assignment]
     first = (

@@ -5,9 +5,6 @@ fitting a phone, with landmarks and table headers."""
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.kafka_util import SITEWATCH
+from tests.devrun import running_dev
 
 from .browser import PHONE, chromium, hidden_in_scroll_regions, horizontal_overflow, screenshot
 
@@ -28,25 +25,10 @@ DEMO = ("www", "blog", "docs", "shop", "api", "legacy", "flaky", "pay", "intrane
 @pytest.fixture(scope="module")
 async def dev(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     """`sitewatch dev` (bundled broker, SQLite); yields the status page URL it prints."""
-    base = tmp_path_factory.mktemp("dev")
-    env = {**os.environ, "SITEWATCH_STATE_DIR": str(base / "state"), "SITEWATCH_PARTITIONS": "4"}
-    env.pop("SITEWATCH_API_LISTEN", None)
-    out_path = base / "dev.out"
-    with out_path.open("w") as out:
-        proc = await asyncio.create_subprocess_exec(
-            *(SITEWATCH, "dev", "--no-ui", "--duration", "240", "--interval", "5"),
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while (found := re.search(r"^status +(http://\S+/) ", out_path.read_text(), re.M)) is None:
-            assert proc.returncode is None and time.monotonic() < deadline, out_path.read_text()
-            await asyncio.sleep(0.5)
-        url = found.group(1)
+    async with running_dev(tmp_path_factory.mktemp("dev"), 240) as demo:
+        url = (await demo.line(r"^status +(http://\S+/) ")).group(1)
         # dev prints the URL as it starts the api: the page answers a moment later
+        deadline = time.monotonic() + 60
         async with aiohttp.ClientSession() as http:
             while True:
                 try:
@@ -55,14 +37,9 @@ async def dev(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
                             break
                 except aiohttp.ClientError:
                     pass
-                assert proc.returncode is None and time.monotonic() < deadline, out_path.read_text()
+                assert demo.proc.returncode is None and time.monotonic() < deadline, demo.text()
                 await asyncio.sleep(0.2)
         yield url
-    finally:
-        if proc.returncode is None:
-            os.killpg(proc.pid, 2)
-        await asyncio.wait_for(proc.wait(), 60)
-    assert re.search(r"^stopped +api pid=\d+ exited 0$", out_path.read_text(), re.M)
 
 
 def row(name: str) -> str:
