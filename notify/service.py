@@ -54,9 +54,10 @@ from sitewatch.sink import dberrors
 from sitewatch.sink import tables as sink_tables
 from sitewatch.sink.db import make_engine
 from sitewatch.sink.dberrors import DbFailure
-from sitewatch.streams import deadletter, lifecycle, records, timefmt
+from sitewatch.streams import deadletter, records, timefmt
 from sitewatch.streams.broker import resolve_flavor
 from sitewatch.streams.enums import EventState, Reason
+from sitewatch.streams.ids import delivery_id_for
 from sitewatch.streams.kafka_admin import ensure_topics, partitions_of
 from sitewatch.streams.state import SiteConfig
 from sitewatch.streams.topics import Topic, TopicNames
@@ -107,10 +108,6 @@ def kind_of(tr: records.Transition) -> Kind | None:
     if tr.reason.closes and tr.state_before is EventState.DOWN:
         return Kind.RECOVERY
     return None
-
-
-def delivery_id(subscription_id: int, transition_id: str) -> str:
-    return lifecycle._uuid5(f"delivery|{subscription_id}|{transition_id}")
 
 
 def delivery_body(did: str, kind: Kind, tr: records.Transition) -> bytes:
@@ -385,7 +382,7 @@ class Notifier:
             for sub in subs:
                 if sub.site_id is not None and sub.site_id != tr.site_id:
                     continue
-                did = delivery_id(sub.id, tr.transition_id)
+                did = delivery_id_for(sub.id, tr.transition_id)
                 await conn.execute(
                     sa.insert(t.deliveries).values(
                         id=did,
