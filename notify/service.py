@@ -128,10 +128,6 @@ def retry_delay_s(attempts: int, scale: float) -> float | None:
     return RETRY_DELAYS_S[attempts - 1] * scale
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def site_config(row: Any) -> SiteConfig | None:
     """The settings row the sink materialized, as the core's own SiteConfig (None if it
     does not make one: then there are no windows, as for a site not written yet)."""
@@ -318,7 +314,7 @@ class Notifier:
 
     async def _dead_letter(self, msg: Any, error: str) -> None:
         """Published before the offsets move past it; a send that fails is logged."""
-        letter = deadletter.dead_letter_for(msg, error, self.group, now_ms())
+        letter = deadletter.dead_letter_for(msg, error, self.group, timefmt.now_ms())
         self.counts["dead_letters"] = self.counts.get("dead_letters", 0) + 1
         if self.producer is None:
             deadletter.log_dead_letter(letter)
@@ -378,7 +374,7 @@ class Notifier:
             )
             if decision is not Decision.NOTIFY:
                 continue
-            due = timefmt.to_datetime(now_ms())
+            due = timefmt.to_datetime(timefmt.now_ms())
             for sub in subs:
                 if sub.site_id is not None and sub.site_id != tr.site_id:
                     continue
@@ -522,7 +518,7 @@ class Notifier:
             )
             .where(
                 d.c.state == DeliveryState.PENDING.value,
-                d.c.next_attempt_at <= timefmt.to_datetime(now_ms()),
+                d.c.next_attempt_at <= timefmt.to_datetime(timefmt.now_ms()),
             )
             .subquery()
         )
@@ -551,7 +547,7 @@ class Notifier:
         delay = retry_delay_s(row.attempts + 1, self.scale)
         # a retry never starts while this attempt may still be in flight
         wait_ms = int(max(delay if delay is not None else 0.0, self.timeout_s + 1) * 1000)
-        now = now_ms()
+        now = timefmt.now_ms()
         async with self.engine.begin() as conn:
             res = await conn.execute(
                 sa.update(d)
@@ -616,7 +612,7 @@ class Notifier:
 
     async def _record(self, did: str, attempt: int, status: int | None, error: str | None) -> None:
         d = t.deliveries
-        now = now_ms()
+        now = timefmt.now_ms()
         values: dict[str, Any] = {"last_status": status, "last_error": error}
         if error is None:
             values.update(state=DeliveryState.SENT.value, sent_at=timefmt.to_datetime(now))

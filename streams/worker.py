@@ -277,7 +277,7 @@ class Worker:
         verify requests, dead letters. Nothing is awaited but the sends' queueing."""
         started = time.perf_counter()
         self.assign()
-        out = self.processor.process(fetched.messages, time.time_ns() // 1_000_000)
+        out = self.processor.process(fetched.messages, timefmt.now_ms())
         producer = self.producer
         assert producer is not None
         # the rows stay visible to later batches (TableRows' overlay) until applied
