@@ -94,6 +94,22 @@ class BatchResult:
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class Prepared:
+    """A folded batch: the rows to write, in write order, and what they will change."""
+
+    result: BatchResult
+    messages: int
+    deleted: list[int]
+    settings: list[dict[str, Any]]
+    projections: list[tuple[Any, ...]]
+    events_updated: list[tuple[Any, ...]]
+    events_inserted: list[tuple[Any, ...]]
+    transitions: list[tuple[Any, ...]]
+    #: the state these rows leave behind, for folding the next batch before they commit
+    overlay: ShadowOverlay
+
+
 def _dt(stamp: str) -> datetime:
     """Wire timestamp -> naive UTC datetime at millisecond precision (DATETIME(3))."""
     if len(stamp) == 24 and stamp[-1] == "Z":  # the canonical form: parse it directly
@@ -339,6 +355,7 @@ class BatchApplier:
         deleted: set[int],
         present: set[int],
         cascaded: set[str],
+        base: ShadowOverlay | None,
     ) -> set[str]:
         """Events of the batch's transitions that were deleted with their site.
 
@@ -356,7 +373,7 @@ class BatchApplier:
         }
         if not candidates:
             return set()
-        found = candidates & (cascaded | self.shadow.gone_events)
+        found = candidates & (cascaded | (base.gone_events if base is not None else set()))
         for part in _chunks(sorted(candidates - found)):
             rows = await tx.read(
                 sa.select(t.transitions.c.event_id)
@@ -367,8 +384,25 @@ class BatchApplier:
         return found
 
     async def apply(self, tx: Tx, messages: Sequence[Message], now_ms: int) -> BatchResult:
+        """Fold and write one batch in `tx` (the caller commits)."""
+        shadow = None if tx.writes else self.shadow
+        return await self.write(tx, await self.prepare(tx, messages, now_ms, shadow))
+
+    async def prepare(
+        self,
+        tx: Tx,
+        messages: Sequence[Message],
+        now_ms: int,
+        base: ShadowOverlay | None = None,
+    ) -> Prepared:
+        """Decode, load and fold a batch: everything but the writes (reads only).
+
+        `base` is what the database does not show yet: shadow mode's memory, or the
+        batch still being written when the sink folds the next one (`pipeline.py`);
+        what it holds wins over what the reads return. The result's `overlay` is this
+        batch's own, for the batch after it.
+        """
         res = BatchResult()
-        dialect = tx.dialect
         transitions: list[tuple[Message, records.Transition]] = []
         site_final: dict[int, records.SiteRecord | None] = {}
         deleted: set[int] = set()
@@ -444,14 +478,14 @@ class BatchApplier:
                     current_state=SiteState(row.current_state),
                     last_status_change=row.last_status_change,
                 )
-        if not tx.writes:
-            known.update(tid for tid in tids if tid in self.shadow.transition_ids)
-            self.shadow.merge_into(events, trackers, eids, site_list)
+        if base is not None:
+            known.update(tid for tid in tids if tid in base.transition_ids)
+            base.merge_into(events, trackers, eids, site_list)
         # a site deleted in this batch lost its events (ON DELETE CASCADE) before any
         # transition of the batch is applied
         cascaded = {k for k, v in events.items() if v.site_id in deleted}
         events = {k: v for k, v in events.items() if v.site_id not in deleted}
-        gone = await self._gone_events(tx, transitions, events, deleted, present, cascaded)
+        gone = await self._gone_events(tx, transitions, events, deleted, present, cascaded, base)
         open_by_tuple: dict[tuple[int, int, str, str], str] = {}
         for loaded in events.values():
             if loaded.ended_at is None:
@@ -527,53 +561,65 @@ class BatchApplier:
             applied_sites.add(tr.site_id)
             trans_rows.append(_transition_row(msg, tr, at, started))
 
-        # 4. write, in an order the constraints accept: sites before events (FK);
-        #    updates of open events (which may close one) before inserts (open-key)
+        # 4. rows, driver-ready (the CPU work done here overlaps a previous batch's writes)
+        dirty = [e for e in events.values() if e.dirty]
+        tids_written = [r[0] for r in trans_rows]
+        overlay = base if base is self.shadow and base is not None else ShadowOverlay()
+        overlay.remember(deleted, dirty, trackers, applied_sites, tids_written)
+        return Prepared(
+            result=res,
+            messages=len(messages),
+            deleted=sorted(deleted),
+            settings=[_site_row(s, self.secrets) for s in site_final.values() if s is not None],
+            projections=[
+                (sid, *trackers[sid].projection().as_tuple()) for sid in sorted(applied_sites)
+            ],
+            events_updated=[e.as_tuple() for e in dirty if e.in_db],
+            events_inserted=[e.as_tuple() for e in dirty if not e.in_db],
+            transitions=trans_rows,
+            overlay=overlay,
+        )
+
+    async def write(self, tx: Tx, prepared: Prepared) -> BatchResult:
+        """Write a prepared batch through the gate, in an order the constraints accept:
+        sites before events (FK); updates of open events (which may close one) before
+        inserts (open key)."""
+        res = prepared.result
         await tx.write(
             "sites_deleted",
             sa.delete(t.sites).where(t.sites.c.site_id == sa.bindparam("sid")),
-            [{"sid": s} for s in sorted(deleted)],
+            [{"sid": s} for s in prepared.deleted],
         )
-        settings = [_site_row(s, self.secrets) for s in site_final.values() if s is not None]
         await tx.write(
             "sites_upserted",
-            upsert(dialect, t.sites, ["site_id"], t.SETTINGS_COLUMNS),
-            settings,
+            upsert(tx.dialect, t.sites, ["site_id"], t.SETTINGS_COLUMNS),
+            prepared.settings,
         )
-        projections = [
-            (sid, *trackers[sid].projection().as_tuple()) for sid in sorted(applied_sites)
-        ]
         await tx.write_rows(
             "projections",
             t.sites.name,
             ("site_id", *t.PROJECTION_COLUMNS),
-            projections,
+            prepared.projections,
             keys=("site_id",),
             update=t.PROJECTION_COLUMNS,
         )
-        dirty = [e for e in events.values() if e.dirty]
         await tx.write_rows(
             "events_updated",
             t.events.name,
             EVENT_COLUMNS,
-            [e.as_tuple() for e in dirty if e.in_db],
+            prepared.events_updated,
             keys=("id",),
             update=_EVENT_UPDATE,
         )
         await tx.write_rows(
-            "events_inserted",
-            t.events.name,
-            EVENT_COLUMNS,
-            [e.as_tuple() for e in dirty if not e.in_db],
+            "events_inserted", t.events.name, EVENT_COLUMNS, prepared.events_inserted
         )
-        await tx.write_rows("transitions", t.transitions.name, TRANSITION_COLUMNS, trans_rows)
+        await tx.write_rows(
+            "transitions", t.transitions.name, TRANSITION_COLUMNS, prepared.transitions
+        )
         await self._write_offsets(tx, res)
-        if not tx.writes:
-            self.shadow.remember(
-                deleted, dirty, trackers, applied_sites, (r[0] for r in trans_rows)
-            )
         res.counts.update(tx.report)
-        res.counts["messages"] += len(messages)
+        res.counts["messages"] += prepared.messages
         return res
 
 
