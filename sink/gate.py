@@ -108,9 +108,14 @@ class WriteGate:
         self.writes = writes
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
+    async def transaction(self, *, dirty_reads: bool = False) -> AsyncIterator[Tx]:
+        """`dirty_reads`: READ UNCOMMITTED, for reads that lay the uncommitted batch's own
+        state over whatever they see (`pipeline.py`); it spares InnoDB rebuilding old
+        versions of the rows that batch is changing."""
         report: Counter[str] = Counter()
         async with self.engine.connect() as conn:
+            if dirty_reads and conn.dialect.name == "mysql":
+                await conn.execution_options(isolation_level="READ UNCOMMITTED")
             trans = await conn.begin()
             try:
                 yield Tx(conn, self.writes, report)
