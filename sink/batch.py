@@ -194,27 +194,19 @@ def _json(value: Any) -> str | None:
     return _json_encoder.encode(value).decode() if value else None
 
 
-def _event_from_row(row: sa.Row[Any]) -> EventRow:
-    m = row._mapping
-    return EventRow(
-        id=m["id"],
-        site_id=m["site_id"],
-        endpoint_id=m["endpoint_id"],
-        check_type=m["check_type"],
-        discriminator=m["discriminator"],
-        state=m["state"],
-        severity=m["severity"],
-        started_at=m["started_at"],
-        ended_at=m["ended_at"],
-        resolution_reason=m["resolution_reason"],
-        cause_event_id=m["cause_event_id"],
-        metadata=m["metadata"],
-        in_db=True,
-    )
-
-
 def _event_cols() -> list[sa.Column[Any]]:
     return [c for c in t.events.c if c.name not in ("created_at", "open_key")]
+
+
+# rows are read in EVENT_COLUMNS order, which is EventRow's: positional, no mapping
+assert tuple(c.name for c in _event_cols()) == EVENT_COLUMNS
+
+
+def _event_from_row(row: Sequence[Any]) -> EventRow:
+    (eid, site, endpoint, check, disc, state, severity, started, ended, why, cause, meta) = row
+    return EventRow(
+        eid, site, endpoint, check, disc, state, severity, started, ended, why, cause, meta, True
+    )
 
 
 def _contradiction(tr: records.Transition, ev: EventRow | None, open_other: str | None) -> str:
@@ -296,8 +288,9 @@ class ShadowOverlay:
             for eid in [k for k, v in self.events.items() if v.site_id == sid]:
                 del self.events[eid]
                 self.gone_events.add(eid)
-        for ev in events:
-            self.events[ev.id] = replace(ev, in_db=True, dirty=False)
+        for ev in events:  # owned from here on: a fold works on copies (merge_into)
+            ev.in_db, ev.dirty = True, False
+            self.events[ev.id] = ev
             opened = self.open_by_site.setdefault(ev.site_id, set())
             if ev.ended_at is None:
                 opened.add(ev.id)
@@ -563,10 +556,7 @@ class BatchApplier:
 
         # 4. rows, driver-ready (the CPU work done here overlaps a previous batch's writes)
         dirty = [e for e in events.values() if e.dirty]
-        tids_written = [r[0] for r in trans_rows]
-        overlay = base if base is self.shadow and base is not None else ShadowOverlay()
-        overlay.remember(deleted, dirty, trackers, applied_sites, tids_written)
-        return Prepared(
+        prepared = Prepared(
             result=res,
             messages=len(messages),
             deleted=sorted(deleted),
@@ -577,8 +567,13 @@ class BatchApplier:
             events_updated=[e.as_tuple() for e in dirty if e.in_db],
             events_inserted=[e.as_tuple() for e in dirty if not e.in_db],
             transitions=trans_rows,
-            overlay=overlay,
+            overlay=base if base is self.shadow and base is not None else ShadowOverlay(),
         )
+        # after the rows are built: remember() takes the dirty events over as they are
+        prepared.overlay.remember(
+            deleted, dirty, trackers, applied_sites, (r[0] for r in trans_rows)
+        )
+        return prepared
 
     async def write(self, tx: Tx, prepared: Prepared) -> BatchResult:
         """Write a prepared batch through the gate, in an order the constraints accept:
