@@ -63,6 +63,7 @@ class Hop:
 
     url: URL
     host: str  # to resolve and connect to: IDNA, IPv6 without brackets
+    sni: str  # the name the certificate must match (no trailing dot)
     port: int
     https: bool
     ip: bool  # an IP literal: nothing to resolve
@@ -91,6 +92,7 @@ def hop_for(url: str) -> Hop:
     return Hop(
         url=u,
         host=host,
+        sni=host.rstrip("."),
         port=port,
         https=u.scheme == "https",
         ip=ip,
@@ -226,7 +228,8 @@ class Response(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         lower = name.lower()
         if lower == b"location":
-            self.location = value.decode("utf-8", "surrogateescape")
+            if self.location is None:  # the first, as aiohttp's headers.get() had it
+                self.location = value.decode("utf-8", "surrogateescape")
         elif lower == b"content-encoding":
             self._decoder = _decoder_for(value.strip().lower())
         elif lower in (b"content-length", b"transfer-encoding"):
@@ -323,7 +326,7 @@ class HttpClient:
         try:
             if hop.https:
                 started = time.perf_counter()
-                tls = await loop.start_tls(transport, resp, self._ssl, server_hostname=hop.host)
+                tls = await loop.start_tls(transport, resp, self._ssl, server_hostname=hop.sni)
                 if tls is None:
                     raise ssl.SSLError("TLS handshake gave no transport")
                 transport = tls
