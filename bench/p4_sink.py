@@ -10,7 +10,8 @@ Run from the repository root: `.venv/bin/python bench/p4_sink.py [--count N]
 - sink, sequential: the same batches one after the other (`--no-sequential` skips it);
 - baseline: a bare executemany INSERT of the same transition rows through SQLAlchemy,
   one transaction per batch (the baseline of the goal), and the same rows as tuples
-  straight to the driver (`exec_driver_sql`, the cheapest insert there is);
+  straight to the driver with JSON and datetimes as text, as the sink sends them
+  (`exec_driver_sql`, the cheapest insert there is);
 
 and prints each round, the medians and the ratios to the same-run baselines.
 """
@@ -24,6 +25,8 @@ import statistics
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 import msgspec
 import pymysql
@@ -101,14 +104,14 @@ async def run_baselines(url: str, batch: int) -> tuple[float, float]:
         async with engine.begin() as conn:
             await conn.execute(sa.insert(baseline), rows[i : i + batch])
     orm_s = time.perf_counter() - started
-    # driver-ready, as the sink sends them: JSON as text
-    tuples = [
-        tuple(
-            (msgspec.json.encode(r[c]).decode() if r[c] else None) if c == "metadata" else r[c]
-            for c in TRANSITION_COLUMNS
-        )
-        for r in rows
-    ]
+
+    # driver-ready, as the sink sends them: JSON and datetimes as text
+    def ready(c: str, v: Any) -> Any:
+        if c == "metadata":
+            return msgspec.json.encode(v).decode() if v else None
+        return v.isoformat(" ") if isinstance(v, datetime) else v
+
+    tuples = [tuple(ready(c, r[c]) for c in TRANSITION_COLUMNS) for r in rows]
     sql = (
         f"INSERT INTO baseline_raw ({', '.join(TRANSITION_COLUMNS)}) "
         f"VALUES ({', '.join(['%s'] * len(TRANSITION_COLUMNS))})"
