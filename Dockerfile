@@ -7,6 +7,7 @@ COPY streams streams
 COPY probes probes
 COPY sink sink
 COPY notify notify
+COPY api api
 COPY migrations migrations
 RUN pip install --no-cache-dir --prefix=/install .
 

@@ -53,6 +53,7 @@ class Role(enum.StrEnum):
     PROBE = "probe"
     VERIFIER = "verifier"
     NOTIFY = "notify"
+    API = "api"
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,6 +472,28 @@ async def follow_transitions(
         await consumer.stop()
 
 
+async def start_api(env: dict[str, str], logs: Path) -> tuple[Child, str, str | None]:
+    """`sitewatch api` on the dev database, with a read key made for it (printed at start).
+
+    It listens on SITEWATCH_API_LISTEN when that is set, else on a free loopback port."""
+    from sitewatch.devbroker import free_port
+
+    listen = os.environ.get("SITEWATCH_API_LISTEN") or f"127.0.0.1:{free_port()}"
+    create = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "sitewatch.cli", "keys", "create", "--name", "dev"),
+        *("--scope", "read"),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await create.communicate()
+    lines = out.decode().strip().splitlines()
+    token = lines[-1] if create.returncode == 0 and lines else None
+    child = Child("api", Role.API, ["api"], logs / "api.log")
+    await spawn(child, {**env, "SITEWATCH_API_LISTEN": listen})
+    return child, f"http://{listen}/api/v1", token
+
+
 async def start_receiver(
     secret: str, on_webhook: Callable[[str, int, bool], None]
 ) -> tuple[Any, str]:
@@ -654,6 +677,11 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
             await spawn(child, child_env)
             metrics_note = f" metrics=http://{metrics_at}/metrics" if metrics_at else ""
             say(f"started  {child.name} pid={child.pid} log={child.log}{metrics_note}")
+        api, api_url, token = await start_api(env, logs)
+        children.append(api)
+        say(f"started  {api.name} pid={api.pid} log={api.log}")
+        say(f"api      {api_url}  (OpenAPI: {api_url}/openapi.json)")
+        say(f"token    {token or '(could not create a key)'}  (scope read)")
 
         def on_transition(tr: Any) -> None:
             view.apply(tr)

@@ -113,6 +113,10 @@ class Settings(BaseSettings):
         description="secret for `sitewatch webhooks add` (instead of the command line; "
         "or `--secret-file`)",
     )
+    api_listen: str = Field(
+        "127.0.0.1:8080",
+        description="host:port of `sitewatch api` (REST API, status page, /metrics)",
+    )
     log_format: str = Field(
         "auto",
         pattern="^(auto|json|console)$",
@@ -156,6 +160,15 @@ class Settings(BaseSettings):
             _split_listen(value)
         return value
 
+    @field_validator("api_listen")
+    @classmethod
+    def _check_api_listen(cls, value: str) -> str:
+        try:
+            _split_listen(value.strip())
+        except ValueError:
+            raise ValueError("expected host:port, e.g. 127.0.0.1:8080") from None
+        return value.strip()
+
     @field_validator("verifiers")
     @classmethod
     def _check_verifiers(cls, value: str) -> str:
@@ -198,6 +211,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.state_dir / 'sitewatch.db').resolve()}"
+
+    @property
+    def api_address(self) -> tuple[str, int]:
+        return _split_listen(self.api_listen)
 
     @property
     def metrics_address(self) -> tuple[str, int] | None:

@@ -2,7 +2,9 @@
 
 Run from the repository root: `.venv/bin/python bench/p5_latency.py [--duration 60]`.
 
-Starts the bundled Tansu broker, a scratch database on 127.0.0.1:3306 (migrated), and
+Starts a broker (`--broker`: the bundled Tansu broker, Apache Kafka from
+scripts/apache_kafka.py, or both one after the other), a scratch database on
+127.0.0.1:3306 (migrated), and
 `sitewatch worker` and `sitewatch sink` as processes, exactly as deployed. Then, while a
 background load of `--rate` healthy results/s (3,333/s: 1M sites checked every 5 minutes)
 runs for `--duration` seconds, it publishes one failing result for a fresh site every
@@ -24,10 +26,13 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pymysql
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts.apache_kafka import KafkaNode
 from sitewatch.devbroker import Broker
 from sitewatch.migrations.command import upgrade
 from sitewatch.streams import records, timefmt
@@ -183,7 +188,13 @@ async def bench(args: argparse.Namespace) -> None:
     db = f"sw_p5_{uuid.uuid4().hex[:8]}"
     admin(f"CREATE DATABASE {db} CHARACTER SET utf8mb4")
     procs: list[subprocess.Popen[bytes]] = []
-    with Broker(log_path=work / "tansu.log") as broker:
+    broker_cm: Any = (
+        KafkaNode(data_dir=work / "kafka")
+        if args.broker == "kafka"
+        else Broker(log_path=work / "tansu.log")
+    )
+    print(f"== broker: {args.broker}", flush=True)
+    with broker_cm as broker:
         try:
             url = f"mysql+asyncmy://root@127.0.0.1:3306/{db}"
             await upgrade(url)
@@ -326,13 +337,17 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=0.25, help="one sample every N s")
     parser.add_argument("--warmup", type=float, default=5.0, help="load before sampling, s")
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--broker", choices=["tansu", "kafka", "both"], default="both")
     parser.add_argument(
         "--fetch-wait-ms",
         type=int,
         default=None,
         help="experiment: force fetch_max_wait_ms of the worker's and sink's consumers",
     )
-    asyncio.run(bench(parser.parse_args()))
+    args = parser.parse_args()
+    for kind in ["tansu", "kafka"] if args.broker == "both" else [args.broker]:
+        args.broker = kind
+        asyncio.run(bench(args))
 
 
 if __name__ == "__main__":

@@ -54,6 +54,8 @@ sites = sa.Table(
     sa.Column("active_event_id", EVENT_ID, nullable=True),
     sa.Column("site_status", sa.SmallInteger, nullable=False, server_default="1"),
     sa.Column("last_status_change", DT3, nullable=True),
+    # set by the database when the row appears (migration 0004); never written here
+    sa.Column("created_at", DT3, nullable=True, server_default=sa.text("CURRENT_TIMESTAMP(3)")),
 )
 
 SETTINGS_COLUMNS = (
@@ -153,5 +155,16 @@ offsets = sa.Table(
 sa.Index("ix_jetmon_events_site_started", events.c.site_id, events.c.started_at)
 sa.Index("ix_jetmon_events_site_open", events.c.site_id, events.c.ended_at)
 sa.UniqueConstraint(events.c.open_key, name="uq_jetmon_events_open_key")
+# the API's reads (migration 0004)
+sa.Index("ix_jetmon_events_open_started", events.c.ended_at, events.c.started_at)
+sa.Index("ix_jetmon_events_started", events.c.started_at)
+sa.Index(
+    "ix_jetmon_events_site_uptime",
+    events.c.site_id,
+    events.c.ended_at,
+    events.c.started_at,
+    events.c.check_type,
+    events.c.severity,
+)
 
 ALL_TABLES = (sites, events, transitions, offsets)

@@ -26,6 +26,7 @@ These rely on internals of faust-streaming 0.15 (pinned `>=0.15.3,<0.16`);
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, NamedTuple, cast
 from weakref import WeakSet
@@ -49,9 +50,11 @@ class InFlight:
 
 
 class Fetched(NamedTuple):
-    """A fetched batch of the agent's topics: Faust's consumer messages, in fetch order."""
+    """A fetched batch of the agent's topics: aiokafka's records in fetch order (each has
+    `topic`, `partition`, `offset`, `key` and `value`), and their offsets by partition."""
 
     messages: list[Any]
+    offsets: dict[TP, list[int]]
     token: InFlight
 
 
@@ -70,12 +73,18 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     batch_topics: frozenset[str] = frozenset()
     #: topics never compacted: an offset hole there is refetched, never committed past
     gapless_topics: frozenset[str] = frozenset()
+    #: how long a fetch may wait for records (aiokafka's fetch_max_wait_ms)
+    fetch_max_wait_ms: int = 100
+
+    def _new_consumer_thread(self) -> BatchConsumerThread:
+        return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - a loop
         # Faust's own loop (faust/transport/consumer.py `_drain_messages`), per batch:
         # the same offset bookkeeping, without a task race for every message.
-        getmany = self.getmany
+        fetch = self._fetch
         callback = self.callback
+        to_message = self._to_message
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = self._read_offset
@@ -85,32 +94,37 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 batch: list[Any] = []
-                refetch: set[Any] = set()
-                async for tp, message in getmany(timeout=1.0):
-                    if tp in refetch:
-                        continue  # read again from the hole below
-                    offset = message.offset
-                    r_offset = read_offset[tp]
-                    if r_offset is None or offset >= r_offset:
+                offsets: dict[TP, list[int]] = {}
+                for tp, recs in await fetch(1.0):
+                    topic = tp.topic
+                    batched = topic in batch_topics
+                    taken: list[int] = []
+                    for rec in recs:
+                        offset = rec.offset
+                        r_offset = read_offset[tp]
+                        if r_offset is not None and offset < r_offset:
+                            continue  # read before (Faust drops these too)
                         gap = offset - (r_offset or 0)
-                        if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                            if message.topic in gapless_topics:
+                        if gap > 1 and r_offset and acks_enabled_for(topic):
+                            if topic in gapless_topics:
                                 # Faust would mark the hole committable; in a topic that is
                                 # never compacted a hole means records skipped, not gone:
                                 # read them again rather than commit past them
                                 self.log.warning(
                                     "offset hole in %s[%s]: %s..%s; reading it again",
-                                    tp.topic, tp.partition, r_offset + 1, offset - 1,
+                                    topic, tp.partition, r_offset + 1, offset - 1,
                                 )  # fmt: skip
                                 await self.seek(tp, r_offset + 1)
-                                refetch.add(tp)
-                                continue
+                                break
                             await self._add_gap(tp, r_offset + 1, offset)
                         read_offset[tp] = offset
-                        if message.topic in batch_topics:
-                            batch.append(message)
+                        if batched:
+                            batch.append(rec)
+                            taken.append(offset)
                         else:
-                            await callback(message)
+                            await callback(to_message(tp, rec))
+                    if taken:
+                        offsets[tp] = taken
                 await self.sleep(0)
                 if not batch or self.should_stop:
                     continue
@@ -122,7 +136,7 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                 token = InFlight()
                 cast("WeakSet[Any]", self._unacked_messages).add(token)
                 assert self.on_batch is not None, "BatchConsumer needs on_batch"
-                await self.on_batch(Fetched(batch, token))
+                await self.on_batch(Fetched(batch, offsets, token))
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
@@ -132,17 +146,32 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                 return
             raise
 
+    async def _fetch(self, wait_s: float) -> list[tuple[TP, list[Any]]]:
+        """One fetch as Faust's `getmany` takes it (flow control, active partitions, the
+        end offsets its monitor tracks), by partition, with aiokafka's records as they
+        are: not wrapped and yielded one at a time. A batch is then taken whole, with no
+        await between two of its records, so no rebalance can fall in between."""
+        records, active = await self._wait_next_records(wait_s)
+        if records is None or self.should_stop:
+            return []
+        if not self.flow_active:
+            await self.perform_seek()  # as getmany does: resume from the committed offsets
+            return []
+        buffered = self._buffered_partitions
+        monitor = self.app.monitor
+        out = []
+        for tp, recs in records.items():
+            if active is None or tp in active or tp in buffered:
+                monitor.track_tp_end_offset(tp, self.highwater(tp))
+                out.append((tp, recs))
+        return out
+
     def ack_all(self, fetched: Fetched) -> None:
         """Acknowledge a processed batch: Faust commits unbroken runs of acked offsets.
 
         What `Consumer.ack` does for one message, done for the batch by partition.
         """
-        by_tp: dict[TP, list[int]] = {}
-        for message in fetched.messages:
-            offsets = by_tp.get(message.tp)
-            if offsets is None:
-                offsets = by_tp[message.tp] = []
-            offsets.append(message.offset)
+        by_tp = fetched.offsets
         acks_enabled_for = self.app.topics.acks_enabled_for
         with ack_lock:
             token = fetched.token
@@ -162,6 +191,17 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             notify(self._waiting_for_ack)  # a rebalance may wait for this batch
 
 
+class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+    """Faust's consumer thread, with the fetch wait the worker chooses (Faust hard-codes
+    1,500 ms: on Tansu an idle fetch answers only after it, a hop of latency)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        owner = cast(BatchConsumer, self.consumer)
+        consumer._fetch_max_wait_ms = owner.fetch_max_wait_ms  # read at start()
+        return consumer
+
+
 class BatchTransport(faust_aiokafka.Transport):  # type: ignore[misc]
     """The aiokafka transport with `BatchConsumer`: `app.transport = BatchTransport(...)`."""
 
@@ -171,16 +211,20 @@ class BatchTransport(faust_aiokafka.Transport):  # type: ignore[misc]
 class TableRows:
     """One Faust table as raw rows by partition, written a batch at a time.
 
-    `get` sees the batch's own pending writes first. `take()` hands the pending rows to
-    the caller, who sends them to `changelog` with the batch's outputs; once the broker
+    `get` sees the current batch's writes first, then those of batches sent but not yet
+    confirmed (newest first), then the store. `take()` hands the batch's rows to the
+    caller, who sends them to `changelog` with the batch's outputs; once the broker
     confirmed them, `applied()` writes them to the partition's store in one write batch
-    and records the changelog offset that Faust's recovery resumes from.
+    and records the changelog offset that Faust's recovery resumes from. Batches are
+    applied in the order they were taken.
     """
 
     def __init__(self, table: Any) -> None:
         self.table = table
         #: key -> (partition, value or None for a delete); a site key has one partition
         self.pending: dict[bytes, tuple[int, bytes | None]] = {}
+        #: the rows of batches taken and not yet applied, oldest first
+        self.in_flight: deque[dict[bytes, tuple[int, bytes | None]]] = deque()
 
     @property
     def changelog(self) -> str:
@@ -192,6 +236,11 @@ class TableRows:
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         hit = self.pending.get(key)
+        if hit is None and self.in_flight:
+            for rows in reversed(self.in_flight):
+                hit = rows.get(key)
+                if hit is not None:
+                    break
         if hit is not None:
             return hit[1]
         value: bytes | None = self._db(partition).get(key)
@@ -201,25 +250,30 @@ class TableRows:
         self.pending[key] = (partition, value)
 
     def take(self) -> dict[int, list[tuple[bytes, bytes | None]]]:
-        """The pending rows by partition, in the order they were first written."""
+        """The batch's rows by partition, in the order they were first written; they stay
+        visible to `get` until `applied()`."""
         rows: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for key, (partition, value) in self.pending.items():
             rows.setdefault(partition, []).append((key, value))
+        self.in_flight.append(self.pending)
         self.pending = {}
         return rows
 
     def applied(
-        self, partition: int, rows: Sequence[tuple[bytes, bytes | None]], last_offset: int
+        self, written: Sequence[tuple[int, Sequence[tuple[bytes, bytes | None]], int]]
     ) -> None:
-        """Rows the changelog confirmed up to `last_offset`: into the local store."""
-        batch = rocksdict.WriteBatch(raw_mode=True)
-        for key, value in rows:
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-        self._db(partition).write(batch)
-        self.table.data.set_persisted_offset(TP(self.changelog, partition), last_offset)
+        """The oldest batch taken, confirmed by the changelog: (partition, rows, last
+        offset) for each of its partitions, into the local store."""
+        for partition, rows, last_offset in written:
+            batch = rocksdict.WriteBatch(raw_mode=True)
+            for key, value in rows:
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+            self._db(partition).write(batch)
+            self.table.data.set_persisted_offset(TP(self.changelog, partition), last_offset)
+        self.in_flight.popleft()
 
     def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         """Every stored row of one partition (not the pending ones)."""

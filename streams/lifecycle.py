@@ -35,7 +35,7 @@ from .state import (
     Verification,
     tuple_key,
 )
-from .state import _keys as _KEYS
+from .state import PLAIN_KEYS as _PLAIN_KEYS
 
 #: event and transition ids are UUIDv5 in this namespace, so replays give equal ids
 ID_NAMESPACE: Final = uuid.UUID("6f1c2c6e-3b0e-5a7e-9a43-5e1e7a7c0de5")
@@ -153,66 +153,60 @@ def apply(
                     [records.verify_request_decoder.decode(r) for r in emitted.verify_requests],
                 )
         return state, NO_EFFECTS
-    if (
-        not state.open
-        and type(inp) is _CheckResult
-        and inp.ok
-        and inp.role is _PRIMARY
-        and inp.check_type is not _TLS
-    ):
-        # The common case, a healthy site's check: only rule 8's bookkeeping moves.
-        # Kept inline and free of enum/property lookups: it runs for nearly every input.
+    key: str | None = None
+    if type(inp) is _CheckResult and inp.role is _PRIMARY:
         site = settings.site
-        if site is not None and site.active:
+        if site is not None and site.active:  # a paused or deleted site marks nothing
+            # Rule 8, for every primary result (its only implementation): the newest
+            # input time applied per tuple, and the result ids seen at that time.
+            key = _PLAIN_KEYS[inp.check_type].get(inp.endpoint_id)  # interned
+            if key is None:
+                key = tuple_key(inp.endpoint_id, inp.check_type)
+            marks = state.marks
+            mark = marks.get(key)
             stamp = inp.observed_at
-            key = _KEYS.get((inp.endpoint_id, inp.check_type, ""))
-            mark = state.marks.get(key) if key is not None else None
-            # canonical stamps (24 characters) order as strings: no parsing needed
-            if mark is not None and len(stamp) == 24 == len(mark.stamp) and stamp > mark.stamp:
-                mark.stamp = stamp
-                mark.ids = [inp.result_id]
+            if mark is None:
+                if len(marks) >= MAX_MARKS:
+                    _evict_mark(state)
+                marks[key] = TupleMark(stamp=stamp, ids=[inp.result_id])
             else:
-                _mark(state, inp)
-        state.position = position
-        return state, NO_EFFECTS
+                last = mark.stamp
+                # canonical stamps order as strings: the common case; a wire stamp of 24
+                # characters is canonical (`...mmmZ`, the only length-24 form admitted)
+                if len(stamp) == 24 == len(last):
+                    order = 1 if stamp > last else (0 if stamp == last else -1)
+                else:
+                    order = _compare(stamp, last)
+                if order > 0:
+                    mark.stamp = stamp
+                    mark.ids = [inp.result_id]
+                elif order < 0 or inp.result_id in mark.ids:
+                    # older than the last input applied for the tuple, or a duplicate:
+                    # changes nothing (every timer due by its time has fired already)
+                    state.position = position
+                    return state, NO_EFFECTS
+                else:
+                    if len(mark.ids) >= MAX_MARK_IDS:
+                        del mark.ids[0]  # bounded: only a duplicate of a long-gone id slips
+                    mark.ids.append(inp.result_id)
+            if not state.open and inp.ok and inp.check_type is not _TLS:
+                # the common case, a healthy site's check: nothing else moves
+                state.position = position
+                return state, NO_EFFECTS
     if now is None:
         now = input_time(inp)
     step = _Step(state, settings, now)
     if state.open:
         step.fire_timers(now)
     if isinstance(inp, records.CheckResult):
-        step.result(inp, now)
+        step.result(inp, now, key)
     elif isinstance(inp, records.Command):
         step.command(inp, now)
     state.position = position
     effects = step.effects
-    if effects:
+    if effects.transitions or effects.verify_requests:
         _remember(state, position, now, effects)
     return state, effects
-
-
-def _mark(state: SiteState, res: records.CheckResult) -> str | None:
-    """Rule 8 bookkeeping; returns the tuple key, or None to ignore the input."""
-    key = _KEYS.get((res.endpoint_id, res.check_type, ""))
-    if key is None:
-        key = tuple_key(res.endpoint_id, res.check_type)
-    mark = state.marks.get(key)
-    if mark is None:
-        if len(state.marks) >= MAX_MARKS:
-            _evict_mark(state)
-        state.marks[key] = TupleMark(stamp=res.observed_at, ids=[res.result_id])
-        return key
-    order = _compare(res.observed_at, mark.stamp)
-    if order > 0:
-        mark.stamp = res.observed_at
-        mark.ids = [res.result_id]
-    elif order < 0 or res.result_id in mark.ids:
-        return None  # rule 8: older than the last applied input, or a duplicate
-    else:
-        if len(mark.ids) >= MAX_MARK_IDS:
-            del mark.ids[0]  # bounded: only a duplicate of a long-gone id slips through
-        mark.ids.append(res.result_id)
-    return key
 
 
 def _evict_mark(state: SiteState) -> None:
@@ -279,16 +273,15 @@ class _Step:
 
     # -- inputs --------------------------------------------------------------------
 
-    def result(self, res: records.CheckResult, now: int) -> None:
+    def result(self, res: records.CheckResult, now: int, key: str | None) -> None:
+        """`key`: the tuple of a primary result, marked by `apply` (rule 8)."""
         site = self.site
         if site is None or not site.active:
             return  # paused or deleted sites: results change nothing
         if res.role is Role.VERIFIER:
             self.verifier_answer(res, now)
             return
-        key = _mark(self.state, res)
-        if key is None:
-            return
+        assert key is not None
         ev = self.state.open.get(key)
         if ev is not None:
             ev.last_input_at = now

@@ -22,7 +22,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple, Protocol
+from itertools import islice
+from typing import Final, Generic, NamedTuple, Protocol, TypeVar
 
 import msgspec
 import structlog
@@ -34,6 +35,8 @@ from .state import OUTBOX_HORIZON_MS, Config, Parked, SiteConfig, SiteState, dum
 
 log = structlog.get_logger(__name__)
 
+V = TypeVar("V")
+
 #: settings value of a deleted site (a tombstone on `sites`) while its state lasts
 DELETED: Final = b""
 #: results parked per site while its settings are unknown; older ones are dropped
@@ -44,8 +47,10 @@ PARKED_TTL_MS: Final = 3_600_000
 #: a site state encoded larger than this is trimmed (parked, then outbox) before it is
 #: stored: the changelog's messages must stay under the broker's 1 MiB limit
 MAX_STATE_BYTES: Final = 768 * 1024
-#: decoded settings kept; past this the cache starts over (cheap, and bounded)
+#: decoded settings kept; past this the oldest half goes (cheap, and bounded)
 MAX_CACHED_SETTINGS: Final = 65_536
+#: decoded states kept between batches; past this the oldest half goes
+MAX_CACHED_STATES: Final = 65_536
 #: `deleted_at` of a site deleted before its partition's stream time was known
 _TIME_UNKNOWN: Final = -1
 
@@ -106,13 +111,51 @@ class Stats:
     purged: int = 0
 
 
+class Recent(Generic[V]):
+    """Decoded values of the sites seen lately, by key, with their partition.
+
+    The processor is the only writer of its stores, so what it decoded or wrote stays
+    true until it writes again: reading back and decoding every input's state and
+    settings is what this saves. Bounded (the oldest half goes past `limit`), and a
+    partition's entries are dropped when it is revoked (another worker may write it).
+    """
+
+    __slots__ = ("entries", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.entries: dict[bytes, tuple[int, V]] = {}
+
+    def get(self, key: bytes) -> tuple[int, V] | None:
+        return self.entries.get(key)
+
+    def put(self, key: bytes, partition: int, value: V) -> None:
+        entries = self.entries
+        entries.pop(key, None)  # newest last: the oldest are first to go
+        entries[key] = (partition, value)
+        if len(entries) > self.limit:
+            for old in list(islice(entries, len(entries) - self.limit // 2)):
+                del entries[old]
+
+    def pop(self, key: bytes) -> None:
+        self.entries.pop(key, None)
+
+    def forget(self, partitions: set[int]) -> None:
+        self.entries = {k: v for k, v in self.entries.items() if v[0] not in partitions}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
 class _Batch:
     """Per-batch cache: each site's state is read and written once per batch."""
 
-    __slots__ = ("dirty", "out", "purged", "states")
+    __slots__ = ("dirty", "out", "parts", "purged", "states")
 
     def __init__(self) -> None:
         self.states: dict[bytes, SiteState | None] = {}
+        #: partition of each key in `states`
+        self.parts: dict[bytes, int] = {}
         self.dirty: dict[bytes, ConsumedRecord] = {}
         self.purged: dict[bytes, ConsumedRecord] = {}
         self.out = Output()
@@ -192,7 +235,9 @@ class Processor:
         #: partition -> newest input time seen on it (anchors the worker's ticks)
         self.stream_time: dict[int, int] = {}
         self.stats = Stats()
-        self._decoded: dict[bytes, tuple[bytes, SiteConfig | None]] = {}
+        #: raw settings (what the store holds) and their decoded form, by site key
+        self._decoded: Recent[tuple[bytes, SiteConfig | None]] = Recent(MAX_CACHED_SETTINGS)
+        self._states: Recent[SiteState] = Recent(MAX_CACHED_STATES)
 
     @property
     def deadlines(self) -> dict[bytes, tuple[int, int]]:
@@ -227,7 +272,8 @@ class Processor:
                 continue
             self.stats.inputs += 1
             newest[msg.partition] = inp
-            raw = self.settings.get(key, msg)
+            known = self._decoded.get(key)
+            raw = known[1][0] if known is not None else self.settings.get(key, msg)
             if raw is None or self._has_parked(key, msg, b):
                 self._park(key, inp, msg, b)
             else:
@@ -243,6 +289,13 @@ class Processor:
             state = b.states[key]
             assert state is not None
             self.states.put(key, self._dump(key, state), msg)
+        # what the batch ends with is what the store holds now (failed applies undone)
+        cache = self._states
+        for key, state in b.states.items():
+            if state is None:
+                cache.pop(key)
+            else:
+                cache.put(key, b.parts[key], state)
         return b.out
 
     def rebuild_deadlines(self, items: Iterable[tuple[bytes, int, bytes]]) -> None:
@@ -254,14 +307,17 @@ class Processor:
 
     def forget_partitions(self, partitions: set[int]) -> None:
         self.timers.forget(partitions)
+        self._states.forget(partitions)
+        self._decoded.forget(partitions)
 
-    def site_config(self, key: bytes, raw: bytes) -> SiteConfig | None:
+    def site_config(self, key: bytes, raw: bytes, partition: int) -> SiteConfig | None:
         """Decoded settings, cached per distinct record; None for a deleted site."""
-        if raw == DELETED:
-            return None
         cached = self._decoded.get(key)
-        if cached is not None and cached[0] == raw:
-            return cached[1]
+        if cached is not None and cached[1][0] == raw:
+            return cached[1][1]
+        if raw == DELETED:
+            self._decoded.put(key, partition, (raw, None))
+            return None
         site: SiteConfig | None
         try:
             site = SiteConfig.from_record(records.site_decoder.decode(raw))
@@ -270,9 +326,7 @@ class Processor:
             # `sites` record of the site; it counts as deleted, loudly, not as a crash
             log.error("stored site settings do not decode", key=key, error=_describe(exc))
             site = None
-        if len(self._decoded) >= MAX_CACHED_SETTINGS:
-            self._decoded.clear()
-        self._decoded[key] = (raw, site)
+        self._decoded.put(key, partition, (raw, site))
         return site
 
     # -- steps -----------------------------------------------------------------------
@@ -297,6 +351,7 @@ class Processor:
             blank = {name: "" for name in rec.custom_headers}
             value = records.encode(msgspec.structs.replace(rec, custom_headers=blank))
         self.settings.put(key, value, msg)
+        self._decoded.pop(key)  # decoded again on its next use
         state = self._load(key, msg, b)
         if state is None:
             return
@@ -329,6 +384,7 @@ class Processor:
             self.stats.dropped_parked += len(state.parked)
             state.parked = []
         self.settings.put(key, DELETED, msg)
+        self._decoded.put(key, msg.partition, (DELETED, None))
         if state.deleted_at is None:
             state.deleted_at = self.stream_time.get(msg.partition, _TIME_UNKNOWN)
         b.dirty[key] = msg
@@ -341,7 +397,8 @@ class Processor:
         b.dirty.pop(key, None)
         b.purged[key] = msg
         self.timers.schedule(key, msg.partition, None)
-        self._decoded.pop(key, None)
+        self._decoded.pop(key)
+        self._states.pop(key)
         self.stats.purged += 1
 
     def _tick(self, tick: records.Tick, msg: ConsumedRecord, b: _Batch, now_ms: int) -> None:
@@ -413,11 +470,17 @@ class Processor:
             return None
 
     def _load(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> SiteState | None:
-        if key in b.states:
-            return b.states[key]
-        raw = self.states.get(key, msg)
-        state = self._decode_state(key, raw) if raw else None
-        b.states[key] = state
+        states = b.states
+        if key in states:
+            return states[key]
+        hit = self._states.get(key)
+        if hit is not None:
+            state: SiteState | None = hit[1]
+        else:
+            raw = self.states.get(key, msg)
+            state = self._decode_state(key, raw) if raw else None
+        states[key] = state
+        b.parts[key] = msg.partition
         return state
 
     def _has_parked(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> bool:
@@ -454,7 +517,8 @@ class Processor:
         now_ms: int,
     ) -> None:
         state = self._load(key, msg, b)
-        settings = lifecycle.SiteSettings(site_id, self.site_config(key, raw_settings), self.config)
+        site = self.site_config(key, raw_settings, msg.partition)
+        settings = lifecycle.SiteSettings(site_id, site, self.config)
         before = state.position if state is not None else -1
         # the core updates the state in place: keep a copy unless this is its trivial
         # path (a healthy primary result with nothing open), to undo a failed apply
@@ -477,12 +541,14 @@ class Processor:
             return
         b.states[key] = state
         out = b.out
+        # the fields, not `bool(effects)`: a Python-level call for every input otherwise
+        produced = effects.transitions or effects.verify_requests
         if state.position != before:
             b.dirty[key] = msg
-        elif effects:
+        elif produced:
             self.stats.redelivered += 1
         out.applied += 1
-        if effects:
+        if produced:
             for tr in effects.transitions:
                 out.transitions.append(Keyed(key, records.encode(tr)))
             for req in effects.verify_requests:

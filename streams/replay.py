@@ -27,13 +27,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import enum
-import gc
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
@@ -42,6 +40,7 @@ import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from sitewatch import gcpolicy
 from sitewatch.settings import Settings
 
 from . import records, timefmt, topics
@@ -599,22 +598,6 @@ class TopicReader:
         return offset
 
 
-@contextlib.contextmanager
-def rare_gc() -> Iterator[None]:
-    """The core allocates a few small objects per record and keeps few of them: with the
-    default thresholds the cyclic GC rescans the growing state over and over (about 40%
-    of the time, measured). Replay is a batch command, so it collects rarely instead."""
-    thresholds = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(200_000, 50, 100)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
-
-
 @dataclass
 class ReplayRun:
     transitions: list[records.Transition]
@@ -640,7 +623,7 @@ async def run_replay(
     replay = Replay(config, names, window, what_if)
     meter = Progress(progress)
     began = time.monotonic()
-    with rare_gc():
+    with gcpolicy.rare():
         async with TopicReader(conf.bootstrap_servers) as reader:
             parts = await reader.partitions(names.check_results)
             if not parts:

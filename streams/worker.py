@@ -22,6 +22,7 @@ import signal
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import faust
 import structlog
 from aiokafka import AIOKafkaProducer
 
-from sitewatch import logs, metrics
+from sitewatch import gcpolicy, logs, metrics
 from sitewatch.settings import Settings
 
 from . import records, timefmt
@@ -47,6 +48,8 @@ log = structlog.get_logger(__name__)
 BATCH_MAX = 4000
 #: the agent's queue of fetched batches: fetching goes on while one is processed
 QUEUED_BATCHES = 2
+#: batches sent and not yet confirmed by the broker
+IN_FLIGHT = 4
 
 _RAW: dict[str, Any] = {
     "key_type": bytes,
@@ -75,12 +78,12 @@ class RowStore:
 
 async def _send_rows(
     producer: AIOKafkaProducer,
-    rows: TableRows,
+    topic: str,
     partition: int,
     items: list[tuple[bytes, bytes | None]],
-) -> list[tuple[TableRows, int, list[tuple[bytes, bytes | None]], Any]]:
-    """Send table rows to their changelog partition as producer batches; each entry
-    holds the rows of one batch and the future of its base offset."""
+) -> list[tuple[int, list[tuple[bytes, bytes | None]], Any]]:
+    """Send table rows to their changelog partition as producer batches: for each batch,
+    (partition, its rows, the future of its base offset)."""
     sent = []
     start = 0
     while start < len(items):
@@ -92,11 +95,25 @@ async def _send_rows(
                 break  # full: the rest goes in the next one
             end += 1
         if end == start:
-            raise ValueError(f"a {rows.changelog} row does not fit in a producer batch")
-        fut = await producer.send_batch(batch, rows.changelog, partition=partition)
-        sent.append((rows, partition, items[start:end], fut))
+            raise ValueError(f"a {topic} row does not fit in a producer batch")
+        fut = await producer.send_batch(batch, topic, partition=partition)
+        sent.append((partition, items[start:end], fut))
         start = end
     return sent
+
+
+@dataclass
+class _Flight:
+    """A batch processed and sent, waiting for the broker's confirmations."""
+
+    fetched: Fetched
+    started: float
+    #: per table: (partition, rows, future of the producer batch's base offset)
+    changelog: list[tuple[TableRows, list[tuple[int, list[tuple[bytes, bytes | None]], Any]]]] = (
+        field(default_factory=list)
+    )
+    outputs: list[Any] = field(default_factory=list)
+    letters: list[tuple[records.DeadLetter, Any]] = field(default_factory=list)
 
 
 class Worker:
@@ -180,25 +197,51 @@ class Worker:
     # -- the agent -------------------------------------------------------------------
 
     async def _agent(self, stream: Any) -> None:
-        """The agent of the input topics; its records arrive through `self.queue`."""
+        """The agent of the input topics; its records arrive through `self.queue`.
+
+        Two stages: this one processes a batch and sends what it caused; `_completer`
+        waits for the broker's confirmations, batch by batch in order, then writes the
+        local store and acknowledges. The next batch is processed while the previous
+        ones are on the wire (at most `IN_FLIGHT`).
+        """
         del stream  # fed by BatchConsumer a batch at a time, not event by event
+        gcpolicy.settle()  # Faust and the app are built: keep them out of the collector
         self.producer = producer = self._new_producer()
         await producer.start()
+        flights: asyncio.Queue[_Flight] = asyncio.Queue(IN_FLIGHT)
+        completer = asyncio.create_task(self._completer(flights))
         try:
             while True:
-                batch = await self.queue.get()
+                fetched = await self.queue.get()
                 try:
-                    await self.handle_batch(batch)
+                    flight = await self.send_batch(fetched)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    # a failing agent must stop the worker (and so be restarted), not idle
-                    log.exception("agent failed; stopping the worker")
-                    await self.app.crash(exc)
+                    await self._fail(exc)
                     raise
+                await flights.put(flight)
         finally:
+            completer.cancel()
+            await asyncio.gather(completer, return_exceptions=True)
             self.producer = None
             await producer.stop()
+
+    async def _completer(self, flights: asyncio.Queue[_Flight]) -> None:
+        while True:
+            flight = await flights.get()
+            try:
+                await self.complete_batch(flight)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._fail(exc)
+                raise
+
+    async def _fail(self, exc: BaseException) -> None:
+        # a failing agent must stop the worker (and so be restarted), not idle
+        log.exception("agent failed; stopping the worker", exc_info=exc)
+        await self.app.crash(exc)
 
     # -- steps -----------------------------------------------------------------------
 
@@ -227,45 +270,57 @@ class Worker:
             pending=len(self.processor.deadlines),
         )
 
-    async def handle_batch(self, fetched: Fetched) -> None:
-        """Process one fetched batch; acknowledge it once all it caused is durable."""
+    async def send_batch(self, fetched: Fetched) -> _Flight:
+        """Process one fetched batch and send all it caused: changelog rows, transitions,
+        verify requests, dead letters. Nothing is awaited but the sends' queueing."""
         started = time.perf_counter()
-        batch = fetched.messages
         self.assign()
-        out = self.processor.process(batch, time.time_ns() // 1_000_000)
+        out = self.processor.process(fetched.messages, time.time_ns() // 1_000_000)
         producer = self.producer
         assert producer is not None
+        flight = _Flight(fetched, started)
         # changelog rows: one producer batch per partition (their partition is known)
-        changelog: list[tuple[TableRows, int, list[tuple[bytes, bytes | None]], Any]] = []
         for rows in (self.state_rows, self.settings_rows):
+            sent: list[tuple[int, list[tuple[bytes, bytes | None]], Any]] = []
             for part, items in rows.take().items():
-                changelog += await _send_rows(producer, rows, part, items)
-        pending = [fut for *_, fut in changelog]
+                sent += await _send_rows(producer, rows.changelog, part, items)
+            flight.changelog.append((rows, sent))
         send = producer.send
         for key, value in out.transitions:
-            pending.append(await send(self.names.site_events, value, key=key))
+            flight.outputs.append(await send(self.names.site_events, value, key=key))
         for key, value in out.verify_requests:
-            pending.append(await send(self.names.verify_requests, value, key=key))
-        letters = [await self._send_letter(key, letter) for key, letter in out.dead_letters]
-        if pending:
-            await asyncio.gather(*pending)
-        # a dead letter that fails is logged and skipped: it must not stop the worker
-        sent = [(letter, fut) for letter, fut in letters if fut is not None]
-        outcomes = await asyncio.gather(*(fut for _, fut in sent), return_exceptions=True)
-        for (letter, _), outcome in zip(sent, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                log_unsent(letter, outcome)
-        # durable in Kafka: now the local store, then the acknowledgement
-        for rows, part, items, fut in changelog:
-            rows.applied(part, items, fut.result().offset + len(items) - 1)
-        self.consumer.ack_all(fetched)
+            flight.outputs.append(await send(self.names.verify_requests, value, key=key))
+        flight.letters = [await self._send_letter(key, letter) for key, letter in out.dead_letters]
         mono = time.monotonic()
         anchors = self.anchors
         for part, stream_ms in self.processor.stream_time.items():
             if part not in anchors or anchors[part][0] != stream_ms:
                 anchors[part] = (stream_ms, mono)
+        return flight
+
+    async def complete_batch(self, flight: _Flight) -> None:
+        """Once the broker confirmed all a batch sent: the local store, then the
+        acknowledgement (so Faust commits nothing whose effects are not durable)."""
+        futures = [fut for _, sent in flight.changelog for *_, fut in sent]
+        futures += flight.outputs
+        if futures:
+            await asyncio.gather(*futures)
+        # a dead letter that fails is logged and skipped: it must not stop the worker
+        letters = [(letter, fut) for letter, fut in flight.letters if fut is not None]
+        outcomes = await asyncio.gather(*(fut for _, fut in letters), return_exceptions=True)
+        for (letter, _), outcome in zip(letters, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log_unsent(letter, outcome)
+        for rows, sent in flight.changelog:
+            rows.applied(
+                [(part, items, fut.result().offset + len(items) - 1) for part, items, fut in sent]
+            )
+        self.consumer.ack_all(flight.fetched)
         metrics.observe_batch(
-            metrics.WORKER_BATCH_RECORDS, metrics.WORKER_BATCH_SECONDS, len(batch), started
+            metrics.WORKER_BATCH_RECORDS,
+            metrics.WORKER_BATCH_SECONDS,
+            len(flight.fetched.messages),
+            flight.started,
         )
 
     async def _send_letter(

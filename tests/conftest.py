@@ -9,9 +9,11 @@ service (Java, Maven, MariaDB) fails the tests that need it, never a skip.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,3 +106,40 @@ def worker_env(broker: KafkaNode, unique_prefix: str, tmp_path: Path) -> dict[st
         "SITEWATCH_VERIFIERS": "eu,us",
         "SITEWATCH_TICK_INTERVAL_S": "0.5",
     }
+
+
+# -- suite time by tier (printed at the end of every run; the README quotes it) ------------
+
+_TIER_SECONDS: dict[str, float] = {}
+_TIER_TESTS: dict[str, set[str]] = {}
+
+
+def _tier(item: pytest.Item) -> str:
+    path = item.path.as_posix()
+    if "/tests/contract/" in path:
+        return "contract: the built wheel, black-box, bundled broker + MariaDB"
+    if item.get_closest_marker("smoke") or "/tests/e2e/test_dev" in path:
+        return "smoke: the bundled Tansu broker (sitewatch dev)"
+    if "/tests/e2e/" in path:
+        return "end to end: every process, Apache Kafka + MariaDB"
+    if item.get_closest_marker("integration"):
+        return "integration: Apache Kafka and/or MariaDB"
+    return "unit: in process, no broker"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    started = time.monotonic()
+    yield
+    tier = _tier(item)
+    _TIER_SECONDS[tier] = _TIER_SECONDS.get(tier, 0.0) + time.monotonic() - started
+    _TIER_TESTS.setdefault(tier, set()).add(item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _TIER_SECONDS:
+        return
+    terminalreporter.section("suite time by tier")
+    for tier, seconds in sorted(_TIER_SECONDS.items(), key=lambda kv: -kv[1]):
+        count = len(_TIER_TESTS[tier])
+        terminalreporter.write_line(f"{seconds / 60:6.1f} min  {count:4} tests  {tier}")

@@ -53,7 +53,7 @@ def test_dev_with_duration_shows_transitions_and_leaves_nothing(tmp_path: Path) 
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     pids = children_of(out)
-    assert len(pids) == 7, out  # broker, sink, worker, probe, two verifiers, notifier
+    assert len(pids) == 8, out  # broker, sink, worker, probe, two verifiers, notifier, api
     assert alive_groups(pids) == [], out
     # the demo fleet's down site is opened and confirmed, the TLS site is degraded
     assert re.search(r"^transition .* legacy +http +opened", out, re.M), out
@@ -64,7 +64,7 @@ def test_dev_with_duration_shows_transitions_and_leaves_nothing(tmp_path: Path) 
     assert re.search(r"^site 9 intranet +maintenance", out, re.M), out
     # the notifier posted the down alert to dev's own receiver, correctly signed
     assert re.search(r"^webhook site\.down legacy signature=ok$", out, re.M), out
-    for name in ("sink", "worker", "probe", "verifier-eu", "verifier-us", "notify"):
+    for name in ("sink", "worker", "probe", "verifier-eu", "verifier-us", "notify", "api"):
         assert re.search(rf"^stopped +{name} pid=\d+ exited 0$", out, re.M), out
     assert (tmp_path / "state" / "dev" / "sitewatch.db").exists()
 
@@ -103,7 +103,7 @@ def test_dev_stops_every_child_on_a_signal(tmp_path: Path, sig: signal.Signals) 
             proc.kill()
     text = log.read_text()
     pids = children_of(text)
-    assert len(pids) == 7, text
+    assert len(pids) == 8, text
     deadline = time.monotonic() + 30  # orphans need a moment to finish their SIGTERM
     while alive_groups(pids) and time.monotonic() < deadline:
         time.sleep(0.2)

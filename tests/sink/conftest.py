@@ -81,7 +81,13 @@ async def snapshot(engine: AsyncEngine, *, volatile: bool = True) -> dict[str, l
         "sitewatch_offsets": "consumer_group, topic, kafka_partition",
     }
     skip = (
-        set() if volatile else {("jetmon_events", "created_at"), ("jetmon_event_transitions", "id")}
+        set()
+        if volatile
+        else {
+            ("jetmon_events", "created_at"),
+            ("jetmon_event_transitions", "id"),
+            ("jetpack_monitor_sites", "created_at"),
+        }
     )
     async with engine.connect() as conn:
         for table in t.ALL_TABLES:

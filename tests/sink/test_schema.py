@@ -29,6 +29,8 @@ NOTIFY_TABLES = {
     "sitewatch_webhook_deliveries",
 }
 
+API_TABLES = {"sitewatch_api_keys", "sitewatch_api_audit"}
+
 SITE = "INSERT INTO jetpack_monitor_sites (site_id, url) VALUES (1, 'https://a.example')"
 OPEN = (
     "INSERT INTO jetmon_events (id, site_id, check_type, discriminator, state, severity,"
@@ -54,8 +56,10 @@ def test_sitewatch_migrate_on_empty_mariadb_creates_exactly_the_tables() -> None
         conn = pymysql.connect(host="127.0.0.1", user="root", password="", database=name)
         with conn.cursor() as cur:
             cur.execute("SHOW TABLES")
-            # + the notifier's tables (migration 0002)
-            assert {r[0] for r in cur.fetchall()} == TABLES | NOTIFY_TABLES | {"alembic_version"}
+            # + the notifier's tables (migration 0002) and the API's (0004)
+            assert {r[0] for r in cur.fetchall()} == (
+                TABLES | NOTIFY_TABLES | API_TABLES | {"alembic_version"}
+            )
         conn.close()
         events = _show_create(name, "jetmon_events")
         assert "FOREIGN KEY (`site_id`) REFERENCES `jetpack_monitor_sites` (`site_id`)" in events
@@ -143,7 +147,7 @@ async def test_sqlite_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
     async with engine.connect() as conn:
         names = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
     await engine.dispose()
-    assert names == TABLES | NOTIFY_TABLES | {"alembic_version"}
+    assert names == TABLES | NOTIFY_TABLES | API_TABLES | {"alembic_version"}
 
 
 def test_sink_refuses_to_start_without_the_schema() -> None:

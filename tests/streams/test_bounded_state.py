@@ -78,7 +78,7 @@ def test_deleted_site_is_purged_from_every_table_and_index() -> None:
     assert b"1" in w.states.data  # ...and the state waits out the outbox horizon
     w.tick(HOUR + 1 + OUTBOX_HORIZON_MS / 1000 + 1)
     assert w.states.data == {} and w.settings.data == {}
-    assert w.proc.deadlines == {} and w.proc._decoded == {}
+    assert w.proc.deadlines == {} and len(w.proc._decoded) == 0 and len(w.proc._states) == 0
     assert w.proc.stats.purged == 1
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 
+import aiokafka
 import faust
 from faust.stores import rocksdb as faust_rocksdb
 from faust.transport import consumer as faust_consumer
@@ -41,6 +42,20 @@ def test_drain_loop_we_replace_is_the_one_we_copied() -> None:
     assert "wait_first" not in ours
 
 
+def test_getmany_we_replace_takes_a_fetch_as_we_do() -> None:
+    """BatchConsumer._fetch does what Consumer.getmany does before wrapping each record."""
+    source = inspect.getsource(faust_consumer.Consumer.getmany)
+    for name in (
+        "await self._wait_next_records(timeout)",
+        "if records is None or self.should_stop:",
+        "self._buffered_partitions",
+        "self.app.monitor.track_tp_end_offset(tp, highwater_mark)",
+        "await self.perform_seek()",
+        "to_message(tp, record)",
+    ):
+        assert name in source, f"Consumer.getmany no longer does {name}"
+
+
 def test_consumer_bookkeeping_names_exist() -> None:
     init = inspect.getsource(faust_consumer.Consumer.__init__)
     for attr in ("_unacked_messages", "_read_offset", "_commit_every"):
@@ -63,6 +78,20 @@ def test_consumer_bookkeeping_names_exist() -> None:
     assert "self._read_offset[" in inspect.getsource(faust_consumer.Consumer.seek)
     assert issubclass(BatchConsumer, faust_aiokafka.Consumer)
     assert BatchTransport.Consumer is BatchConsumer
+
+
+def test_consumer_thread_builds_the_aiokafka_consumer_we_tune() -> None:
+    """BatchConsumerThread sets the fetch wait on the consumer Faust builds, before start."""
+    source = inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer)
+    assert "fetch_max_wait_ms=1500" in source
+    assert "self._fetch_max_wait_ms = fetch_max_wait_ms" in inspect.getsource(
+        aiokafka.AIOKafkaConsumer.__init__
+    )
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(
+        aiokafka.AIOKafkaConsumer.start
+    )
+    new_thread = inspect.getsource(faust_aiokafka.Consumer._new_consumer_thread)
+    assert "AIOKafkaConsumerThread(self, loop=self.loop, beacon=self.beacon)" in new_thread
 
 
 def test_store_paths_we_write_through_exist() -> None:

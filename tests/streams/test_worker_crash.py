@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from sitewatch.streams import records
 from sitewatch.streams.kafka_admin import ensure_topics
-from sitewatch.streams.topics import TopicNames
+from sitewatch.streams.topics import TopicNames, partition_of
 from tests.kafka_util import RunningBroker, produce, spawn, stop
 from tests.streams.workload import PARTITIONS, collect, env_for, expected_by_core, script, sites
 
@@ -53,6 +55,33 @@ async def run_worker(
     raise AssertionError("unreachable")
 
 
+def describe(
+    expected: dict[str, bytes], got: dict[str, bytes], missing: set[str], extra: set[str]
+) -> str:
+    """Where the difference lies: by partition, and the first site's story both ways."""
+
+    def site_of(raw: bytes) -> int:
+        return records.transition_decoder.decode(raw).site_id
+
+    parts = Counter(
+        partition_of(records.site_key(site_of(expected[t])), PARTITIONS) for t in missing
+    )
+    sites = sorted({site_of(expected[t]) for t in missing} | {site_of(got[t]) for t in extra})
+    story = ""
+    if sites:
+
+        def lines(pool: dict[str, bytes]) -> list[str]:
+            trs = [records.transition_decoder.decode(v) for v in pool.values()]
+            return [
+                f"{t.at} {t.seq} {t.reason.value}"
+                for t in sorted(trs, key=lambda t: t.at)
+                if t.site_id == sites[0]
+            ]
+
+        story = f"; site {sites[0]} expected {lines(expected)} got {lines(got)}"
+    return f"missing by partition {dict(parts)}, {len(sites)} sites{story}"
+
+
 @pytest.mark.parametrize("which", ["broker", pytest.param("tansu", marks=pytest.mark.smoke)])
 async def test_worker_sigkill_loses_and_duplicates_no_transition(
     which: str, request: pytest.FixtureRequest, tmp_path: Path, unique_prefix: str
@@ -67,7 +96,9 @@ async def test_worker_sigkill_loses_and_duplicates_no_transition(
     assert calm == expected, "uninterrupted worker differs from the pure core"
     missing = expected.keys() - crashed.keys()
     extra = crashed.keys() - expected.keys()
-    assert not missing and not extra, f"missing {len(missing)}, extra {len(extra)}"
+    assert not missing and not extra, f"missing {len(missing)}, extra {len(extra)}: " + describe(
+        expected, crashed, missing, extra
+    )
     assert crashed == expected
     print(
         f"\ncrash test: {len(expected)} transitions, {raw} records on the topic "

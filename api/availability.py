@@ -1,0 +1,252 @@
+"""The availability report, policy `sitewatch-1` (DESIGN.md "REST API and pages").
+
+One pure function, `report()`: no I/O, no clock, no database. The API, the status pages
+and any export call it with a site's events, its maintenance windows and a window, so
+every figure a user sees is computed the same way.
+
+All times are integer epoch milliseconds; the window is half-open `[start, end)`.
+Every millisecond of the window falls in exactly one class, by precedence:
+unknown > maintenance > down > seems_down > up. So the figures never overlap, never go
+negative, and the figures of two adjacent windows add up to those of their union.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final, NamedTuple
+
+from sitewatch.streams.enums import CheckType, Severity
+
+POLICY: Final = "sitewatch-1"
+
+#: check types whose events can be downtime; TLS expiry never is
+AVAILABILITY_CHECKS: Final = frozenset({CheckType.HTTP, CheckType.TCP, CheckType.DNS})
+
+Interval = tuple[int, int]
+#: an event as the report reads it: (event_id, check_type, severity, started ms, ended ms
+#: or None); an `EventSpan`, or a database row of those five columns
+Span = tuple[str, str, int, int, int | None]
+_AVAILABILITY: Final = frozenset(str(c) for c in AVAILABILITY_CHECKS)
+_DOWN: Final = int(Severity.DOWN)
+_SEEMS_DOWN: Final = int(Severity.SEEMS_DOWN)
+
+
+class Policy(enum.StrEnum):
+    SITEWATCH_1 = POLICY
+
+
+class EventSpan(NamedTuple):
+    """What the report needs of one `jetmon_events` row (a tuple: 10,000 of them are
+    built per report, so they must be cheap).
+
+    `severity` is the row's: a closed event keeps its last severity, and availability
+    events only escalate (seems_down 3 -> down 4), so `severity >= DOWN` means "reached
+    down". `ended_ms` is None while the event is open.
+    """
+
+    event_id: str
+    check_type: str
+    severity: int
+    started_ms: int
+    ended_ms: int | None
+
+    @property
+    def counts_as_down(self) -> bool:
+        return self.check_type in AVAILABILITY_CHECKS and self.severity >= Severity.DOWN
+
+    @property
+    def is_seems_down_only(self) -> bool:
+        return self.check_type in AVAILABILITY_CHECKS and self.severity == Severity.SEEMS_DOWN
+
+
+class Incident(NamedTuple):
+    event_id: str
+    started_ms: int
+    ended_ms: int | None
+    #: this event's downtime inside the window (maintenance and unknown time excluded)
+    down_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    start_ms: int
+    end_ms: int
+    down_ms: int
+    seems_down_ms: int
+    maintenance_ms: int
+    unknown_ms: int
+    incidents: tuple[Incident, ...]
+    policy: Policy = Policy.SITEWATCH_1
+
+    @property
+    def measured_ms(self) -> int:
+        """The denominator: the window less maintenance and unknown time."""
+        return self.end_ms - self.start_ms - self.maintenance_ms - self.unknown_ms
+
+    @property
+    def up_ms(self) -> int:
+        return self.measured_ms - self.down_ms - self.seems_down_ms
+
+    @property
+    def uptime_ratio(self) -> float | None:
+        measured = self.measured_ms
+        return None if measured <= 0 else 1.0 - self.down_ms / measured
+
+    @property
+    def mttr_ms(self) -> float | None:
+        """Mean downtime of the incidents closed inside the window."""
+        closed = [
+            i.down_ms
+            for i in self.incidents
+            if i.ended_ms is not None and i.ended_ms <= self.end_ms
+        ]
+        return sum(closed) / len(closed) if closed else None
+
+
+def report(
+    events: Iterable[Span],
+    maintenance: Iterable[Interval],
+    start_ms: int,
+    end_ms: int,
+    *,
+    site_created_ms: int | None,
+    first_event_ms: int | None,
+) -> Report:
+    """The `sitewatch-1` report of one site over `[start_ms, end_ms)`.
+
+    `site_created_ms` is the site row's `created_at` and `first_event_ms` the
+    `started_at` of the site's first event ever (not only of those given): the site is
+    known from the earlier of the two, and time before that is unknown. `events` may be
+    any superset of the events overlapping the window; the rest are ignored.
+    """
+    if end_ms < start_ms:
+        raise ValueError("the window ends before it starts")
+    known = [t for t in (site_created_ms, first_event_ms) if t is not None]
+    known_since = min(known) if known else end_ms
+    unknown = _clip([(start_ms, known_since)], start_ms, end_ms)
+    maint = _subtract(_clip(maintenance, start_ms, end_ms), unknown)
+    excluded = _union(unknown, maint)
+
+    # one pass, plain locals: a report may read 10,000 events and must stay in milliseconds
+    checks, down_at, seems_at = _AVAILABILITY, _DOWN, _SEEMS_DOWN
+    down_events: list[Span] = []
+    down: list[Interval] = []
+    seems: list[Interval] = []
+    for ev in events:
+        _, check, severity, began, ended = ev
+        if check not in checks:
+            continue
+        if ended is None:
+            ended = end_ms
+        if began >= end_ms or ended <= start_ms or ended <= began:
+            continue
+        if severity >= down_at:
+            down_events.append(ev)
+            down.append((began, ended))
+        elif severity == seems_at:
+            seems.append((began, ended))
+
+    down = _subtract(_clip(down, start_ms, end_ms), excluded)
+    seems_only = _subtract(_subtract(_clip(seems, start_ms, end_ms), excluded), down)
+    # each incident's own downtime: its time in the window less what is excluded,
+    # measured against prefix sums of the (few, sorted) excluded intervals
+    overlap = _Overlap(excluded)
+    down_events.sort(key=_incident_order)
+    incidents = []
+    for eid, _, _, began, ended in down_events:
+        lo = began if began > start_ms else start_ms
+        hi = end_ms if ended is None or ended > end_ms else ended
+        incidents.append(Incident(eid, began, ended, hi - lo - overlap(lo, hi)))
+    return Report(
+        start_ms=start_ms,
+        end_ms=end_ms,
+        down_ms=_measure(down),
+        seems_down_ms=_measure(seems_only),
+        maintenance_ms=_measure(maint),
+        unknown_ms=_measure(unknown),
+        incidents=tuple(incidents),
+    )
+
+
+# -- interval arithmetic over sorted, disjoint, half-open [a, b) lists --------------------
+
+
+def _incident_order(e: Span) -> tuple[int, str]:
+    return e[3], e[0]
+
+
+class _Overlap:
+    """Measure of `intervals` (sorted, disjoint) inside [a, b), in O(log n)."""
+
+    def __init__(self, intervals: Sequence[Interval]) -> None:
+        self.starts = [a for a, _ in intervals]
+        self.ends = [b for _, b in intervals]
+        self.before = [0]  # before[i]: total length of intervals[:i]
+        for a, b in intervals:
+            self.before.append(self.before[-1] + b - a)
+
+    def upto(self, t: int) -> int:
+        """Measure of the intervals before time t."""
+        i = bisect.bisect_right(self.starts, t)
+        if i == 0:
+            return 0
+        return self.before[i - 1] + min(t, self.ends[i - 1]) - self.starts[i - 1]
+
+    def __call__(self, a: int, b: int) -> int:
+        return self.upto(b) - self.upto(a) if self.starts else 0
+
+
+def _clip(intervals: Iterable[Interval], lo: int, hi: int) -> list[Interval]:
+    """Sorted, merged, inside [lo, hi), empty intervals dropped."""
+    out: list[Interval] = []
+    cur_a = cur_b = 0
+    have = False
+    for a, b in sorted(intervals):
+        if a < lo:
+            a = lo
+        if b > hi:
+            b = hi
+        if a >= b:
+            continue
+        if have and a <= cur_b:
+            if b > cur_b:
+                cur_b = b
+            continue
+        if have:
+            out.append((cur_a, cur_b))
+        cur_a, cur_b, have = a, b, True
+    if have:
+        out.append((cur_a, cur_b))
+    return out
+
+
+def _union(x: Sequence[Interval], y: Sequence[Interval]) -> list[Interval]:
+    lo = min((i[0] for i in (*x, *y)), default=0)
+    hi = max((i[1] for i in (*x, *y)), default=0)
+    return _clip([*x, *y], lo, hi)
+
+
+def _subtract(x: Sequence[Interval], y: Sequence[Interval]) -> list[Interval]:
+    """x minus y, both sorted and disjoint."""
+    out: list[Interval] = []
+    j = 0
+    for a, b in x:
+        while j < len(y) and y[j][1] <= a:
+            j += 1
+        k = j
+        cur = a
+        while k < len(y) and y[k][0] < b:
+            if y[k][0] > cur:
+                out.append((cur, y[k][0]))
+            cur = max(cur, y[k][1])
+            k += 1
+        if cur < b:
+            out.append((cur, b))
+    return out
+
+
+def _measure(intervals: Iterable[Interval]) -> int:
+    return sum(b - a for a, b in intervals)
