@@ -9,9 +9,10 @@ through the gate, all in the caller's transaction (invariant 1, exactly-once eff
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -47,6 +48,11 @@ class RawMessage:
     value: bytes | None
 
 
+_Stored = tuple[
+    str, int, int | None, str, str, str, int, datetime, datetime | None, str | None, str | None
+]
+
+
 @dataclass(slots=True)
 class EventRow:
     id: str
@@ -69,40 +75,13 @@ class EventRow:
         return (self.site_id, self.endpoint_id or 0, self.check_type, self.discriminator)
 
     def copy(self) -> EventRow:
-        """A copy to fold on (`dataclasses.replace` costs several times more)."""
-        return EventRow(
-            self.id,
-            self.site_id,
-            self.endpoint_id,
-            self.check_type,
-            self.discriminator,
-            self.state,
-            self.severity,
-            self.started_at,
-            self.ended_at,
-            self.resolution_reason,
-            self.cause_event_id,
-            self.metadata,  # never changed in place: a fold merges into a new dict
-            self.in_db,
-            self.dirty,
-        )
+        """A copy to fold on (`dataclasses.replace` costs several times more); metadata is
+        never changed in place: a fold merges into a new dict."""
+        return EventRow(*_STORED(self), self.metadata, self.in_db, self.dirty)
 
     def as_tuple(self) -> tuple[Any, ...]:
         """Values in EVENT_COLUMNS order, driver-ready."""
-        return (
-            self.id,
-            self.site_id,
-            self.endpoint_id,
-            self.check_type,
-            self.discriminator,
-            self.state,
-            self.severity,
-            self.started_at,
-            self.ended_at,
-            self.resolution_reason,
-            self.cause_event_id,
-            _json(self.metadata),
-        )
+        return (*_STORED(self), _json(self.metadata))
 
 
 @dataclass(slots=True)
@@ -181,6 +160,8 @@ EVENT_COLUMNS = (
     "cause_event_id",
     "metadata",
 )
+#: an EventRow's values of EVENT_COLUMNS but metadata (stored as JSON), read in C
+_STORED: Callable[[EventRow], _Stored] = attrgetter(*EVENT_COLUMNS[:-1])
 _EVENT_UPDATE = ("state", "severity", "ended_at", "resolution_reason", "cause_event_id", "metadata")
 TRANSITION_COLUMNS = (
     "transition_id",
