@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sitewatch import metrics
 from sitewatch.crypto import SecretError, open_secret
-from sitewatch.probes.checks import GuardedConnector
+from sitewatch.probes.connector import GuardedConnector
 from sitewatch.settings import Settings
 from sitewatch.sink import dberrors
 from sitewatch.sink import tables as sink_tables
