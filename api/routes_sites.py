@@ -8,11 +8,11 @@ import msgspec
 from aiohttp import web
 from msgspec import UNSET
 
+from sitewatch.clock import now_ms
 from sitewatch.crypto import SecretBox, SecretError, open_secret
 from sitewatch.sink.batch import REDACTED_VALUE
 from sitewatch.sink.tables import SETTINGS_COLUMNS
 from sitewatch.streams import records
-from sitewatch.streams.timefmt import now_ms
 
 from . import availability, models, queries
 from .keys import Scope

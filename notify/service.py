@@ -47,6 +47,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sitewatch import metrics
+from sitewatch.clock import now_ms
 from sitewatch.crypto import SecretError, open_secret
 from sitewatch.probes.connector import GuardedConnector
 from sitewatch.settings import Settings
@@ -314,7 +315,7 @@ class Notifier:
 
     async def _dead_letter(self, msg: Any, error: str) -> None:
         """Published before the offsets move past it; a send that fails is logged."""
-        letter = deadletter.dead_letter_for(msg, error, self.group, timefmt.now_ms())
+        letter = deadletter.dead_letter_for(msg, error, self.group, now_ms())
         self.counts["dead_letters"] = self.counts.get("dead_letters", 0) + 1
         if self.producer is None:
             deadletter.log_dead_letter(letter)
@@ -374,7 +375,7 @@ class Notifier:
             )
             if decision is not Decision.NOTIFY:
                 continue
-            due = timefmt.to_datetime(timefmt.now_ms())
+            due = timefmt.to_datetime(now_ms())
             for sub in subs:
                 if sub.site_id is not None and sub.site_id != tr.site_id:
                     continue
@@ -518,7 +519,7 @@ class Notifier:
             )
             .where(
                 d.c.state == DeliveryState.PENDING.value,
-                d.c.next_attempt_at <= timefmt.to_datetime(timefmt.now_ms()),
+                d.c.next_attempt_at <= timefmt.to_datetime(now_ms()),
             )
             .subquery()
         )
@@ -547,7 +548,7 @@ class Notifier:
         delay = retry_delay_s(row.attempts + 1, self.scale)
         # a retry never starts while this attempt may still be in flight
         wait_ms = int(max(delay if delay is not None else 0.0, self.timeout_s + 1) * 1000)
-        now = timefmt.now_ms()
+        now = now_ms()
         async with self.engine.begin() as conn:
             res = await conn.execute(
                 sa.update(d)
@@ -612,7 +613,7 @@ class Notifier:
 
     async def _record(self, did: str, attempt: int, status: int | None, error: str | None) -> None:
         d = t.deliveries
-        now = timefmt.now_ms()
+        now = now_ms()
         values: dict[str, Any] = {"last_status": status, "last_error": error}
         if error is None:
             values.update(state=DeliveryState.SENT.value, sent_at=timefmt.to_datetime(now))

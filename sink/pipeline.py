@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from sitewatch import metrics
+from sitewatch.clock import now_ms
 
 from . import dberrors
 from .batch import BatchApplier, BatchResult, Message, Prepared, ShadowOverlay
@@ -104,7 +105,7 @@ class Pipeline:
 
     async def _prepare(self, messages: Sequence[Message], base: ShadowOverlay | None) -> Prepared:
         async with self.gate.transaction(dirty_reads=True) as tx:  # reads only
-            return await self.applier.prepare(tx, messages, int(time.time() * 1000), base)
+            return await self.applier.prepare(tx, messages, now_ms(), base)
 
     async def _write(self, prepared: Prepared) -> BatchResult:
         async with self.gate.transaction() as tx:

@@ -6,7 +6,6 @@ conversions, so a replay formats times byte for byte as the live run did.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -77,8 +76,3 @@ def from_datetime(moment: datetime) -> str:
 def to_datetime(ms: int) -> datetime:
     """Naive UTC datetime, as stored in DATETIME(3) columns."""
     return (_EPOCH + timedelta(milliseconds=ms)).replace(tzinfo=None)
-
-
-def now_ms() -> int:
-    """The wall clock in epoch milliseconds (the shells' clock; the core reads none)."""
-    return time.time_ns() // 1_000_000

@@ -32,6 +32,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 
 from sitewatch import gcpolicy, logs, metrics
+from sitewatch.clock import now_ms
 from sitewatch.settings import Settings
 
 from . import records, timefmt
@@ -277,7 +278,7 @@ class Worker:
         verify requests, dead letters. Nothing is awaited but the sends' queueing."""
         started = time.perf_counter()
         self.assign()
-        out = self.processor.process(fetched.messages, timefmt.now_ms())
+        out = self.processor.process(fetched.messages, now_ms())
         producer = self.producer
         assert producer is not None
         # the rows stay visible to later batches (TableRows' overlay) until applied
