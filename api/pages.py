@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiohttp import web
 from markupsafe import Markup
 from msgspec import UNSET
 
+from sitewatch import clock
 from sitewatch.streams.enums import SiteState
 
 from . import cursor, daily, models, page_queries, queries
@@ -82,10 +82,6 @@ class Step:
 
 
 VERIFICATION_KEYS: Final = ("asked", "quorum", "confirmations", "request_id")
-
-
-def _now_ms() -> int:
-    return to_ms(datetime.now(UTC))
 
 
 def in_maintenance(maintenance: Sequence[Interval], now_ms: int) -> bool:
@@ -218,7 +214,7 @@ async def status_data(request: web.Request) -> StatusData:
     if raw:
         severity, site_id = cursor.decode(cursor.List.STATUS, raw, int, int)
         after = (severity, site_id)
-    now = _now_ms()
+    now = clock.now_ms()
     since = daily.day_windows(now)[0][0]
     async with connection(request) as conn:
         rows, more = await page_queries.status_sites(conn, SITES_PER_PAGE, after)
@@ -287,7 +283,7 @@ async def site_page(request: web.Request) -> web.Response:
     site_id = _site_id(request.match_info["site_id"])
     raw_cursor = request.query.get("cursor")
     q = models.SiteEventsQuery(limit=EVENTS_PER_PAGE, cursor=raw_cursor or UNSET)
-    now = _now_ms()
+    now = clock.now_ms()
     windows = daily.day_windows(now)
     ranges = daily.windows_ending(now)
     earliest = min(windows[0][0], ranges[-1][1][0])
@@ -330,7 +326,7 @@ async def event_page(request: web.Request) -> web.Response:
         if detail is None:
             raise Problem(Kind.NOT_FOUND, f"There is no event {event_id}.")
         site = await queries.site_row(conn, detail.site_id)
-    now = _now_ms()
+    now = clock.now_ms()
     started = parse(detail.started_at)
     ended = None if detail.ended_at is None else parse(detail.ended_at)
     return page(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
 from aiohttp import web
 from msgspec import UNSET
 
+from sitewatch.clock import now_ms
 from sitewatch.crypto import SecretBox, SecretError, open_secret
 from sitewatch.sink.batch import REDACTED_VALUE
 from sitewatch.sink.tables import SETTINGS_COLUMNS
@@ -163,7 +163,7 @@ async def site_events(request: web.Request) -> web.Response:
 async def uptime(request: web.Request) -> web.Response:
     site_id = path_param(request, "site_id")
     q = query(request, models.UptimeQuery)
-    end = queries.stamp_ms(q.to, "to") if q.to is not UNSET else _now_ms()
+    end = queries.stamp_ms(q.to, "to") if q.to is not UNSET else now_ms()
     if q.from_ is not UNSET:
         start = queries.stamp_ms(q.from_, "from")
     else:  # not before 1970: wire times are 1970-8999 (streams.records.Timestamp)
@@ -295,7 +295,3 @@ def _header_values(site_id: int, stored: dict[str, Any], box: SecretBox | None) 
         except SecretError as exc:
             raise Problem(Kind.CONFLICT, f"site {site_id}: header {name!r}: {exc}") from None
     return out
-
-
-def _now_ms() -> int:
-    return to_ms(datetime.now(UTC))

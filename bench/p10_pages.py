@@ -42,8 +42,8 @@ from apibench import (
     timed,
 )
 
+from sitewatch import clock
 from sitewatch.api import daily, page_queries
-from sitewatch.api.timefmt import to_ms
 from sitewatch.sink.db import make_engine
 
 SITES = 100_000
@@ -133,7 +133,7 @@ async def bench(requests: int, count: int) -> int:
         engine = make_engine(url)
 
         async def reads() -> None:
-            now = to_ms(datetime.now(UTC))
+            now = clock.now_ms()
             since = daily.day_windows(now)[0][0]
             async with engine.connect() as conn:
                 rows, _ = await page_queries.status_sites(conn, 50, None)

@@ -47,16 +47,18 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sitewatch import metrics
+from sitewatch.clock import now_ms
 from sitewatch.crypto import SecretError, open_secret
-from sitewatch.probes.checks import GuardedConnector
+from sitewatch.probes.connector import GuardedConnector
 from sitewatch.settings import Settings
 from sitewatch.sink import dberrors
 from sitewatch.sink import tables as sink_tables
 from sitewatch.sink.db import make_engine
 from sitewatch.sink.dberrors import DbFailure
-from sitewatch.streams import deadletter, lifecycle, records, timefmt
+from sitewatch.streams import deadletter, records, timefmt
 from sitewatch.streams.broker import resolve_flavor
 from sitewatch.streams.enums import EventState, Reason
+from sitewatch.streams.ids import delivery_id_for
 from sitewatch.streams.kafka_admin import ensure_topics, partitions_of
 from sitewatch.streams.state import SiteConfig
 from sitewatch.streams.topics import Topic, TopicNames
@@ -109,10 +111,6 @@ def kind_of(tr: records.Transition) -> Kind | None:
     return None
 
 
-def delivery_id(subscription_id: int, transition_id: str) -> str:
-    return lifecycle._uuid5(f"delivery|{subscription_id}|{transition_id}")
-
-
 def delivery_body(did: str, kind: Kind, tr: records.Transition) -> bytes:
     body = {
         "delivery_id": did,
@@ -129,10 +127,6 @@ def retry_delay_s(attempts: int, scale: float) -> float | None:
     if attempts < 1 or attempts > len(RETRY_DELAYS_S):
         return None
     return RETRY_DELAYS_S[attempts - 1] * scale
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def site_config(row: Any) -> SiteConfig | None:
@@ -385,7 +379,7 @@ class Notifier:
             for sub in subs:
                 if sub.site_id is not None and sub.site_id != tr.site_id:
                     continue
-                did = delivery_id(sub.id, tr.transition_id)
+                did = delivery_id_for(sub.id, tr.transition_id)
                 await conn.execute(
                     sa.insert(t.deliveries).values(
                         id=did,

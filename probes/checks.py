@@ -1,28 +1,25 @@
-"""The checks themselves: http (aiohttp), tcp and dns. They never raise.
+"""The checks themselves: http, tcp and dns. They never raise.
 
 Every check turns what happened into an `Observation` (ok, error kind, timings, detail);
-`results.py` turns observations into wire records. One `Checker` is shared by all the
-checks of a process: one aiohttp session whose connector closes every connection after
-its request (`force_close`), so each check measures a fresh DNS + TCP + TLS setup, and
-whose connector refuses blocked addresses at the moment of connecting (DNS rebinding
-cannot slip a private address past a check done earlier on the name).
+`common.to_result` turns observations into wire records. One `Checker` is shared by all
+the checks of a process. The http check runs on `http1.HttpClient`: a fresh connection
+per check, so each check measures a real DNS + TCP + TLS setup, and blocked addresses
+are refused at the moment of connecting (DNS rebinding cannot slip a private address
+past a check done earlier on the name).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import errno
 import socket
 import ssl
 import time
 from collections.abc import Coroutine, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import aiohappyeyeballs
-import aiohttp
 import dns.asyncquery
 import dns.exception
 import dns.message
@@ -30,8 +27,6 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 import dns.resolver
-from aiohttp.client_exceptions import cert_errors, ssl_errors
-from aiohttp.helpers import ceil_timeout
 from cryptography import x509
 from yarl import URL
 
@@ -39,6 +34,14 @@ from sitewatch import metrics
 from sitewatch.streams.enums import CheckType, ErrorCause, ErrorKind, RedirectPolicy, Role
 from sitewatch.streams.records import SiteRecord, Timings, VerifyRequest
 
+from .http1 import (
+    ACCEPT_ENCODING,
+    HttpClient,
+    HttpProtocolError,
+    Stopwatch,
+    header_block,
+    hop_for,
+)
 from .safety import (
     BlockedTargetError,
     InvalidTargetError,
@@ -120,126 +123,6 @@ class Observation:
     error_cause: ErrorCause | None = None
 
 
-@dataclass(slots=True)
-class _Clock:
-    """Per-check stopwatch, shared by the trace hooks and the connector."""
-
-    start: float = field(default_factory=time.perf_counter)
-    dns_started: float = 0.0
-    dns: float | None = None
-    tcp: float | None = None
-    tls: float | None = None
-    ttfb: float | None = None
-    not_after: datetime | None = None
-
-    def add(self, name: str, seconds: float) -> None:
-        # summed over redirect hops: each hop is a fresh connection
-        before: float | None = getattr(self, name)
-        setattr(self, name, (before or 0.0) + seconds)
-
-    def timings(self, total: float | None = None) -> Timings:
-        def ms(v: float | None) -> float | None:
-            return None if v is None else round(v * 1000, 3)
-
-        end = time.perf_counter() - self.start if total is None else total
-        return Timings(
-            dns=ms(self.dns), tcp=ms(self.tcp), tls=ms(self.tls), ttfb=ms(self.ttfb), total=ms(end)
-        )
-
-
-# The connector runs inside the task of the request, so a context variable reaches it
-# without threading a parameter through aiohttp's private call chain.
-_CLOCK: contextvars.ContextVar[_Clock | None] = contextvars.ContextVar("sw_clock", default=None)
-
-
-async def _on_dns_start(
-    session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceDnsResolveHostStartParams
-) -> None:
-    clock = ctx.trace_request_ctx
-    if isinstance(clock, _Clock):
-        clock.dns_started = time.perf_counter()
-
-
-async def _on_dns_end(
-    session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceDnsResolveHostEndParams
-) -> None:
-    clock = ctx.trace_request_ctx
-    if isinstance(clock, _Clock) and clock.dns_started:
-        clock.add("dns", time.perf_counter() - clock.dns_started)
-
-
-def _trace_config() -> aiohttp.TraceConfig:
-    trace = aiohttp.TraceConfig()
-    trace.on_dns_resolvehost_start.append(_on_dns_start)
-    trace.on_dns_resolvehost_end.append(_on_dns_end)
-    return trace
-
-
-def _not_after_of(peercert: Any) -> datetime | None:
-    if isinstance(peercert, dict) and "notAfter" in peercert:
-        return datetime.fromtimestamp(ssl.cert_time_to_seconds(peercert["notAfter"]), UTC)
-    return None
-
-
-class GuardedConnector(aiohttp.TCPConnector):
-    """TCPConnector that vets the address it connects to and splits tcp from tls time.
-
-    Mirrors aiohttp's `_wrap_create_connection` (3.11+), adding the two measurements
-    between the TCP connect and the TLS handshake, which aiohttp's tracing cannot see.
-    The notifier connects through it too: the one address guard of the project.
-    """
-
-    def __init__(self, *, allow_private: bool, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._allow_private = allow_private
-
-    async def _wrap_create_connection(  # type: ignore[override]
-        self,
-        *args: Any,
-        addr_infos: list[aiohappyeyeballs.AddrInfoType],
-        req: aiohttp.ClientRequest,
-        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp signature
-        client_error: type[Exception] = aiohttp.ClientConnectorError,
-        **kwargs: Any,
-    ) -> tuple[asyncio.Transport, aiohttp.client_proto.ResponseHandler]:
-        if not self._allow_private:
-            addr_infos = [ai for ai in addr_infos if not is_blocked(str(ai[4][0]))]
-            if not addr_infos:
-                raise BlockedTargetError(f"{req.url.host} resolves only to blocked addresses")
-        clock = _CLOCK.get()
-        try:
-            async with ceil_timeout(timeout.sock_connect, ceil_threshold=timeout.ceil_threshold):
-                started = time.perf_counter()
-                sock = await aiohappyeyeballs.start_connection(
-                    addr_infos=addr_infos,
-                    local_addr_infos=self._local_addr_infos,
-                    happy_eyeballs_delay=self._happy_eyeballs_delay,
-                    interleave=self._interleave,
-                    loop=self._loop,
-                )
-                connected = time.perf_counter()
-                if not self._allow_private and is_blocked(str(sock.getpeername()[0])):
-                    sock.close()  # belt and braces: the address actually connected
-                    # (not named: results must not map private networks for anyone)
-                    raise BlockedTargetError(f"{req.url.host} connected to a blocked address")
-                transport, proto = await self._loop.create_connection(*args, **kwargs, sock=sock)
-                if clock is not None:
-                    clock.add("tcp", connected - started)
-                    if kwargs.get("ssl"):
-                        clock.add("tls", time.perf_counter() - connected)
-                        if clock.not_after is None:  # the first hop's: the apex certificate
-                            clock.not_after = _not_after_of(transport.get_extra_info("peercert"))
-                return transport, proto  # type: ignore[return-value]
-        except cert_errors as exc:
-            raise aiohttp.ClientConnectorCertificateError(req.connection_key, exc) from exc
-        except ssl_errors as exc:
-            raise aiohttp.ClientConnectorSSLError(req.connection_key, exc) from exc
-        except OSError as exc:
-            if exc.errno is None and isinstance(exc, asyncio.TimeoutError):
-                raise
-            raise client_error(req.connection_key, exc) from exc
-
-
 #: (class, finer cause) of a failure; the class alone is what consumers filter on
 Failure = tuple[ErrorKind, ErrorCause | None]
 
@@ -276,49 +159,49 @@ def classify(exc: BaseException) -> Failure:
     """Map an exception of a check to the wire's error class and its finer cause."""
     if isinstance(exc, BlockedTargetError):
         return ErrorKind.BLOCKED_TARGET, None
-    if isinstance(exc, InvalidTargetError | aiohttp.InvalidURL):
+    if isinstance(exc, InvalidTargetError):
         return ErrorKind.INVALID_TARGET, None
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        code = getattr(exc.certificate_error, "verify_code", None)
-        return (
-            ErrorKind.TLS_EXPIRED if code == _X509_V_ERR_CERT_HAS_EXPIRED else ErrorKind.SSL
-        ), None
-    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        expired = exc.verify_code == _X509_V_ERR_CERT_HAS_EXPIRED
+        return (ErrorKind.TLS_EXPIRED if expired else ErrorKind.SSL), None
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return ErrorKind.SSL, None
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return _dns_failure(exc.os_error)
     if isinstance(exc, socket.gaierror):
         return _dns_failure(exc)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return _os_failure(exc.os_error)
-    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(exc, TimeoutError):
         return ErrorKind.TIMEOUT, None
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return ErrorKind.CONNECT, ErrorCause.RESET
     if isinstance(exc, OSError):
         return _os_failure(exc)
-    if isinstance(exc, aiohttp.ClientError):
+    if isinstance(exc, HttpProtocolError):
         return ErrorKind.CONNECT, ErrorCause.PROTOCOL  # the server spoke something else
-    if isinstance(exc, ValueError):
-        return ErrorKind.INVALID_TARGET, None  # e.g. a header value aiohttp refuses to send
+    if isinstance(exc, ValueError | UnicodeError):
+        return ErrorKind.INVALID_TARGET, None  # e.g. a URL yarl refuses, a header value
     return ErrorKind.CONNECT, ErrorCause.INTERNAL  # a bug of ours: the check could not run
+
+
+def _has_host(headers: dict[str, str] | None) -> bool:
+    return any(name.lower() == "host" for name in headers or ())
+
+
+def _ms(seconds: float | None) -> float | None:
+    # round() to the microsecond, then scale: round(x, 3) is several times slower
+    return None if seconds is None else round(seconds * 1_000_000) / 1000
+
+
+def _timings(clock: Stopwatch) -> Timings:
+    total = time.perf_counter() - clock.start
+    return Timings(
+        dns=_ms(clock.dns),
+        tcp=_ms(clock.tcp),
+        tls=_ms(clock.tls),
+        ttfb=_ms(clock.ttfb),
+        total=_ms(total),
+    )
 
 
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:500]
-
-
-async def _read_prefix(resp: aiohttp.ClientResponse, limit: int = KEYWORD_WINDOW) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await resp.content.read(limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 def parse_nameserver(text: str) -> tuple[str, int]:
@@ -353,32 +236,25 @@ class Checker:
 
     def __init__(self, config: CheckerConfig) -> None:
         self.config = config
-        self._session: aiohttp.ClientSession | None = None
         self._ssl = ssl.create_default_context()
         if config.extra_ca_file:
             self._ssl.load_verify_locations(cafile=config.extra_ca_file)
         self._nameservers = list(config.nameservers) or _system_nameservers()
-        self._base_headers = {"User-Agent": USER_AGENT, ROLE_HEADER: config.role.value}
+        self._base_headers = {
+            "User-Agent": USER_AGENT,
+            ROLE_HEADER: config.role.value,
+            "Accept": "*/*",
+            "Accept-Encoding": ACCEPT_ENCODING,
+            "Connection": "close",  # one request per connection: the server closes first
+        }
+        self._base_block = header_block(self._base_headers)
+        self._client = HttpClient(self._ssl, allow_private=config.allow_private)
 
     async def start(self) -> None:
-        connector = GuardedConnector(
-            allow_private=self.config.allow_private,
-            force_close=True,  # a fresh connection per check: the timings mean something
-            limit=0,  # the caller bounds concurrency
-            use_dns_cache=False,
-            ssl=self._ssl,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            trace_configs=[_trace_config()],
-            auto_decompress=True,
-            cookie_jar=aiohttp.DummyCookieJar(),  # no state leaks from one check to the next
-        )
+        """Nothing to open: every check makes its own connection (kept for symmetry)."""
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Nothing to close: no connection outlives its check."""
 
     async def __aenter__(self) -> Checker:
         await self.start()
@@ -448,32 +324,33 @@ class Checker:
     # -- http --------------------------------------------------------------------------
 
     async def http(self, spec: CheckSpec, target: Target) -> Observation:
-        assert self._session is not None, "Checker.start() first"
-        clock = _Clock()
-        token = _CLOCK.set(clock)
-        with_custom = {**self._base_headers, **(spec.custom_headers or {})}
+        clock = Stopwatch(time.perf_counter())
         owner = self._headers_owner(spec)
+        keyword = spec.keyword.encode() if spec.keyword else None
+        hop_target = target
         url = target.url
         visited = {url}
         redirected: list[str] = []
-        timeout = aiohttp.ClientTimeout(total=spec.timeout_s)
         try:
             async with asyncio.timeout(spec.timeout_s):
                 while True:
-                    hop = parse_target(url)
-                    custom = owner is not None and may_send_headers(owner, hop)
-                    async with self._session.get(
-                        url,
-                        headers=with_custom if custom else self._base_headers,
-                        allow_redirects=False,
-                        timeout=timeout,
-                        trace_request_ctx=clock,
-                    ) as resp:
+                    hop = hop_for(url)
+                    custom = owner is not None and may_send_headers(owner, hop_target)
+                    headers = self._custom_block(spec) if custom else self._base_block
+                    resp = await self._client.get(
+                        hop,
+                        headers,
+                        clock,
+                        keyword,
+                        KEYWORD_WINDOW,
+                        own_host=custom and _has_host(spec.custom_headers),
+                    )
+                    try:
                         clock.ttfb = time.perf_counter() - clock.start
                         status = resp.status
-                        location = resp.headers.get("Location")
+                        location = resp.location
                         if 300 <= status < 400 and location:
-                            nxt = str(resp.url.join(URL(location)))
+                            nxt = str(hop.url.join(URL(location)))
                             if spec.redirect_policy is RedirectPolicy.FAIL:
                                 return self._http_obs(
                                     clock,
@@ -498,18 +375,26 @@ class Checker:
                                     status,
                                     f"more than {MAX_REDIRECTS} redirects",
                                 )
-                            parse_target(nxt)  # a redirect to ftp:// etc. is invalid
+                            hop_target = parse_target(nxt)  # a redirect to ftp:// is invalid
                             visited.add(nxt)
                             redirected.append(nxt)
                             url = nxt
                             continue
-                        body = await _read_prefix(resp) if spec.keyword else b""
-                        return self._final(clock, spec, status, body, redirected)
+                        found = await resp.search() if keyword is not None else True
+                        return self._final(clock, spec, status, found, redirected)
+                    finally:
+                        resp.close()
         except Exception as exc:  # every failure is an observation, never a crash
             kind, cause = classify(exc)
             return self._http_obs(clock, False, kind, None, _describe(exc), cause)
-        finally:
-            _CLOCK.reset(token)
+
+    def _custom_block(self, spec: CheckSpec) -> bytes:
+        """Base headers with the site's own on top (a same-named one, in any case, wins)."""
+        custom = spec.custom_headers or {}
+        names = {name.lower() for name in custom}
+        merged = {k: v for k, v in self._base_headers.items() if k.lower() not in names}
+        merged.update(custom)
+        return header_block(merged)
 
     @staticmethod
     def _headers_owner(spec: CheckSpec) -> Target | None:
@@ -522,14 +407,14 @@ class Checker:
             return None
 
     def _final(
-        self, clock: _Clock, spec: CheckSpec, status: int, body: bytes, redirected: list[str]
+        self, clock: Stopwatch, spec: CheckSpec, status: int, found: bool, redirected: list[str]
     ) -> Observation:
         via = f"; redirected to {redirected[-1]}" if redirected else ""
         if not 1 <= status <= 399:
             return self._http_obs(
                 clock, False, ErrorKind.HTTP_STATUS, status, f"HTTP {status}{via}"
             )
-        if spec.keyword and spec.keyword.encode() not in body:
+        if not found:
             return self._http_obs(
                 clock, False, ErrorKind.KEYWORD, status, f"keyword not in first 1 MiB{via}"
             )
@@ -540,7 +425,7 @@ class Checker:
 
     @staticmethod
     def _http_obs(
-        clock: _Clock,
+        clock: Stopwatch,
         ok: bool,
         error: ErrorKind,
         status: int | None,
@@ -552,7 +437,7 @@ class Checker:
             ok=ok,
             error=error,
             http_status=status,
-            timings=clock.timings(),
+            timings=_timings(clock),
             tls_not_after=clock.not_after,
             detail=detail,
             error_cause=cause,

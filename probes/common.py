@@ -7,7 +7,6 @@ import asyncio
 import re
 import signal
 import socket
-import time
 import uuid
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -106,10 +105,6 @@ def consumer(
 def producer(conf: Settings) -> AIOKafkaProducer:
     # acks=all, no idempotence: idempotent producers do not work against Tansu
     return AIOKafkaProducer(bootstrap_servers=conf.bootstrap_servers, acks="all", linger_ms=5)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def to_result(

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 
 from sitewatch import metrics
+from sitewatch.clock import now_ms
 from sitewatch.settings import Settings
 from sitewatch.streams import deadletter, records
 from sitewatch.streams.broker import resolve_flavor
@@ -127,7 +128,7 @@ class Probe:
             return  # the same poison record again, after a re-read of the partition
         self.stats["dead_lettered"] += 1
         letter = deadletter.dead_letter_for(
-            msg, error, f"{self.conf.topic_prefix}probes:{self.name}", common.now_ms()
+            msg, error, f"{self.conf.topic_prefix}probes:{self.name}", now_ms()
         )
         await deadletter.send_dead_letter(self.producer, letter, msg.key)
 
@@ -159,7 +160,7 @@ class Probe:
         failed = True
         try:
             spec = CheckSpec.from_site(site)
-            started = common.now_ms()
+            started = now_ms()
             observations = await self.checker.run(spec, site.checks)
             failed = any(not o.ok for o in observations if o.check_type in AVAILABILITY)
             if not self.table.is_current(site.site_id, generation):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 from urllib.parse import SplitResult, urlsplit
 
@@ -94,6 +95,7 @@ def _embedded_v4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     return []
 
 
+@lru_cache(maxsize=1 << 16)  # pure, and asked twice per check (resolved, then connected)
 def is_blocked(address: str) -> bool:
     """True for addresses a public monitor must never reach (unparsable ones included)."""
     try:
@@ -126,6 +128,7 @@ class Target:
         return (self.scheme, self.host, self.port)
 
 
+@lru_cache(maxsize=1 << 16)  # pure (Target is frozen), and asked on every check of a site
 def parse_target(url: str) -> Target:
     """Validate `url` (http/https, a host, a valid port) or raise InvalidTargetError."""
     try:

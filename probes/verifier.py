@@ -22,6 +22,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from sitewatch import metrics
+from sitewatch.clock import now_ms
 from sitewatch.settings import Settings
 from sitewatch.streams import deadletter, records, timefmt
 from sitewatch.streams.broker import resolve_flavor
@@ -131,7 +132,7 @@ class Verifier:
     async def dead_letter(self, msg: ConsumerRecord[bytes, bytes], error: str) -> None:
         self.stats["dead_lettered"] += 1
         letter = deadletter.dead_letter_for(
-            msg, error, f"{self.conf.topic_prefix}verifier.{self.name}", common.now_ms()
+            msg, error, f"{self.conf.topic_prefix}verifier.{self.name}", now_ms()
         )
         await deadletter.send_dead_letter(self.producer, letter, msg.key)
 
@@ -147,7 +148,7 @@ class Verifier:
         except Exception as exc:  # any failure to decode is poison, even a RecursionError
             await self.dead_letter(msg, deadletter_error(exc))
             return
-        started = common.now_ms()
+        started = now_ms()
         if started - timefmt.to_ms(req.requested_at) > self.max_age_ms:
             self.stats["stale"] += 1  # the lifecycle stopped waiting long ago
             return

@@ -9,9 +9,10 @@ through the gate, all in the caller's transaction (invariant 1, exactly-once eff
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -30,6 +31,7 @@ from .gate import Tx
 from .projection import Change, OpenEvent, Projection, SiteTracker
 
 CONSUMER = "sitewatch-sink"
+_RESOLVED = str(EventState.RESOLVED)
 _CHUNK = 5000  # ids per IN (...) list: few round trips, well within packet limits
 
 
@@ -44,6 +46,11 @@ class RawMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+
+
+_Stored = tuple[
+    str, int, int | None, str, str, str, int, datetime, datetime | None, str | None, str | None
+]
 
 
 @dataclass(slots=True)
@@ -67,22 +74,14 @@ class EventRow:
     def tuple_key(self) -> tuple[int, int, str, str]:
         return (self.site_id, self.endpoint_id or 0, self.check_type, self.discriminator)
 
+    def copy(self) -> EventRow:
+        """A copy to fold on (`dataclasses.replace` costs several times more); metadata is
+        never changed in place: a fold merges into a new dict."""
+        return EventRow(*_STORED(self), self.metadata, self.in_db, self.dirty)
+
     def as_tuple(self) -> tuple[Any, ...]:
         """Values in EVENT_COLUMNS order, driver-ready."""
-        return (
-            self.id,
-            self.site_id,
-            self.endpoint_id,
-            self.check_type,
-            self.discriminator,
-            self.state,
-            self.severity,
-            self.started_at,
-            self.ended_at,
-            self.resolution_reason,
-            self.cause_event_id,
-            _json(self.metadata),
-        )
+        return (*_STORED(self), _json(self.metadata))
 
 
 @dataclass(slots=True)
@@ -92,6 +91,22 @@ class BatchResult:
     counts: Counter[str] = field(default_factory=Counter)
     dead_letters: list[tuple[records.DeadLetter, bytes | None]] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A folded batch: the rows to write, in write order, and what they will change."""
+
+    result: BatchResult
+    messages: int
+    deleted: list[int]
+    settings: list[dict[str, Any]]
+    projections: list[tuple[Any, ...]]
+    events_updated: list[tuple[Any, ...]]
+    events_inserted: list[tuple[Any, ...]]
+    transitions: list[tuple[Any, ...]]
+    #: the state these rows leave behind, for folding the next batch before they commit
+    overlay: ShadowOverlay
 
 
 def _dt(stamp: str) -> datetime:
@@ -145,6 +160,8 @@ EVENT_COLUMNS = (
     "cause_event_id",
     "metadata",
 )
+#: an EventRow's values of EVENT_COLUMNS but metadata (stored as JSON), read in C
+_STORED: Callable[[EventRow], _Stored] = attrgetter(*EVENT_COLUMNS[:-1])
 _EVENT_UPDATE = ("state", "severity", "ended_at", "resolution_reason", "cause_event_id", "metadata")
 TRANSITION_COLUMNS = (
     "transition_id",
@@ -178,27 +195,19 @@ def _json(value: Any) -> str | None:
     return _json_encoder.encode(value).decode() if value else None
 
 
-def _event_from_row(row: sa.Row[Any]) -> EventRow:
-    m = row._mapping
-    return EventRow(
-        id=m["id"],
-        site_id=m["site_id"],
-        endpoint_id=m["endpoint_id"],
-        check_type=m["check_type"],
-        discriminator=m["discriminator"],
-        state=m["state"],
-        severity=m["severity"],
-        started_at=m["started_at"],
-        ended_at=m["ended_at"],
-        resolution_reason=m["resolution_reason"],
-        cause_event_id=m["cause_event_id"],
-        metadata=m["metadata"],
-        in_db=True,
-    )
-
-
 def _event_cols() -> list[sa.Column[Any]]:
     return [c for c in t.events.c if c.name not in ("created_at", "open_key")]
+
+
+# rows are read in EVENT_COLUMNS order, which is EventRow's: positional, no mapping
+assert tuple(c.name for c in _event_cols()) == EVENT_COLUMNS
+
+
+def _event_from_row(row: Sequence[Any]) -> EventRow:
+    (eid, site, endpoint, check, disc, state, severity, started, ended, why, cause, meta) = row
+    return EventRow(
+        eid, site, endpoint, check, disc, state, severity, started, ended, why, cause, meta, True
+    )
 
 
 def _contradiction(tr: records.Transition, ev: EventRow | None, open_other: str | None) -> str:
@@ -250,15 +259,15 @@ class ShadowOverlay:
     ) -> None:
         for eid in list(events):
             if eid in self.events:
-                events[eid] = replace(self.events[eid])
+                events[eid] = self.events[eid].copy()
             elif events[eid].site_id in self.deleted:
                 del events[eid]  # cascaded away by a shadow delete
         for eid in eids:
             if eid in self.events:
-                events[eid] = replace(self.events[eid])
+                events[eid] = self.events[eid].copy()
         for sid in sites:
             for eid in self.open_by_site.get(sid, ()):
-                events[eid] = replace(self.events[eid])
+                events[eid] = self.events[eid].copy()
             if sid in self.sites:
                 state, changed = self.sites[sid]
                 trackers[sid] = SiteTracker(current_state=state, last_status_change=changed)
@@ -280,8 +289,9 @@ class ShadowOverlay:
             for eid in [k for k, v in self.events.items() if v.site_id == sid]:
                 del self.events[eid]
                 self.gone_events.add(eid)
-        for ev in events:
-            self.events[ev.id] = replace(ev, in_db=True, dirty=False)
+        for ev in events:  # owned from here on: a fold works on copies (merge_into)
+            ev.in_db, ev.dirty = True, False
+            self.events[ev.id] = ev
             opened = self.open_by_site.setdefault(ev.site_id, set())
             if ev.ended_at is None:
                 opened.add(ev.id)
@@ -339,6 +349,7 @@ class BatchApplier:
         deleted: set[int],
         present: set[int],
         cascaded: set[str],
+        base: ShadowOverlay | None,
     ) -> set[str]:
         """Events of the batch's transitions that were deleted with their site.
 
@@ -356,7 +367,7 @@ class BatchApplier:
         }
         if not candidates:
             return set()
-        found = candidates & (cascaded | self.shadow.gone_events)
+        found = candidates & (cascaded | (base.gone_events if base is not None else set()))
         for part in _chunks(sorted(candidates - found)):
             rows = await tx.read(
                 sa.select(t.transitions.c.event_id)
@@ -367,8 +378,25 @@ class BatchApplier:
         return found
 
     async def apply(self, tx: Tx, messages: Sequence[Message], now_ms: int) -> BatchResult:
+        """Fold and write one batch in `tx` (the caller commits)."""
+        shadow = None if tx.writes else self.shadow
+        return await self.write(tx, await self.prepare(tx, messages, now_ms, shadow))
+
+    async def prepare(
+        self,
+        tx: Tx,
+        messages: Sequence[Message],
+        now_ms: int,
+        base: ShadowOverlay | None = None,
+    ) -> Prepared:
+        """Decode, load and fold a batch: everything but the writes (reads only).
+
+        `base` is what the database does not show yet: shadow mode's memory, or the
+        batch still being written when the sink folds the next one (`pipeline.py`);
+        what it holds wins over what the reads return. The result's `overlay` is this
+        batch's own, for the batch after it.
+        """
         res = BatchResult()
-        dialect = tx.dialect
         transitions: list[tuple[Message, records.Transition]] = []
         site_final: dict[int, records.SiteRecord | None] = {}
         deleted: set[int] = set()
@@ -444,14 +472,14 @@ class BatchApplier:
                     current_state=SiteState(row.current_state),
                     last_status_change=row.last_status_change,
                 )
-        if not tx.writes:
-            known.update(tid for tid in tids if tid in self.shadow.transition_ids)
-            self.shadow.merge_into(events, trackers, eids, site_list)
+        if base is not None:
+            known.update(tid for tid in tids if tid in base.transition_ids)
+            base.merge_into(events, trackers, eids, site_list)
         # a site deleted in this batch lost its events (ON DELETE CASCADE) before any
         # transition of the batch is applied
         cascaded = {k for k, v in events.items() if v.site_id in deleted}
         events = {k: v for k, v in events.items() if v.site_id not in deleted}
-        gone = await self._gone_events(tx, transitions, events, deleted, present, cascaded)
+        gone = await self._gone_events(tx, transitions, events, deleted, present, cascaded, base)
         open_by_tuple: dict[tuple[int, int, str, str], str] = {}
         for loaded in events.values():
             if loaded.ended_at is None:
@@ -479,7 +507,9 @@ class BatchApplier:
                 known.add(tr.transition_id)
                 trans_rows.append(_transition_row(msg, tr, _dt(tr.at), _dt(tr.started_at)))
                 continue
-            key = (tr.site_id, tr.endpoint_id or 0, tr.check_type.value, tr.discriminator)
+            # str() of a StrEnum member is its value, in C: `.value` is a Python-level
+            # descriptor, and the fold asks for several per transition (P4)
+            key = (tr.site_id, tr.endpoint_id or 0, str(tr.check_type), tr.discriminator)
             why = _contradiction(tr, ev, open_by_tuple.get(key))
             if why:
                 dead(msg, f"contradicts the database: {why}")
@@ -491,9 +521,9 @@ class BatchApplier:
                     id=tr.event_id,
                     site_id=tr.site_id,
                     endpoint_id=tr.endpoint_id,
-                    check_type=tr.check_type.value,
+                    check_type=key[2],
                     discriminator=tr.discriminator,
-                    state=tr.state_after.value,
+                    state=str(tr.state_after),
                     severity=tr.severity_after or 0,
                     started_at=started,
                     ended_at=None,
@@ -512,12 +542,12 @@ class BatchApplier:
                     ev.cause_event_id = tr.cause_event_id
                 if tr.reason.closes:
                     # closed: keeps its last severity; resolution_reason = closing reason
-                    ev.state = EventState.RESOLVED.value
+                    ev.state = _RESOLVED
                     ev.ended_at = _dt(tr.ended_at) if tr.ended_at else at
-                    ev.resolution_reason = (tr.resolution_reason or tr.reason).value
+                    ev.resolution_reason = str(tr.resolution_reason or tr.reason)
                     open_by_tuple.pop(ev.tuple_key, None)
                 else:
-                    ev.state = tr.state_after.value
+                    ev.state = str(tr.state_after)
                     ev.severity = tr.severity_after or 0
             ev.dirty = True
             known.add(tr.transition_id)
@@ -527,53 +557,67 @@ class BatchApplier:
             applied_sites.add(tr.site_id)
             trans_rows.append(_transition_row(msg, tr, at, started))
 
-        # 4. write, in an order the constraints accept: sites before events (FK);
-        #    updates of open events (which may close one) before inserts (open-key)
+        # 4. rows, driver-ready (the CPU work done here overlaps a previous batch's writes)
+        dirty = [e for e in events.values() if e.dirty]
+        prepared = Prepared(
+            result=res,
+            messages=len(messages),
+            deleted=sorted(deleted),
+            settings=[_site_row(s, self.secrets) for s in site_final.values() if s is not None],
+            projections=[
+                (sid, *trackers[sid].projection().as_tuple()) for sid in sorted(applied_sites)
+            ],
+            events_updated=[e.as_tuple() for e in dirty if e.in_db],
+            events_inserted=[e.as_tuple() for e in dirty if not e.in_db],
+            transitions=trans_rows,
+            overlay=base if base is self.shadow and base is not None else ShadowOverlay(),
+        )
+        # after the rows are built: remember() takes the dirty events over as they are
+        prepared.overlay.remember(
+            deleted, dirty, trackers, applied_sites, (r[0] for r in trans_rows)
+        )
+        return prepared
+
+    async def write(self, tx: Tx, prepared: Prepared) -> BatchResult:
+        """Write a prepared batch through the gate, in an order the constraints accept:
+        sites before events (FK); updates of open events (which may close one) before
+        inserts (open key)."""
+        res = prepared.result
         await tx.write(
             "sites_deleted",
             sa.delete(t.sites).where(t.sites.c.site_id == sa.bindparam("sid")),
-            [{"sid": s} for s in sorted(deleted)],
+            [{"sid": s} for s in prepared.deleted],
         )
-        settings = [_site_row(s, self.secrets) for s in site_final.values() if s is not None]
         await tx.write(
             "sites_upserted",
-            upsert(dialect, t.sites, ["site_id"], t.SETTINGS_COLUMNS),
-            settings,
+            upsert(tx.dialect, t.sites, ["site_id"], t.SETTINGS_COLUMNS),
+            prepared.settings,
         )
-        projections = [
-            (sid, *trackers[sid].projection().as_tuple()) for sid in sorted(applied_sites)
-        ]
         await tx.write_rows(
             "projections",
             t.sites.name,
             ("site_id", *t.PROJECTION_COLUMNS),
-            projections,
+            prepared.projections,
             keys=("site_id",),
             update=t.PROJECTION_COLUMNS,
         )
-        dirty = [e for e in events.values() if e.dirty]
         await tx.write_rows(
             "events_updated",
             t.events.name,
             EVENT_COLUMNS,
-            [e.as_tuple() for e in dirty if e.in_db],
+            prepared.events_updated,
             keys=("id",),
             update=_EVENT_UPDATE,
         )
         await tx.write_rows(
-            "events_inserted",
-            t.events.name,
-            EVENT_COLUMNS,
-            [e.as_tuple() for e in dirty if not e.in_db],
+            "events_inserted", t.events.name, EVENT_COLUMNS, prepared.events_inserted
         )
-        await tx.write_rows("transitions", t.transitions.name, TRANSITION_COLUMNS, trans_rows)
+        await tx.write_rows(
+            "transitions", t.transitions.name, TRANSITION_COLUMNS, prepared.transitions
+        )
         await self._write_offsets(tx, res)
-        if not tx.writes:
-            self.shadow.remember(
-                deleted, dirty, trackers, applied_sites, (r[0] for r in trans_rows)
-            )
         res.counts.update(tx.report)
-        res.counts["messages"] += len(messages)
+        res.counts["messages"] += prepared.messages
         return res
 
 
@@ -586,20 +630,20 @@ def _transition_row(
         tr.event_id,
         tr.site_id,
         tr.seq,
-        tr.reason.value,
-        tr.state_before.value,
-        tr.state_after.value,
+        str(tr.reason),
+        str(tr.state_before),
+        str(tr.state_after),
         tr.severity_before,
         tr.severity_after,
         tr.source,
         at,
         _json(tr.metadata),
         tr.endpoint_id,
-        tr.check_type.value,
+        str(tr.check_type),
         tr.discriminator,
         started,
         _dt(tr.ended_at) if tr.ended_at else None,
-        tr.resolution_reason.value if tr.resolution_reason else None,
+        str(tr.resolution_reason) if tr.resolution_reason else None,
         tr.cause_event_id,
         msg.topic,
         msg.partition,

@@ -42,7 +42,7 @@ class Projection:
     def as_tuple(self) -> tuple[str, int, str | None, int, datetime | None]:
         """Values in PROJECTION_COLUMNS order."""
         return (
-            self.current_state.value,
+            str(self.current_state),
             int(self.current_severity),
             self.active_event_id,
             int(self.site_status),
@@ -137,7 +137,7 @@ class SiteTracker:
             return Projection(
                 SiteState.UP, Severity.UP, None, LegacySiteStatus.UP, self.last_status_change
             )
-        state = SiteState(top.state.value)
+        state = _SITE_STATE[top.state]
         return Projection(
             state, top.severity, top.event_id, legacy_status(state), self.last_status_change
         )

@@ -6,19 +6,16 @@ input's own timestamp), does no I/O and is deterministic, so the Faust worker, t
 replay command and the tests all get the same answer from the same inputs.
 
 For speed the state passed in is updated in place and returned; callers that need
-the old state keep a copy (`copy_state`).
+the old state keep a copy (`state.dump_state`, as the processor does).
 """
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from typing import Final, NamedTuple
-
-import msgspec
 
 from . import records, timefmt
 from .enums import CheckType, CommandKind, EventState, Reason, Role, Severity
+from .ids import event_id_for, request_id_for, transition_id_for
 from .state import (
     MAX_MARK_IDS,
     MAX_MARKS,
@@ -37,14 +34,9 @@ from .state import (
 )
 from .state import PLAIN_KEYS as _PLAIN_KEYS
 
-#: event and transition ids are UUIDv5 in this namespace, so replays give equal ids
-ID_NAMESPACE: Final = uuid.UUID("6f1c2c6e-3b0e-5a7e-9a43-5e1e7a7c0de5")
-_NS_BYTES: Final = ID_NAMESPACE.bytes
-
 TLS_WARNING_MS: Final = 30 * 86_400_000
 TLS_DEGRADED_MS: Final = 7 * 86_400_000
 
-_AVAILABILITY: Final = frozenset({CheckType.HTTP, CheckType.TCP, CheckType.DNS})
 #: which open check type explains a new event of this type (SPEC "Causal links")
 _CAUSES: Final[dict[CheckType, tuple[CheckType, ...]]] = {
     CheckType.TCP: (CheckType.DNS,),
@@ -79,29 +71,6 @@ class Effects(NamedTuple):
 NO_EFFECTS: Final = Effects([], [])
 
 
-def _uuid5(name: str) -> str:
-    """`str(uuid.uuid5(ID_NAMESPACE, name))`, without building UUID objects."""
-    digest = bytearray(hashlib.sha1(_NS_BYTES + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def event_id_for(site_id: int, key: str, started_at: int, opened_by: str) -> str:
-    """UUIDv5 of the tuple, `started_at` and the opening input's id: an event closed
-    and reopened within the same millisecond still gets a new id."""
-    return _uuid5(f"event|{site_id}|{key}|{started_at}|{opened_by}")
-
-
-def transition_id_for(event_id: str, seq: int) -> str:
-    return _uuid5(f"transition|{event_id}|{seq}")
-
-
-def request_id_for(event_id: str) -> str:
-    return _uuid5(f"verify|{event_id}")
-
-
 def input_time(inp: Input) -> int:
     if isinstance(inp, records.CheckResult):
         return timefmt.to_ms(inp.observed_at)
@@ -122,26 +91,16 @@ def next_deadline(state: SiteState, config: Config) -> int | None:
     return best
 
 
-_copy_encoder = msgspec.msgpack.Encoder()
-_copy_decoder = msgspec.msgpack.Decoder(SiteState)
-
-
-def copy_state(state: SiteState) -> SiteState:
-    return _copy_decoder.decode(_copy_encoder.encode(state))
-
-
 def apply(
     state: SiteState | None,
     inp: Input,
     settings: SiteSettings,
     position: int,
-    now: int | None = None,
 ) -> tuple[SiteState, Effects]:
     """Apply one input at `position` (its offset in the site's ordered input log).
 
     An input at or before the last applied position is a redelivery (at-least-once
     after a crash): it changes nothing and re-emits exactly what it produced then.
-    `now` is the input's own time when the caller has parsed it already.
     """
     if state is None:
         state = SiteState()
@@ -193,8 +152,7 @@ def apply(
                 # the common case, a healthy site's check: nothing else moves
                 state.position = position
                 return state, NO_EFFECTS
-    if now is None:
-        now = input_time(inp)
+    now = input_time(inp)
     step = _Step(state, settings, now)
     if state.open:
         step.fire_timers(now)

@@ -8,9 +8,10 @@ commits. The agent of the input topics is fed a whole fetched batch at a time
 tick, report.
 
 Delivery is at-least-once with an exactly-once effect (ADR 4, ADR 6): a batch's
-outputs and its changelog records are sent together and confirmed by the broker before
-its state reaches the local store and before any of its offsets is acknowledged, so
-nothing is committed whose effects are not durable. The core re-emits what a
+outputs are confirmed by the broker before its changelog records are sent, and those
+before its state reaches the local store and before any of its offsets is acknowledged,
+so nothing is committed whose effects are not durable and no recovered state is ahead of
+the outputs. The core re-emits what a
 redelivered input produced, and downstream dedups by `transition_id`.
 """
 
@@ -31,6 +32,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 
 from sitewatch import gcpolicy, logs, metrics
+from sitewatch.clock import now_ms
 from sitewatch.settings import Settings
 
 from . import records, timefmt
@@ -108,9 +110,9 @@ class _Flight:
 
     fetched: Fetched
     started: float
-    #: per table: (partition, rows, future of the producer batch's base offset)
-    changelog: list[tuple[TableRows, list[tuple[int, list[tuple[bytes, bytes | None]], Any]]]] = (
-        field(default_factory=list)
+    #: per table: its rows by partition, sent to the changelog once the outputs are durable
+    rows: list[tuple[TableRows, dict[int, list[tuple[bytes, bytes | None]]]]] = field(
+        default_factory=list
     )
     outputs: list[Any] = field(default_factory=list)
     letters: list[tuple[records.DeadLetter, Any]] = field(default_factory=list)
@@ -146,6 +148,7 @@ class Worker:
         self.settings_rows = TableRows(
             app.Table("site-settings", partitions=partitions, key_type=bytes, value_type=bytes)
         )
+        self.tables = (self.state_rows, self.settings_rows)
         self.processor = Processor(
             Config(verifiers=conf.verifier_names, auto_timeout_ms=conf.auto_timeout_s * 1000),
             RowStore(self.state_rows),
@@ -275,16 +278,11 @@ class Worker:
         verify requests, dead letters. Nothing is awaited but the sends' queueing."""
         started = time.perf_counter()
         self.assign()
-        out = self.processor.process(fetched.messages, time.time_ns() // 1_000_000)
+        out = self.processor.process(fetched.messages, now_ms())
         producer = self.producer
         assert producer is not None
-        flight = _Flight(fetched, started)
-        # changelog rows: one producer batch per partition (their partition is known)
-        for rows in (self.state_rows, self.settings_rows):
-            sent: list[tuple[int, list[tuple[bytes, bytes | None]], Any]] = []
-            for part, items in rows.take().items():
-                sent += await _send_rows(producer, rows.changelog, part, items)
-            flight.changelog.append((rows, sent))
+        # the rows stay visible to later batches (TableRows' overlay) until applied
+        flight = _Flight(fetched, started, [(t, t.take()) for t in self.tables])
         send = producer.send
         for key, value in out.transitions:
             flight.outputs.append(await send(self.names.site_events, value, key=key))
@@ -299,21 +297,34 @@ class Worker:
         return flight
 
     async def complete_batch(self, flight: _Flight) -> None:
-        """Once the broker confirmed all a batch sent: the local store, then the
-        acknowledgement (so Faust commits nothing whose effects are not durable)."""
-        futures = [fut for _, sent in flight.changelog for *_, fut in sent]
-        futures += flight.outputs
-        if futures:
-            await asyncio.gather(*futures)
+        """Once the broker confirmed a batch's outputs: its changelog rows; once those are
+        confirmed too: the local store, then the acknowledgement. So the changelog never
+        holds a state whose outputs could be lost (a redelivered input's state is then
+        always one whose outputs are durable, however far behind the commit is), and
+        Faust commits nothing whose effects are not durable. Batches complete in order."""
+        if flight.outputs:
+            await asyncio.gather(*flight.outputs)
         # a dead letter that fails is logged and skipped: it must not stop the worker
         letters = [(letter, fut) for letter, fut in flight.letters if fut is not None]
         outcomes = await asyncio.gather(*(fut for _, fut in letters), return_exceptions=True)
         for (letter, _), outcome in zip(letters, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 log_unsent(letter, outcome)
-        for rows, sent in flight.changelog:
-            rows.applied(
-                [(part, items, fut.result().offset + len(items) - 1) for part, items, fut in sent]
+        producer = self.producer
+        assert producer is not None
+        # one producer batch per changelog partition (their partition is known)
+        sent = []
+        for table, by_part in flight.rows:
+            batches = []
+            for part, items in by_part.items():
+                batches += await _send_rows(producer, table.changelog, part, items)
+            sent.append((table, batches))
+        futures = [fut for _, batches in sent for *_, fut in batches]
+        if futures:
+            await asyncio.gather(*futures)
+        for table, batches in sent:
+            table.applied(
+                [(p, items, fut.result().offset + len(items) - 1) for p, items, fut in batches]
             )
         self.consumer.ack_all(flight.fetched)
         metrics.observe_batch(

@@ -26,11 +26,12 @@ from sitewatch.devbroker import free_port
 from sitewatch.migrations.command import upgrade
 from sitewatch.notify import service, signing
 from sitewatch.notify import tables as t
-from sitewatch.notify.service import Kind, Notifier, delivery_body, delivery_id
+from sitewatch.notify.service import Kind, Notifier, delivery_body
 from sitewatch.notify.webhooks_cmd import WebhookError, check_target
 from sitewatch.settings import Settings
 from sitewatch.sink.db import make_engine
 from sitewatch.streams import records, timefmt
+from sitewatch.streams.ids import delivery_id_for
 from tests.kafka_util import SITEWATCH
 
 from .test_notify import MIN, T0, outage
@@ -129,7 +130,7 @@ async def pending(db: str, sub_id: int, n: int) -> list[str]:
         async with engine.begin() as conn:
             for i in range(n):
                 tr = outage(1, f"e{sub_id}-{i}", T0, T0 + MIN, T0 + 2 * MIN)[1]
-                did = delivery_id(sub_id, tr.transition_id)
+                did = delivery_id_for(sub_id, tr.transition_id)
                 await conn.execute(
                     sa.insert(t.deliveries).values(
                         id=did,
@@ -397,10 +398,10 @@ async def test_poison_on_site_events_is_dead_lettered_by_the_notifier(db: str) -
 
 def test_webhook_delivery_id_is_inside_the_signed_body() -> None:
     tr = outage(1, "a", T0, T0 + MIN, T0 + 2 * MIN)[1]
-    did = delivery_id(7, tr.transition_id)
+    did = delivery_id_for(7, tr.transition_id)
     body = delivery_body(did, Kind.DOWN, tr)
     header = signing.sign(SECRET, body)
     assert json.loads(body)["delivery_id"] == did
     assert signing.verify(SECRET, body, header)
-    other = body.replace(did.encode(), delivery_id(8, tr.transition_id).encode())
+    other = body.replace(did.encode(), delivery_id_for(8, tr.transition_id).encode())
     assert not signing.verify(SECRET, other, header)  # the id a receiver dedups on is signed

@@ -23,8 +23,7 @@ import pytest
 
 from sitewatch import crypto
 from sitewatch.migrations.command import upgrade
-from sitewatch.notify.service import delivery_id
-from sitewatch.streams import lifecycle, records, timefmt
+from sitewatch.streams import ids, records, timefmt
 from sitewatch.streams.enums import CheckType, EventState, Reason
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import TopicNames
@@ -48,11 +47,11 @@ def transition(
     at_ms: int,
     started_ms: int,
 ) -> records.Transition:
-    event_id = lifecycle._uuid5(f"test-event|{site_id}|{event}")
+    event_id = ids.uuid5(f"test-event|{site_id}|{event}")
     closing = after is EventState.RESOLVED
     sev = {"up": 0, "seems_down": 3, "down": 4}
     return records.Transition(
-        transition_id=lifecycle.transition_id_for(event_id, seq),
+        transition_id=ids.transition_id_for(event_id, seq),
         event_id=event_id,
         site_id=site_id,
         check_type=CheckType.HTTP,
@@ -195,7 +194,7 @@ async def test_notifier_signed_retries_maintenance_cooldown_and_give_up(
     proc = spawn(["notify", "--from-beginning"], env, tmp_path / "notify.log")
     try:
         notified = [site1[1], site1[2], site1[7], site1[8], site3[1]]
-        want = {delivery_id(sub_all, tr.transition_id) for tr in notified}
+        want = {ids.delivery_id_for(sub_all, tr.transition_id) for tr in notified}
         await wait_for(lambda: set(good.delivered_ids()) >= want, 60, "deliveries")
         await wait_for(
             lambda: (
@@ -217,7 +216,7 @@ async def test_notifier_signed_retries_maintenance_cooldown_and_give_up(
 
     assert sorted(good.delivered_ids()) == sorted(want)  # each exactly once
     assert good.bad_signatures == 0 and only_two.got == [] and broken.got == []
-    assert broken.attempts == {delivery_id(sub_broken, site3[1].transition_id): 6}
+    assert broken.attempts == {ids.delivery_id_for(sub_broken, site3[1].transition_id): 6}
     types = {(p["site_id"], p["type"], p["transition"]["reason"]) for p in good.got}  # type: ignore[index]
     assert types == {
         (1, "site.down", "verifier_confirmed"),
@@ -261,7 +260,7 @@ async def test_sigkill_mid_delivery_loses_nothing_and_duplicates_only_by_id(
         [(records.site_key(tr.site_id), records.encode(tr)) for tr in transitions],
     )
     want = {
-        delivery_id(sub, tr.transition_id)
+        ids.delivery_id_for(sub, tr.transition_id)
         for tr in transitions
         if tr.reason in (Reason.VERIFIER_CONFIRMED, Reason.VERIFIER_CLEARED)
     }
