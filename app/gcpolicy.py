@@ -11,6 +11,8 @@ it anyway: collect rarely, and keep what exists at start out of the collector's 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 from collections.abc import Iterator
 
@@ -36,3 +38,25 @@ def rare() -> Iterator[None]:
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+
+
+def _libc_trim() -> object:
+    """glibc's `malloc_trim`, or None where there is none (musl, macOS)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_trim = _libc_trim()
+
+
+def tidy() -> None:
+    """Now and then in a long-running process (the worker's 10 s report): a full
+    collection, since rare collections leave cyclic garbage of the event loop's futures
+    in the oldest generation, and the heap's free pages handed back to the system (glibc
+    keeps freed memory of every thread's arena otherwise: RSS that tracks no site)."""
+    gc.collect()
+    if callable(_trim):
+        _trim(0)

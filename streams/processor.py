@@ -48,9 +48,9 @@ PARKED_TTL_MS: Final = 3_600_000
 #: stored: the changelog's messages must stay under the broker's 1 MiB limit
 MAX_STATE_BYTES: Final = 768 * 1024
 #: decoded settings kept; past this the oldest half goes (cheap, and bounded)
-MAX_CACHED_SETTINGS: Final = 65_536
+MAX_CACHED_SETTINGS: Final = 8_192
 #: decoded states kept between batches; past this the oldest half goes
-MAX_CACHED_STATES: Final = 65_536
+MAX_CACHED_STATES: Final = 8_192
 #: `deleted_at` of a site deleted before its partition's stream time was known
 _TIME_UNKNOWN: Final = -1
 

@@ -14,9 +14,11 @@ from . import records, timefmt
 from .enums import CheckType, EventState, RedirectPolicy, Severity
 
 #: how many effect-producing inputs a site remembers for re-emission after a crash
-OUTBOX_SIZE: Final = 16
-#: and for how long (stream time): redeliveries come within one commit interval
-OUTBOX_HORIZON_MS: Final = 10 * 60 * 1000
+OUTBOX_SIZE: Final = 32
+#: and for how long (stream time): redeliveries come within one commit interval, or,
+#: where a changelog may be ahead of the outputs (Tansu, ADR 6), within the worker's
+#: batches in flight, which a backlog can stretch over many minutes of stream time
+OUTBOX_HORIZON_MS: Final = 30 * 60 * 1000
 #: encoded bytes the outbox keeps at most (the newest entry is always kept)
 OUTBOX_MAX_BYTES: Final = 128 * 1024
 #: rule 8 marks a site keeps (one per check tuple); the oldest idle one makes room

@@ -53,6 +53,16 @@ QUEUED_BATCHES = 2
 #: batches sent and not yet confirmed by the broker
 IN_FLIGHT = 4
 
+#: RocksDB per table partition. Faust's defaults (64 MiB memtables, 3 of them, and a 2 GiB
+#: block cache, for each partition's store) keep a fleet's whole table in memory: rows
+#: of a million sites never leave the memtables. Small memtables flush them to disk
+#: (the page cache serves reads); the worker keeps hot sites decoded anyway (Processor).
+ROCKSDB: dict[str, int] = {
+    "write_buffer_size": 1024 * 1024,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 1024 * 1024,
+}
+
 _RAW: dict[str, Any] = {
     "key_type": bytes,
     "value_type": bytes,
@@ -110,9 +120,13 @@ class _Flight:
 
     fetched: Fetched
     started: float
-    #: per table: its rows by partition, sent to the changelog once the outputs are durable
+    #: per table: its rows by partition
     rows: list[tuple[TableRows, dict[int, list[tuple[bytes, bytes | None]]]]] = field(
         default_factory=list
+    )
+    #: per table, once sent: (partition, rows, future of the producer batch's base offset)
+    changelog: list[tuple[TableRows, list[tuple[int, list[tuple[bytes, bytes | None]], Any]]]] = (
+        field(default_factory=list)
     )
     outputs: list[Any] = field(default_factory=list)
     letters: list[tuple[records.DeadLetter, Any]] = field(default_factory=list)
@@ -142,13 +156,18 @@ class Worker:
         # number, so it sees both in order per topic and never waits on the other.
         self.inputs = app.topic(names.check_results, names.sites, partitions=partitions, **_RAW)
         # key/value `bytes`: the raw codec; the processor encodes state itself
-        self.state_rows = TableRows(
-            app.Table("site-state", partitions=partitions, key_type=bytes, value_type=bytes)
-        )
-        self.settings_rows = TableRows(
-            app.Table("site-settings", partitions=partitions, key_type=bytes, value_type=bytes)
+        self.state_rows, self.settings_rows = (
+            TableRows(
+                app.Table(
+                    name, partitions=partitions, key_type=bytes, value_type=bytes, options=ROCKSDB
+                )
+            )
+            for name in ("site-state", "site-settings")
         )
         self.tables = (self.state_rows, self.settings_rows)
+        #: outputs confirmed before the changelog rows are sent (not on Tansu: see
+        #: complete_batch)
+        self.outputs_first = not conf.is_tansu
         self.processor = Processor(
             Config(verifiers=conf.verifier_names, auto_timeout_ms=conf.auto_timeout_s * 1000),
             RowStore(self.state_rows),
@@ -283,6 +302,8 @@ class Worker:
         assert producer is not None
         # the rows stay visible to later batches (TableRows' overlay) until applied
         flight = _Flight(fetched, started, [(t, t.take()) for t in self.tables])
+        if not self.outputs_first:
+            await self._send_changelog(flight)
         send = producer.send
         for key, value in out.transitions:
             flight.outputs.append(await send(self.names.site_events, value, key=key))
@@ -296,35 +317,45 @@ class Worker:
                 anchors[part] = (stream_ms, mono)
         return flight
 
+    async def _send_changelog(self, flight: _Flight) -> None:
+        """A batch's table rows to their changelog partitions, one producer batch per
+        partition (their partition is known)."""
+        producer = self.producer
+        assert producer is not None
+        for table, by_part in flight.rows:
+            sent = []
+            for part, items in by_part.items():
+                sent += await _send_rows(producer, table.changelog, part, items)
+            flight.changelog.append((table, sent))
+
     async def complete_batch(self, flight: _Flight) -> None:
-        """Once the broker confirmed a batch's outputs: its changelog rows; once those are
-        confirmed too: the local store, then the acknowledgement. So the changelog never
-        holds a state whose outputs could be lost (a redelivered input's state is then
-        always one whose outputs are durable, however far behind the commit is), and
-        Faust commits nothing whose effects are not durable. Batches complete in order."""
-        if flight.outputs:
-            await asyncio.gather(*flight.outputs)
+        """Once the broker confirmed all a batch sent: the local store, then the
+        acknowledgement, so Faust commits nothing whose effects are not durable. Batches
+        complete in order.
+
+        On Apache Kafka the changelog rows are sent only once the outputs are confirmed:
+        the changelog then never holds a state whose outputs could be lost, however wide
+        the redelivery window. Tansu stalls on that order (a produce answered
+        NOT_LEADER_FOR_PARTITION until it times out, about one run in five of the crash
+        test's uninterrupted worker), so there the rows go out with the outputs and the
+        outbox covers the window (ADR 6)."""
+        if self.outputs_first:
+            if flight.outputs:
+                await asyncio.gather(*flight.outputs)
+            await self._send_changelog(flight)
+        futures = [fut for _, sent in flight.changelog for *_, fut in sent]
+        futures += flight.outputs
+        if futures:
+            await asyncio.gather(*futures)
         # a dead letter that fails is logged and skipped: it must not stop the worker
         letters = [(letter, fut) for letter, fut in flight.letters if fut is not None]
         outcomes = await asyncio.gather(*(fut for _, fut in letters), return_exceptions=True)
         for (letter, _), outcome in zip(letters, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 log_unsent(letter, outcome)
-        producer = self.producer
-        assert producer is not None
-        # one producer batch per changelog partition (their partition is known)
-        sent = []
-        for table, by_part in flight.rows:
-            batches = []
-            for part, items in by_part.items():
-                batches += await _send_rows(producer, table.changelog, part, items)
-            sent.append((table, batches))
-        futures = [fut for _, batches in sent for *_, fut in batches]
-        if futures:
-            await asyncio.gather(*futures)
-        for table, batches in sent:
+        for table, sent in flight.changelog:
             table.applied(
-                [(p, items, fut.result().offset + len(items) - 1) for p, items, fut in batches]
+                [(p, items, fut.result().offset + len(items) - 1) for p, items, fut in sent]
             )
         self.consumer.ack_all(flight.fetched)
         metrics.observe_batch(
@@ -367,6 +398,7 @@ class Worker:
             )
 
     async def report(self) -> None:
+        gcpolicy.tidy()
         s = self.processor.stats
         log.info(
             "worker stats",
