@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sitewatch import gcpolicy
 from sitewatch.devbroker import Broker
 from sitewatch.settings import Settings
 from sitewatch.streams import records, replay, timefmt
@@ -133,7 +134,7 @@ def core_only(
     raws = {
         p: [replay.Raw(o, 1, k, v) for o, (k, v) in enumerate(items)] for p, items in rows.items()
     }
-    with replay.rare_gc():  # as run_replay does
+    with gcpolicy.rare():  # as run_replay does
         began = time.perf_counter()
         for p, items in raws.items():
             for i in range(0, len(items), replay.FETCH_RECORDS):
