@@ -1,4 +1,4 @@
-"""The availability report, policy `sitewatch-1` (DESIGN.md "REST API and pages").
+"""The availability report, policy `sitewatch-1` (docs/api.md).
 
 One pure function, `report()`: no I/O, no clock, no database. The API, the status pages
 and any export call it with a site's events, its maintenance windows and a window, so

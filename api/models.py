@@ -2,7 +2,7 @@
 
 Query Structs forbid unknown fields (a misspelt filter is a 400, not silently ignored).
 Response fields typed with an enum may carry a value newer than this code (enums are
-stored as short strings, DESIGN.md): they are encoded as stored, never a 500.
+stored as short strings, docs/contract.md): they are encoded as stored, never a 500.
 """
 
 from __future__ import annotations

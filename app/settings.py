@@ -19,7 +19,7 @@ from . import crypto
 
 
 class BrokerFlavor(enum.StrEnum):
-    """Which Kafka implementation we talk to; Tansu needs workarounds (DESIGN.md).
+    """Which Kafka implementation we talk to; Tansu needs workarounds (docs/contract.md).
 
     `AUTO` is resolved at start (`sitewatch.streams.broker.resolve_flavor`) by asking
     the broker for its cluster id; a process never runs with `AUTO` in force.

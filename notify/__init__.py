@@ -1,1 +1,1 @@
-"""Webhook notifications for downs and recoveries (SPEC.md "Notifications")."""
+"""Webhook notifications for downs and recoveries (docs/lifecycle.md, Notifications)."""

@@ -10,7 +10,7 @@ from typing import Final
 SIGNATURE_HEADER: Final = "X-Sitewatch-Signature"
 DELIVERY_HEADER: Final = "X-Sitewatch-Delivery"
 EVENT_HEADER: Final = "X-Sitewatch-Event"
-#: receivers reject signatures older than this (SPEC.md)
+#: receivers reject signatures older than this (docs/lifecycle.md, Notifications)
 MAX_AGE_S: Final = 300
 
 

@@ -1,4 +1,4 @@
-"""The site projection of SPEC.md as a pure function of a site's transitions.
+"""The site projection (docs/lifecycle.md) as a pure function of a site's transitions.
 
 One `SiteTracker` per site folds transitions in log order. The live sink seeds it from
 the database (open events, current state, last change) and folds a batch; the rebuild

@@ -1,6 +1,6 @@
 """`sitewatch sink`: consume `site-events` and `sites`, write them in one transaction per batch.
 
-Exactly-once effect without Kafka transactions (DESIGN.md): the consumer offsets live in
+Exactly-once effect without Kafka transactions (ADR 3): the consumer offsets live in
 `sitewatch_offsets`, written in the same transaction as the data, and on every partition
 assignment the consumer seeks to them. A batch is therefore either wholly in the
 database with its offsets or not at all; a replayed transition is a no-op (unique

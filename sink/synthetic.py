@@ -39,7 +39,7 @@ class _Open:
 
 
 def transitions(rng: random.Random, n_sites: int, count: int) -> Iterator[records.Transition]:
-    """`count` transitions over sites 1..n_sites, each site's events following SPEC.md."""
+    """`count` transitions over sites 1..n_sites, each site's events following docs/lifecycle.md."""
     clock = START_MS
     opened: dict[tuple[int, int], _Open] = {}
     for _ in range(count):

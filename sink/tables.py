@@ -1,7 +1,7 @@
 """SQLAlchemy Core tables of the sink: the schema of record lives in `migrations/`.
 
 These definitions mirror migration 0001 and are what the sink builds statements from.
-Names are part of the contract (DESIGN.md). Enums are short strings, so adding an enum
+Names are part of the contract (docs/contract.md). Enums are short strings, so adding an enum
 value needs no migration; times are DATETIME(3), naive UTC.
 """
 
@@ -33,7 +33,7 @@ sites = sa.Table(
     metadata,
     sa.Column("site_id", sa.BigInteger, primary_key=True, autoincrement=False),
     # settings, materialized from the `sites` topic; a row created before its settings
-    # arrived has url '' and the defaults of SPEC.md
+    # arrived has url '' and the defaults of docs/lifecycle.md
     sa.Column("url", sa.String(2048), nullable=False, server_default=""),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("check_interval_s", sa.Integer, nullable=False, server_default="300"),
@@ -48,7 +48,7 @@ sites = sa.Table(
     sa.Column("alert_cooldown_minutes", sa.Integer, nullable=False, server_default="30"),
     sa.Column("maintenance", sa.JSON, nullable=True),
     sa.Column("checks", sa.JSON, nullable=True),
-    # the projection (SPEC.md "The site projection"), written only by the sink
+    # the projection (docs/lifecycle.md), written only by the sink
     sa.Column("current_state", sa.String(16), nullable=False, server_default="up"),
     sa.Column("current_severity", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Column("active_event_id", EVENT_ID, nullable=True),

@@ -17,7 +17,7 @@ from sitewatch.settings import BrokerFlavor, Settings
 
 log = structlog.get_logger(__name__)
 
-#: the cluster id Tansu reports in its metadata (DESIGN.md broker facts)
+#: the cluster id Tansu reports in its metadata (docs/contract.md, broker facts)
 TANSU_CLUSTER_ID = "tansu_cluster"
 
 
@@ -69,7 +69,7 @@ def group_timeouts(
 ) -> dict[str, int]:
     """Consumer-group timeouts for `AIOKafkaConsumer(**...)`.
 
-    Tansu admits a member only after half the session timeout (DESIGN.md): keep it short
+    Tansu admits a member only after half the session timeout (docs/contract.md): keep it short
     there; on Apache Kafka a 10 s session notices a dead member soon enough.
     """
     session = session_ms or (6000 if conf.is_tansu else 10_000)

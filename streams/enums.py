@@ -1,6 +1,6 @@
 """Closed sets of values used across the wire contract and the lifecycle.
 
-Stored as short strings (DESIGN.md), so a new value needs no migration: extend only
+Stored as short strings (docs/contract.md), so a new value needs no migration: extend only
 by adding members.
 """
 
@@ -21,6 +21,8 @@ class Role(enum.StrEnum):
     VERIFIER = "verifier"
 
 
+# The docstring is the shipped schemas' description, so it is left as it is: its
+# "DESIGN.md" is docs/contract.md, "Error classes".
 class ErrorKind(enum.StrEnum):
     """The class of a failed check (DESIGN.md): consumers filter on exactly these.
 

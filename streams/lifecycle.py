@@ -1,4 +1,4 @@
-"""The site-event lifecycle of SPEC.md as one pure function.
+"""The site-event lifecycle (docs/lifecycle.md) as one pure function.
 
 `apply(state, input, settings, position)` returns the new state and the effects
 (transitions for `site-events`, verify requests). It reads no clock (time is the
@@ -37,7 +37,7 @@ from .state import PLAIN_KEYS as _PLAIN_KEYS
 TLS_WARNING_MS: Final = 30 * 86_400_000
 TLS_DEGRADED_MS: Final = 7 * 86_400_000
 
-#: which open check type explains a new event of this type (SPEC "Causal links")
+#: which open check type explains a new event of this type (docs/lifecycle.md)
 _CAUSES: Final[dict[CheckType, tuple[CheckType, ...]]] = {
     CheckType.TCP: (CheckType.DNS,),
     CheckType.HTTP: (CheckType.DNS, CheckType.TCP),
@@ -350,7 +350,7 @@ class _Step:
         if ev.fail_count < site.num_of_checks or ev.verification is not None or ev.verified:
             return
         if site.in_maintenance(now):
-            return  # rule 10: no verify request, no promotion in maintenance
+            return  # invariant 10: no verify request, no promotion in maintenance
         if not self.config.verifiers:
             self.promote(ev, now, "local", {"unverified": True, "fail_count": ev.fail_count})
             return
@@ -400,7 +400,7 @@ class _Step:
             self.close(key, ev, Reason.FALSE_ALARM, at, source, meta)
         elif len(confirming) >= quorum:
             if site is not None and site.in_maintenance(at):
-                # rule 10: never promoted inside a window; stays seems_down and asks
+                # invariant 10: never promoted inside a window; stays seems_down and asks
                 # again on the next failure after the window
                 ev.verified = False
                 return

@@ -1,4 +1,4 @@
-"""The wire contract (DESIGN.md): one msgspec Struct per record, JSON on the wire.
+"""The wire contract (docs/contract.md): one msgspec Struct per record, JSON on the wire.
 
 Strict in what we write, liberal in what we read. Writers build these Structs, so what
 we emit always has every field with its type. Readers (`Reader`, one per topic) take
@@ -251,7 +251,7 @@ class VerifyRequest(Record, kw_only=True):
     check_type: CheckType
     event_id: EventId
     url: Url
-    timeout_s: PositiveInt = 10  # SPEC.md's default, for requests from other producers
+    timeout_s: PositiveInt = 10  # the site default, for requests from other producers
     keyword: Keyword | None = None
     redirect_policy: RedirectPolicy = RedirectPolicy.FOLLOW
     #: deprecated (values on the wire): still honoured, to the origin of `url` only
@@ -444,7 +444,7 @@ def _severity_of(state: Any) -> int | None:
 
 def _fix_transition(raw: dict[str, Any]) -> None:
     _endpoint_zero_is_null(raw)
-    # a severity a producer left out follows from its state (SPEC.md's table)
+    # a severity a producer left out follows from its state (docs/lifecycle.md)
     if raw.get("severity_before") is None:
         derived = _severity_of(raw.get("state_before"))
         if derived is not None:

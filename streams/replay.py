@@ -8,7 +8,7 @@ How the range is read, per partition of `check-results`, in offset order:
 
 - start: the first record whose own time (`observed_at`, a tick's `at`, a command's
   `issued_at`) is at or after `--from` minus `--lookback`. `offsets_for_times` is only
-  a hint (Tansu answers with the broker's write time, DESIGN.md): from the hint we step
+  a hint (Tansu answers with the broker's write time, docs/contract.md): from the hint we step
   back until a record is older than the start by `--slack`, then scan forward.
 - end: just before the first tick whose `at` is at or after `--to` plus `--grace` (or
   the end of the partition), so the ticks that fire timers due before `--to` are
@@ -522,7 +522,7 @@ class TopicReader:
         """Deliver records from `start` in order until `on_rows` returns False.
 
         `end` (the end offset when asked) is a hint: Tansu under-reports it when the last
-        batch holds several records (DESIGN.md), so reading goes on past it until the
+        batch holds several records (docs/contract.md), so reading goes on past it until the
         broker has nothing more for two polls in a row.
         """
         if end <= start and start == (await self.bounds(tp))[0]:

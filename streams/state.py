@@ -157,7 +157,7 @@ PLAIN_KEYS: dict[CheckType, dict[int | None, str]] = {t: {} for t in CheckType}
 
 
 def tuple_key(endpoint_id: int | None, check_type: CheckType, discriminator: str = "") -> str:
-    """`endpoint|check_type|discriminator` (SPEC's tuple, `endpoint_id or 0`)."""
+    """`endpoint|check_type|discriminator` (the event tuple, `endpoint_id or 0`)."""
     if discriminator:
         return f"{endpoint_id or 0}|{check_type.value}|{discriminator}"
     by_endpoint = PLAIN_KEYS[check_type]

@@ -1,4 +1,4 @@
-"""Topic names and how the project creates them (DESIGN.md wire contract)."""
+"""Topic names and how the project creates them (docs/contract.md)."""
 
 from __future__ import annotations
 

@@ -207,7 +207,7 @@ class Worker:
 
     def _new_producer(self) -> AIOKafkaProducer:
         # acks=all, no idempotence (Tansu cannot); on Tansu no lingering either: its
-        # end offsets are wrong for multi-record batches (DESIGN.md broker facts)
+        # end offsets are wrong for multi-record batches (docs/contract.md, broker facts)
         linger = 0 if self.conf.is_tansu else 5
         return AIOKafkaProducer(
             bootstrap_servers=self.conf.bootstrap_servers,

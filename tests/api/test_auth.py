@@ -1,4 +1,4 @@
-"""Every route of the table: 401 without a valid key, 403 for too small a scope (DESIGN.md)."""
+"""Every route of the table: 401 without a valid key, 403 for too small a scope (docs/api.md)."""
 
 from __future__ import annotations
 

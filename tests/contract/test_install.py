@@ -14,7 +14,7 @@ from .harness import BUILD_WARNINGS, Installed, clean_env
 
 pytestmark = pytest.mark.integration
 
-#: DESIGN.md's classes of `error`: what consumers filter on
+#: the classes of `error` (docs/contract.md): what consumers filter on
 ERROR_CLASSES = {
     "none",
     "timeout",

@@ -1,4 +1,4 @@
-"""SPEC.md's lifecycle through the installed worker and sink, driven from outside.
+"""The lifecycle (docs/lifecycle.md) through the installed worker and sink, driven from outside.
 
 Every scenario has a site (and a partition) of its own; time is what its results say
 (`observed_at`), so a timeout is reached by sending a result past it, never by waiting.
@@ -396,7 +396,7 @@ async def test_reopen_at_once_after_close(pipeline: Pipeline) -> None:
 
 async def test_projection_is_the_worst_open_event(pipeline: Pipeline) -> None:
     """A TLS warning and an HTTP outage at once: the site shows the outage; when it
-    clears, the warning; then up (SPEC "The site projection")."""
+    clears, the warning; then up (docs/lifecycle.md, the site projection)."""
     [site] = pipeline.ids.isolated()
     await pipeline.site(site, checks=["http", "tls_expiry"], num_of_checks=1, peer_offline_limit=3)
     pipeline.plans[site] = [(v, False) for v in VERIFIERS]

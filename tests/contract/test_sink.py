@@ -1,5 +1,5 @@
 """The sink as a consumer of `site-events` another program writes, and the database's own
-guarantees (DESIGN.md "MySQL"), checked through the tables only."""
+guarantees (docs/contract.md, Database), checked through the tables only."""
 
 from __future__ import annotations
 

@@ -112,7 +112,7 @@ async def read_to_end(bootstrap: str, topic: str) -> list[tuple[bytes | None, by
     A partition is read when its position reached the end offset of the call and it
     either gave a record stamped after the call or nothing for a second. ("Until idle"
     alone never ends on `check-results`, which gets ticks all the time, and Tansu may
-    under-report an end offset, DESIGN.md.)"""
+    under-report an end offset, docs/contract.md.)"""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,

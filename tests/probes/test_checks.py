@@ -63,7 +63,7 @@ async def test_behaviours(
 
 
 def test_every_error_is_one_of_the_design_classes() -> None:
-    """Consumers filter on DESIGN.md's classes: a finer cause never takes their place."""
+    """Consumers filter on docs/contract.md's classes: a finer cause never takes their place."""
     assert {k.value for k in ErrorKind} == {
         "none",
         "timeout",

@@ -103,7 +103,7 @@ async def test_probe_publishes_each_behaviour(
             results = reader.results()
             assert all(r.role is Role.PRIMARY and r.probe == "p1" for r in results)
             assert len({r.result_id for r in results}) == len(results)
-            # the class stays DESIGN.md's; the finer cause rides along in error_cause
+            # the class stays the contract's; the finer cause rides along in error_cause
             causes = {n: {r.error_cause for r in results if r.site_id == ids[n]} for n in ids}
             assert (causes["down"], causes["reset"], causes["up"]) == (
                 {"refused"},

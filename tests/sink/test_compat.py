@@ -1,4 +1,4 @@
-"""The sink reads liberally (DESIGN.md): transitions and sites records with absent or null
+"""The sink reads liberally (docs/contract.md): transitions and sites records with absent or null
 optional fields, or unknown extra ones, are stored, not dead-lettered. Real MariaDB."""
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ async def test_sink_stores_transitions_with_null_or_unknown_fields(
 
 
 async def test_sink_stores_transitions_without_severities(engine: AsyncEngine) -> None:
-    """Producers that drop nulls (omitempty) leave the severities out: SPEC's table."""
+    """Producers that drop nulls (omitempty) leave the severities out: their states give them."""
     log = Log()
     opened = variant(records.Transition, Variant.MINIMAL)
     del opened["severity_before"], opened["severity_after"]
@@ -110,6 +110,6 @@ async def test_sink_stores_sites_record_with_null_or_unknown_fields(
     assert res.dead_letters == [], [d.error for d, _ in res.dead_letters]
     [site] = await rows(engine, t.sites)
     assert site.url == "http://127.0.0.1:9/"
-    if which is not Variant.EXTRA:  # the SPEC defaults
+    if which is not Variant.EXTRA:  # the defaults (docs/lifecycle.md)
         assert (site.active, site.check_interval_s, site.num_of_checks) == (True, 300, 3)
         assert (site.redirect_policy, site.checks) == ("follow", ["http"])

@@ -1,5 +1,5 @@
 """A deleted site's events go with it (ON DELETE CASCADE), yet the worker still closes
-them later (`auto_timeout`, SPEC rule 7). Found by the conformance suite: the sink
+them later (`auto_timeout`, docs/lifecycle.md rule 7). Found by the conformance suite: the sink
 dead-lettered that closing transition as "transition for unknown event". Real MariaDB."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Liberal readers (DESIGN.md): absent or null optional fields take their defaults and
+"""Liberal readers (docs/contract.md): absent or null optional fields take their defaults and
 unknown fields are ignored, through every in-process reader of each topic.
 
 Each record type is sent as a minimal record, with every optional field null, and

@@ -1,4 +1,4 @@
-"""The functional core stays pure: no I/O libraries, no clock (DESIGN.md, ADR 2)."""
+"""The functional core stays pure: no I/O libraries, no clock (ADR 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One test per rule of SPEC.md, and per core invariant (2-6, 8, 10)."""
+"""One test per rule of docs/lifecycle.md, and per core invariant (2-6, 8, 10)."""
 
 from __future__ import annotations
 
@@ -241,7 +241,7 @@ def test_redelivered_input_reemits_what_it_produced() -> None:
     assert effects.transitions == run.transitions  # position decides, not content
 
 
-# -- invariants of SPEC.md that concern the core -----------------------------------
+# -- invariants of docs/lifecycle.md that concern the core -------------------------
 
 
 def test_invariant_2_every_change_writes_exactly_one_transition() -> None:

@@ -1,4 +1,4 @@
-"""`sitewatch worker` on the real broker: scripted scenarios in, SPEC transitions out.
+"""`sitewatch worker` on the real broker: scripted scenarios in, the lifecycle's transitions out.
 
 The worker runs as the CLI does in production, configured only by SITEWATCH_*
 variables; this test plays the probes (writing results) and the verifiers (reading
