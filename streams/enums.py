@@ -21,10 +21,9 @@ class Role(enum.StrEnum):
     VERIFIER = "verifier"
 
 
-# The docstring is the shipped schemas' description, so it is left as it is: its
-# "DESIGN.md" is docs/contract.md, "Error classes".
 class ErrorKind(enum.StrEnum):
-    """The class of a failed check (DESIGN.md): consumers filter on exactly these.
+    """The class of a failed check (docs/contract.md, "Error classes"): consumers filter
+    on exactly these.
 
     A finer cause (refused, NXDOMAIN...) never takes the place of the class: it goes
     in `error_cause` and in the free-text `detail`.
