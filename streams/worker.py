@@ -8,10 +8,11 @@ commits. The agent of the input topics is fed a whole fetched batch at a time
 tick, report.
 
 Delivery is at-least-once with an exactly-once effect (ADR 4, ADR 6): a batch's
-outputs are confirmed by the broker before its changelog records are sent, and those
-before its state reaches the local store and before any of its offsets is acknowledged,
-so nothing is committed whose effects are not durable and no recovered state is ahead of
-the outputs. The core re-emits what a
+outputs and changelog records are confirmed by the broker before its state reaches the
+local store and before any of its offsets is acknowledged, so nothing is committed whose
+effects are not durable. On Apache Kafka the changelog records are sent only once the
+outputs are confirmed, so no recovered state is ahead of its outputs; on Tansu they go
+together and the outbox covers the batches in flight. The core re-emits what a
 redelivered input produced, and downstream dedups by `transition_id`.
 """
 

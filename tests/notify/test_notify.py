@@ -288,11 +288,11 @@ async def test_sigkill_mid_delivery_loses_nothing_and_duplicates_only_by_id(
         assert stop(proc) == 0, log.read_text()[-3000:]
         for runner in runners:
             await runner.cleanup()
-    ids = slow.delivered_ids()
-    assert set(ids) == want  # none lost; after dedup by delivery id, each exactly once
-    assert len(set(ids)) == 24
+    delivered = slow.delivered_ids()
+    assert set(delivered) == want  # none lost; after dedup by delivery id, each exactly once
+    assert len(set(delivered)) == 24
     # a duplicate is only ever a re-send of a request the killed process had made
-    assert len(ids) - 24 <= attempted
+    assert len(delivered) - 24 <= attempted
     assert sql(db, "SELECT count(*) FROM sitewatch_notify_alerts") == [(24,)]
 
 
