@@ -32,9 +32,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from workerbench import BASE, PARTITIONS, committed, load, say
+
 from scripts.apache_kafka import KafkaNode
 from sitewatch.devbroker import Broker
 from sitewatch.streams import records, timefmt
@@ -42,24 +44,7 @@ from sitewatch.streams.enums import CheckType
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import TopicNames
 
-PARTITIONS = 8
-BASE = timefmt.to_ms("2026-11-26T00:00:00.000Z")
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-async def load(bootstrap: str, topic: str, rows: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 << 10)
-    await producer.start()
-    try:
-        for start in range(0, len(rows), 50_000):
-            chunk = rows[start : start + 50_000]
-            await asyncio.gather(*[await producer.send(topic, value=v, key=k) for k, v in chunk])
-    finally:
-        await producer.stop()
 
 
 def make_results(n: int, sites: int, failing_share: float) -> list[tuple[bytes, bytes]]:
@@ -131,16 +116,6 @@ async def ceiling(bootstrap: str, source: str, sink: str, n: int) -> float:
     finally:
         await consumer.stop()
         await producer.stop()
-
-
-async def committed(bootstrap: str, group: str, topic: str) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        return sum([await consumer.committed(tp) or 0 for tp in tps])
-    finally:
-        await consumer.stop()
 
 
 class Worker:

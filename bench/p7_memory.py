@@ -18,28 +18,22 @@ import asyncio
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from workerbench import BASE, PARTITIONS, committed, say, spawn_worker, stop_worker
+
 from scripts.apache_kafka import KafkaNode
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import CheckType
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import TopicNames
-
-PARTITIONS = 8
-BASE = timefmt.to_ms("2026-11-26T00:00:00.000Z")
-SITEWATCH = str(Path(sys.executable).with_name("sitewatch"))
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def rss_bytes(pid: int) -> int:
@@ -78,23 +72,6 @@ async def load_sites(bootstrap: str, names: TopicNames, n: int) -> int:
     return size
 
 
-async def committed(bootstrap: str, group: str, topic: str) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        return sum([await consumer.committed(tp) or 0 for tp in tps])
-    finally:
-        await consumer.stop()
-
-
-def spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [SITEWATCH, "worker"], env=env, stdout=out, stderr=out, start_new_session=True
-        )
-
-
 async def worker_rss(bootstrap: str, prefix: str, state: Path, n: int, log: Path) -> int:
     """RSS of a worker once it has committed `n` results and settled."""
     env = {
@@ -105,7 +82,7 @@ async def worker_rss(bootstrap: str, prefix: str, state: Path, n: int, log: Path
         "SITEWATCH_STATE_DIR": str(state),
         "SITEWATCH_LOG_LEVEL": "WARNING",
     }
-    proc = spawn(env, log)
+    proc = spawn_worker(env, log)
     try:
         names = TopicNames(prefix)
         deadline = time.monotonic() + 3600
@@ -123,11 +100,7 @@ async def worker_rss(bootstrap: str, prefix: str, state: Path, n: int, log: Path
         await asyncio.sleep(10)  # idle: batches done, caches as they stay
         return rss_bytes(proc.pid)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_worker(proc)
 
 
 def state_bytes(state: Path) -> int:
@@ -138,8 +111,8 @@ def state_bytes(state: Path) -> int:
     for path in (state / "worker").glob("v*/tables/*-[0-9]*.db"):
         db = Rdict(str(path), options=Options(raw_mode=True), access_type=AccessType.read_only())
         try:
-            for key, value in db.items():
-                total += len(key) + len(value)
+            for key, value in db.items():  # raw mode: both are bytes
+                total += len(cast(bytes, key)) + len(cast(bytes, value))
         finally:
             db.close()
     return total

@@ -21,40 +21,29 @@ import asyncio
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from workerbench import (
+    BASE,
+    PARTITIONS,
+    committed,
+    load,
+    say,
+    spawn_worker,
+    stop_worker,
+)
+
 from scripts.apache_kafka import KafkaNode
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import CheckType
 from sitewatch.streams.kafka_admin import ensure_topics, partitions_of
 from sitewatch.streams.topics import TopicNames
-
-PARTITIONS = 8
-BASE = timefmt.to_ms("2026-11-26T00:00:00.000Z")
-SITEWATCH = str(Path(sys.executable).with_name("sitewatch"))
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-async def load(bootstrap: str, topic: str, rows: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 << 10)
-    await producer.start()
-    try:
-        for start in range(0, len(rows), 50_000):
-            chunk = rows[start : start + 50_000]
-            await asyncio.gather(*[await producer.send(topic, value=v, key=k) for k, v in chunk])
-            say(f"  loaded {start + len(chunk):,}/{len(rows):,} into {topic}")
-    finally:
-        await producer.stop()
 
 
 def result(site_id: int, ok: bool, at_ms: int, rid: str) -> tuple[bytes, bytes]:
@@ -69,33 +58,6 @@ def result(site_id: int, ok: bool, at_ms: int, rid: str) -> tuple[bytes, bytes]:
     return records.site_key(site_id), records.encode(rec)
 
 
-async def committed(bootstrap: str, group: str, topic: str) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        return sum([await consumer.committed(tp) or 0 for tp in tps])
-    finally:
-        await consumer.stop()
-
-
-def spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [SITEWATCH, "worker"], env=env, stdout=out, stderr=out, start_new_session=True
-        )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 async def build(
     bootstrap: str, names: TopicNames, sites: int, env: dict[str, str], log: Path
 ) -> float:
@@ -106,13 +68,14 @@ async def build(
         )
         for s in range(1, sites + 1)
     ]
-    await load(bootstrap, names.sites, site_rows)
+    await load(bootstrap, names.sites, site_rows, progress=True)
     await load(
         bootstrap,
         names.check_results,
         [result(s, False, BASE, f"f{s}") for s in range(1, sites + 1)],
+        progress=True,
     )
-    proc = spawn(env, log)
+    proc = spawn_worker(env, log)
     started = time.monotonic()
     try:
         last = -1
@@ -127,7 +90,7 @@ async def build(
             if proc.poll() is not None:
                 raise SystemExit(f"worker exited: see {log}")
     finally:
-        stop(proc)
+        stop_worker(proc)
 
 
 async def restart(
@@ -142,7 +105,7 @@ async def restart(
     await consumer.seek_to_end(*tps)
     for tp in tps:
         await consumer.position(tp)
-    proc = spawn(env, log)
+    proc = spawn_worker(env, log)
     started = time.monotonic()
     try:
         # a success for a site that is seems_down: `probe_cleared` once the worker is back
@@ -150,6 +113,7 @@ async def restart(
             bootstrap,
             names.check_results,
             [result(marker_site, True, BASE + 60_000, f"m{marker_site}")],
+            progress=True,
         )
         while True:
             batch = await consumer.getmany(timeout_ms=500)
@@ -166,7 +130,7 @@ async def restart(
                 raise SystemExit("worker did not come back in 30 min")
     finally:
         await consumer.stop()
-        stop(proc)
+        stop_worker(proc)
 
 
 async def read_changelogs(bootstrap: str, topics: list[str]) -> tuple[int, float]:
