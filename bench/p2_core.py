@@ -19,7 +19,8 @@ import time
 from sitewatch import gcpolicy
 from sitewatch.streams import lifecycle, records, timefmt
 from sitewatch.streams.enums import CheckType
-from sitewatch.streams.processor import MemoryStore, Message, Processor
+from sitewatch.streams.message import Record
+from sitewatch.streams.processor import MemoryStore, Processor
 from sitewatch.streams.state import Config, SiteConfig, SiteState
 
 BASE = timefmt.to_ms("2026-11-26T00:00:00.000Z")
@@ -77,7 +78,7 @@ def bench_batch(wire: list[tuple[bytes, bytes]], batch: int = 2000) -> float:
     for key, _ in wire:
         settings.data[key] = records.encode(records.SiteRecord(site_id=int(key), url="http://x/"))
     proc = Processor(Config(), MemoryStore(), settings, "results", "sites", "bench")
-    msgs = [Message("results", 0, i, k, v) for i, (k, v) in enumerate(wire)]
+    msgs = [Record("results", 0, i, k, v) for i, (k, v) in enumerate(wire)]
     start = time.perf_counter()
     for i in range(0, len(msgs), batch):
         proc.process(msgs[i : i + batch], 0)

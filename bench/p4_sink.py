@@ -34,11 +34,12 @@ import sqlalchemy as sa
 
 from sitewatch.migrations.command import upgrade
 from sitewatch.sink import tables as t
-from sitewatch.sink.batch import TRANSITION_COLUMNS, BatchApplier, BatchResult, Message
+from sitewatch.sink.batch import TRANSITION_COLUMNS, BatchApplier, BatchResult
 from sitewatch.sink.db import make_engine
 from sitewatch.sink.gate import WriteGate
 from sitewatch.sink.pipeline import Pipeline
 from sitewatch.sink.synthetic import as_messages, transitions
+from sitewatch.streams.message import ConsumedRecord
 from sitewatch.streams.topics import TopicNames
 
 
@@ -55,13 +56,13 @@ TARGET_RATE = 10_000
 TARGET_RATIO = 0.9
 
 
-async def run_sink(url: str, msgs: list[Message], batch: int, pipelined: bool) -> float:
+async def run_sink(url: str, msgs: list[ConsumedRecord], batch: int, pipelined: bool) -> float:
     """Seconds for the sink to write `msgs` into the empty database at `url`."""
     names = TopicNames("bench.")
     engine = make_engine(url)
     gate, applier = WriteGate(engine, True), BatchApplier(names, "bench.sink")
 
-    async def sequential(part: Sequence[Message]) -> BatchResult:
+    async def sequential(part: Sequence[ConsumedRecord]) -> BatchResult:
         async with gate.transaction() as tx:
             return await applier.apply(tx, part, 0)
 
@@ -136,7 +137,7 @@ async def scratch(driver: str) -> tuple[str, str]:
 async def bench(count: int, batch: int, sites: int, driver: str, rounds: int, seq: bool) -> None:
     names = TopicNames("bench.")
     items = list(transitions(random.Random(1), sites, count))
-    msgs: list[Message] = as_messages(names.site_events, items, partitions=8)  # type: ignore[assignment]
+    msgs: list[ConsumedRecord] = as_messages(names.site_events, items, partitions=8)  # type: ignore[assignment]
     figures: dict[str, list[float]] = {"sink": [], "sequential": [], "orm": [], "raw": []}
     for n in range(rounds):
         made: list[str] = []

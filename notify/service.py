@@ -51,10 +51,11 @@ from sitewatch.clock import now_ms
 from sitewatch.crypto import SecretError, open_secret
 from sitewatch.probes.connector import GuardedConnector
 from sitewatch.settings import Settings
-from sitewatch.sink import dberrors
+from sitewatch.sink import dberrors, offsets
 from sitewatch.sink import tables as sink_tables
 from sitewatch.sink.db import make_engine
 from sitewatch.sink.dberrors import DbFailure
+from sitewatch.sink.offsets import Offsets
 from sitewatch.streams import deadletter, records, timefmt
 from sitewatch.streams.broker import resolve_flavor
 from sitewatch.streams.enums import EventState, Reason
@@ -207,14 +208,8 @@ class Notifier:
     async def _start_offsets(
         self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]
     ) -> dict[TopicPartition, int]:
-        o = sink_tables.offsets
         async with self.engine.begin() as conn:
-            rows = await conn.execute(
-                sa.select(o.c.topic, o.c.kafka_partition, o.c.next_offset).where(
-                    o.c.consumer_group == self.group
-                )
-            )
-            stored = {TopicPartition(r.topic, r.kafka_partition): r.next_offset for r in rows}
+            stored = await offsets.load(conn, self.group)
             missing = [tp for tp in tps if tp not in stored]
             if missing:
                 # A new notifier starts at the end (or the beginning if asked) and stores
@@ -228,29 +223,8 @@ class Notifier:
                 await self._store_offsets(conn, {tp: stored[tp] for tp in missing})
         return stored
 
-    async def _store_offsets(
-        self, conn: AsyncConnection, offsets: dict[TopicPartition, int]
-    ) -> None:
-        o = sink_tables.offsets
-        for tp, nxt in offsets.items():
-            updated = await conn.execute(
-                sa.update(o)
-                .where(
-                    o.c.consumer_group == self.group,
-                    o.c.topic == tp.topic,
-                    o.c.kafka_partition == tp.partition,
-                )
-                .values(next_offset=nxt)
-            )
-            if updated.rowcount == 0:
-                await conn.execute(
-                    sa.insert(o).values(
-                        consumer_group=self.group,
-                        topic=tp.topic,
-                        kafka_partition=tp.partition,
-                        next_offset=nxt,
-                    )
-                )
+    async def _store_offsets(self, conn: AsyncConnection, stored: Offsets) -> None:
+        await offsets.store(conn, self.group, stored)
 
     async def decide_batch(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> int:
         """Decide a polled batch (retried through transient database errors); returns
@@ -260,12 +234,7 @@ class Notifier:
         for msgs in batch.values():
             for m in msgs:
                 try:
-                    if m.value is None:
-                        raise ValueError("null value on site-events")
-                    tr = records.decode_transition(m.value)
-                    if m.key is not None and m.key != records.site_key(tr.site_id):
-                        raise ValueError(f"key does not match site_id {tr.site_id}")
-                    items.append((m, tr))
+                    items.append((m, records.keyed_transition(m.key, m.value)))
                 except Exception as exc:  # any failure to decode is poison, even RecursionError
                     await self._dead_letter(m, _why(exc))
                     items.append((m, None))
@@ -703,12 +672,10 @@ class Notifier:
                 await served.close()
 
 
-def _offsets_of(msgs: Sequence[Any]) -> dict[TopicPartition, int]:
-    offsets: dict[TopicPartition, int] = {}
-    for m in msgs:
-        tp = TopicPartition(m.topic, m.partition)
-        offsets[tp] = max(offsets.get(tp, 0), m.offset + 1)
-    return offsets
+def _offsets_of(msgs: Sequence[Any]) -> dict[tuple[str, int], int]:
+    past: dict[tuple[str, int], int] = {}
+    offsets.advance(past, msgs)
+    return past
 
 
 def _why(exc: BaseException) -> str:

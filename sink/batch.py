@@ -22,10 +22,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from sitewatch.crypto import SecretBox
 from sitewatch.streams import records, timefmt
-from sitewatch.streams.deadletter import ConsumedRecord, dead_letter_for
+from sitewatch.streams.deadletter import dead_letter_for
 from sitewatch.streams.enums import EventState, LegacySiteStatus, Reason, Severity, SiteState
+from sitewatch.streams.message import ConsumedRecord
 from sitewatch.streams.topics import TopicNames
 
+from . import offsets
 from . import tables as t
 from .gate import Tx
 from .projection import Change, OpenEvent, Projection, SiteTracker
@@ -33,19 +35,6 @@ from .projection import Change, OpenEvent, Projection, SiteTracker
 CONSUMER = "sitewatch-sink"
 _RESOLVED = str(EventState.RESOLVED)
 _CHUNK = 5000  # ids per IN (...) list: few round trips, well within packet limits
-
-
-#: what the sink needs of a Kafka record (aiokafka's ConsumerRecord fits)
-Message = ConsumedRecord
-
-
-@dataclass(frozen=True, slots=True)
-class RawMessage:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 _Stored = tuple[
@@ -129,20 +118,6 @@ def upsert(dialect: str, table: sa.Table, keys: Sequence[str], update: Sequence[
     lite = sqlite_insert(table)
     return lite.on_conflict_do_update(
         index_elements=list(keys), set_={c: lite.excluded[c] for c in update}
-    )
-
-
-def offsets_upsert(dialect: str) -> sa.Insert:
-    """Offsets only move forward (a late write from a revoked partition cannot rewind)."""
-    if dialect == "mysql":
-        my = mysql_insert(t.offsets)
-        return my.on_duplicate_key_update(
-            next_offset=sa.func.greatest(t.offsets.c.next_offset, my.inserted.next_offset)
-        )
-    lite = sqlite_insert(t.offsets)
-    return lite.on_conflict_do_update(
-        index_elements=["consumer_group", "topic", "kafka_partition"],
-        set_={"next_offset": sa.func.max(t.offsets.c.next_offset, lite.excluded.next_offset)},
     )
 
 
@@ -314,12 +289,12 @@ class BatchApplier:
         self.shadow = ShadowOverlay()
         self._events_topic, self._sites_topic = topics.site_events, topics.sites
 
-    async def refuse(self, tx: Tx, msg: Message, error: str, now_ms: int) -> BatchResult:
+    async def refuse(self, tx: Tx, msg: ConsumedRecord, error: str, now_ms: int) -> BatchResult:
         """Dead-letter one message the database refused, and move its offset past it."""
         res = BatchResult()
         letter = dead_letter_for(msg, error, CONSUMER, now_ms)
         res.dead_letters.append((letter, msg.key))
-        res.offsets[(msg.topic, msg.partition)] = msg.offset + 1
+        offsets.advance(res.offsets, [msg])
         await self._write_offsets(tx, res)
         res.counts.update(tx.report)
         res.counts["dead_letters"] += 1
@@ -327,24 +302,12 @@ class BatchApplier:
         return res
 
     async def _write_offsets(self, tx: Tx, res: BatchResult) -> None:
-        await tx.write(
-            "offsets",
-            offsets_upsert(tx.dialect),
-            [
-                {
-                    "consumer_group": self.group,
-                    "topic": topic,
-                    "kafka_partition": part,
-                    "next_offset": off,
-                }
-                for (topic, part), off in sorted(res.offsets.items())
-            ],
-        )
+        await tx.write("offsets", offsets.upsert(tx.dialect), offsets.rows(self.group, res.offsets))
 
     async def _gone_events(
         self,
         tx: Tx,
-        transitions: Sequence[tuple[Message, records.Transition]],
+        transitions: Sequence[tuple[ConsumedRecord, records.Transition]],
         events: dict[str, EventRow],
         deleted: set[int],
         present: set[int],
@@ -377,7 +340,7 @@ class BatchApplier:
             found.update(r[0] for r in rows)
         return found
 
-    async def apply(self, tx: Tx, messages: Sequence[Message], now_ms: int) -> BatchResult:
+    async def apply(self, tx: Tx, messages: Sequence[ConsumedRecord], now_ms: int) -> BatchResult:
         """Fold and write one batch in `tx` (the caller commits)."""
         shadow = None if tx.writes else self.shadow
         return await self.write(tx, await self.prepare(tx, messages, now_ms, shadow))
@@ -385,7 +348,7 @@ class BatchApplier:
     async def prepare(
         self,
         tx: Tx,
-        messages: Sequence[Message],
+        messages: Sequence[ConsumedRecord],
         now_ms: int,
         base: ShadowOverlay | None = None,
     ) -> Prepared:
@@ -397,40 +360,29 @@ class BatchApplier:
         batch's own, for the batch after it.
         """
         res = BatchResult()
-        transitions: list[tuple[Message, records.Transition]] = []
+        transitions: list[tuple[ConsumedRecord, records.Transition]] = []
         site_final: dict[int, records.SiteRecord | None] = {}
         deleted: set[int] = set()
 
-        def dead(msg: Message, error: str) -> None:
+        def dead(msg: ConsumedRecord, error: str) -> None:
             letter = dead_letter_for(msg, error, CONSUMER, now_ms)
             res.dead_letters.append((letter, msg.key))
             res.counts["dead_letters"] += 1
 
         # 1. decode; poison records never stop the batch (any exception of decoding,
         #    a RecursionError from a deeply nested value included)
+        offsets.advance(res.offsets, messages)
         for msg in messages:
-            tp = (msg.topic, msg.partition)
-            res.offsets[tp] = max(res.offsets.get(tp, 0), msg.offset + 1)
             if msg.topic == self._events_topic:
                 try:
-                    if msg.value is None:
-                        raise ValueError("null value on site-events")
-                    tr = records.decode_transition(msg.value)
-                    if msg.key is not None and msg.key != records.site_key(tr.site_id):
-                        raise ValueError(f"key does not match site_id {tr.site_id}")
-                    transitions.append((msg, tr))
+                    transitions.append((msg, records.keyed_transition(msg.key, msg.value)))
                 except Exception as exc:
                     dead(msg, f"malformed transition: {_why(exc)}")
             elif msg.topic == self._sites_topic:
                 try:
-                    site_id = records.parse_site_key(msg.key)
-                    if msg.value is None:
+                    site_id, site = records.keyed_site(msg.key, msg.value)
+                    if site is None:
                         deleted.add(site_id)
-                        site_final[site_id] = None
-                        continue
-                    site = records.decode_site(msg.value)
-                    if site.site_id != site_id:
-                        raise ValueError(f"key {site_id} != site_id {site.site_id}")
                     site_final[site_id] = site
                 except Exception as exc:
                     dead(msg, f"malformed site record: {_why(exc)}")
@@ -622,7 +574,7 @@ class BatchApplier:
 
 
 def _transition_row(
-    msg: Message, tr: records.Transition, at: datetime, started: datetime
+    msg: ConsumedRecord, tr: records.Transition, at: datetime, started: datetime
 ) -> tuple[Any, ...]:
     """Values in TRANSITION_COLUMNS order, driver-ready."""
     return (

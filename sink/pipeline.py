@@ -24,9 +24,10 @@ import structlog
 
 from sitewatch import metrics
 from sitewatch.clock import now_ms
+from sitewatch.streams.message import ConsumedRecord
 
 from . import dberrors
-from .batch import BatchApplier, BatchResult, Message, Prepared, ShadowOverlay
+from .batch import BatchApplier, BatchResult, Prepared, ShadowOverlay
 from .gate import WriteGate
 
 log = structlog.get_logger(__name__)
@@ -34,7 +35,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass(slots=True)
 class _InFlight:
-    messages: Sequence[Message]
+    messages: Sequence[ConsumedRecord]
     prepared: Prepared
     task: asyncio.Task[BatchResult]
     started: float  # when it was submitted (perf_counter): the batch duration metric
@@ -48,7 +49,7 @@ class Pipeline:
         gate: WriteGate,
         applier: BatchApplier,
         *,
-        sequential: Callable[[Sequence[Message]], Awaitable[BatchResult]],
+        sequential: Callable[[Sequence[ConsumedRecord]], Awaitable[BatchResult]],
         publish: Callable[[BatchResult], Awaitable[None]],
         done: Callable[[BatchResult], None] = lambda _: None,
     ) -> None:
@@ -59,7 +60,7 @@ class Pipeline:
         self._done = done  # each pipelined batch's result (the sequential path counts its own)
         self._inflight: _InFlight | None = None
 
-    async def submit(self, messages: Sequence[Message]) -> None:
+    async def submit(self, messages: Sequence[ConsumedRecord]) -> None:
         """Fold `messages` now, write them once the batch before has committed."""
         started = time.perf_counter()
         base = self._inflight.prepared.overlay if self._inflight is not None else None
@@ -103,7 +104,9 @@ class Pipeline:
     def _observe(size: int, started: float) -> None:
         metrics.observe_batch(metrics.SINK_BATCH_RECORDS, metrics.SINK_BATCH_SECONDS, size, started)
 
-    async def _prepare(self, messages: Sequence[Message], base: ShadowOverlay | None) -> Prepared:
+    async def _prepare(
+        self, messages: Sequence[ConsumedRecord], base: ShadowOverlay | None
+    ) -> Prepared:
         async with self.gate.transaction(dirty_reads=True) as tx:  # reads only
             return await self.applier.prepare(tx, messages, now_ms(), base)
 

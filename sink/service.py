@@ -27,11 +27,12 @@ from sitewatch.settings import Settings
 from sitewatch.streams.broker import group_timeouts, resolve_flavor
 from sitewatch.streams.deadletter import send_dead_letter
 from sitewatch.streams.kafka_admin import ensure_topics
+from sitewatch.streams.message import ConsumedRecord
 from sitewatch.streams.topics import Topic, TopicNames
 
-from . import dberrors
+from . import dberrors, offsets
 from . import tables as t
-from .batch import BatchApplier, BatchResult, Message
+from .batch import BatchApplier, BatchResult
 from .db import make_engine
 from .dberrors import DbFailure
 from .gate import WriteGate
@@ -92,11 +93,7 @@ class Sink:
         async def read() -> None:
             found.clear()
             async with self.gate.transaction() as tx:
-                rows = await tx.read(
-                    sa.select(
-                        t.offsets.c.topic, t.offsets.c.kafka_partition, t.offsets.c.next_offset
-                    ).where(t.offsets.c.consumer_group == self.group)
-                )
+                rows = await tx.read(offsets.select(self.group))
             wanted = set(tps)
             for row in rows:
                 tp = TopicPartition(row.topic, row.kafka_partition)
@@ -106,7 +103,7 @@ class Sink:
         await self._retrying("load offsets", read)
         return found
 
-    async def process(self, messages: Sequence[Message]) -> BatchResult:
+    async def process(self, messages: Sequence[ConsumedRecord]) -> BatchResult:
         """Apply one batch; retried whole until it commits, split if the database refuses it.
 
         A refusal that is not transient (a constraint, the closed-event trigger, JSON
@@ -133,7 +130,7 @@ class Sink:
                 merged.counts.update((await self.process(part)).counts)
             return merged
 
-    async def _refuse(self, msg: Message, exc: BaseException) -> BatchResult:
+    async def _refuse(self, msg: ConsumedRecord, exc: BaseException) -> BatchResult:
         outcome: list[BatchResult] = []
 
         async def once() -> None:
@@ -152,7 +149,7 @@ class Sink:
         self.totals.update(outcome[0].counts)
         return outcome[0]
 
-    async def _process(self, messages: Sequence[Message]) -> BatchResult:
+    async def _process(self, messages: Sequence[ConsumedRecord]) -> BatchResult:
         outcome: list[BatchResult] = []
 
         async def once() -> None:
@@ -241,7 +238,7 @@ class Sink:
                 data = await consumer.getmany(timeout_ms=500, max_records=self.max_batch)
                 if self.fatal is not None:  # raised in the rebalance listener
                     raise self.fatal
-                messages: list[Message] = [m for batch in data.values() for m in batch]  # type: ignore[misc]
+                messages: list[ConsumedRecord] = [m for batch in data.values() for m in batch]  # type: ignore[misc]
                 if messages and pipeline is not None:
                     await pipeline.submit(messages)  # observes the batch when it commits
                 elif messages:

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import CheckType, EventState, Reason
-
-from .batch import RawMessage
+from sitewatch.streams.message import Record
 
 NS = uuid.UUID("0b5e7f4a-8a53-4bd5-9d8f-3b0c2b7f1a11")
 START_MS = 1_790_000_000_000
@@ -109,15 +108,13 @@ def transitions(rng: random.Random, n_sites: int, count: int) -> Iterator[record
             del opened[(site, ti)]
 
 
-def as_messages(
-    topic: str, items: list[records.Transition], partitions: int = 4
-) -> list[RawMessage]:
+def as_messages(topic: str, items: list[records.Transition], partitions: int = 4) -> list[Record]:
     """Messages as the broker would number them: partition by site, offsets per partition."""
     next_offset = [0] * partitions
-    out: list[RawMessage] = []
+    out: list[Record] = []
     for tr in items:
         p = tr.site_id % partitions
-        out.append(RawMessage(topic, p, next_offset[p], records.site_key(tr.site_id),
+        out.append(Record(topic, p, next_offset[p], records.site_key(tr.site_id),
                               records.encode(tr)))  # fmt: skip
         next_offset[p] += 1
     return out

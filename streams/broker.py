@@ -1,4 +1,4 @@
-"""Which broker we talk to, and the client settings that follow from it.
+"""Which broker we talk to, and the Kafka clients that follow from it.
 
 One detection for every process that talks to Kafka: with `SITEWATCH_BROKER_FLAVOR=auto`
 (the default) the broker's cluster id decides. The bundled Tansu broker answers
@@ -8,8 +8,10 @@ One detection for every process that talks to Kafka: with `SITEWATCH_BROKER_FLAV
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 
@@ -75,3 +77,43 @@ def group_timeouts(
     session = session_ms or (6000 if conf.is_tansu else 10_000)
     heartbeat = heartbeat_ms or max(300, min(3000, session // 6))
     return {"session_timeout_ms": session, "heartbeat_interval_ms": heartbeat}
+
+
+# -- the Kafka clients: every process builds its consumers and producers here ---------------
+
+
+def group_consumer(
+    conf: Settings,
+    group_id: str,
+    *topics: str,
+    session_ms: int | None = None,
+    heartbeat_ms: int | None = None,
+    **kwargs: Any,
+) -> AIOKafkaConsumer:
+    """A consumer-group member that commits (or stores) its offsets itself, from the
+    earliest record when the group has none, with the broker's group timeouts."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=conf.bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **group_timeouts(conf, session_ms, heartbeat_ms),
+        **kwargs,
+    )
+
+
+def reader(bootstrap: list[str] | str, **kwargs: Any) -> AIOKafkaConsumer:
+    """A group-less consumer (assign and seek): an out-of-range answer restarts at the
+    earliest record, so it never skips history."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **kwargs,
+    )
+
+
+def producer(bootstrap: list[str] | str, **kwargs: Any) -> AIOKafkaProducer:
+    """A producer. Never idempotent: idempotent producers do not work against Tansu."""
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, **kwargs)

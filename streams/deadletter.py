@@ -17,6 +17,7 @@ import msgspec
 import structlog
 
 from . import records, timefmt
+from .message import ConsumedRecord
 
 log = structlog.get_logger(__name__)
 
@@ -36,21 +37,6 @@ class _Sender(Protocol):
     async def send_and_wait(
         self, topic: str, value: bytes | None = ..., key: bytes | None = ...
     ) -> object: ...
-
-
-class ConsumedRecord(Protocol):
-    """Any consumed message: aiokafka's ConsumerRecord, Faust's Message, ours."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
 
 
 def dead_letter_for(

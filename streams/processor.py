@@ -29,8 +29,9 @@ import msgspec
 import structlog
 
 from . import lifecycle, records
-from .deadletter import ConsumedRecord, dead_letter_for
+from .deadletter import dead_letter_for
 from .enums import CheckType, Role
+from .message import ConsumedRecord, Record
 from .state import OUTBOX_HORIZON_MS, Config, Parked, SiteConfig, SiteState, dump_state, load_state
 
 log = structlog.get_logger(__name__)
@@ -53,17 +54,6 @@ MAX_CACHED_SETTINGS: Final = 8_192
 MAX_CACHED_STATES: Final = 8_192
 #: `deleted_at` of a site deleted before its partition's stream time was known
 _TIME_UNKNOWN: Final = -1
-
-
-class Message(NamedTuple):
-    """A consumed record as replay and the tests build them (the worker passes Faust's
-    own messages: anything with these attributes is a `ConsumedRecord`)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 class StateStore(Protocol):
@@ -333,14 +323,12 @@ class Processor:
 
     def _site_record(self, msg: ConsumedRecord, b: _Batch, now_ms: int) -> None:
         try:
-            key = records.site_key(records.parse_site_key(msg.key))
-            if msg.value is None:
+            site_id, rec = records.keyed_site(msg.key, msg.value)
+            key = records.site_key(site_id)
+            if rec is None or msg.value is None:  # a tombstone (both None)
                 self.stats.sites += 1
                 self._delete_site(key, msg, b)
                 return
-            rec = records.decode_site(msg.value)
-            if key != records.site_key(rec.site_id):
-                raise ValueError(f"key {key!r} does not match site_id {rec.site_id}")
         except Exception as exc:
             self._dead_letter(b.out, msg, _describe(exc), now_ms)
             return
@@ -363,7 +351,7 @@ class Processor:
             parked, state.parked = state.parked, []
             b.dirty[key] = msg
             for item in parked:
-                held = Message(self.results_topic, msg.partition, item.position, key, item.value)
+                held = Record(self.results_topic, msg.partition, item.position, key, item.value)
                 try:
                     inp = records.decode_input(item.value)
                     assert not isinstance(inp, records.Tick)

@@ -534,5 +534,28 @@ def decode_transition(value: bytes) -> Transition:
     return tr
 
 
+def keyed_site(key: bytes | None, value: bytes | None) -> tuple[int, SiteRecord | None]:
+    """A `sites` message: the site id of its key and the site (None: a tombstone).
+    Raises on poison: a key that is not a site id, a bad value, or one of another site."""
+    site_id = parse_site_key(key)
+    if value is None:
+        return site_id, None
+    site = decode_site(value)
+    if site.site_id != site_id:
+        raise ValueError(f"key {site_id} != site_id {site.site_id}")
+    return site_id, site
+
+
+def keyed_transition(key: bytes | None, value: bytes | None) -> Transition:
+    """A `site-events` message's transition. Raises on poison: a null or bad value, or a
+    key (when there is one) of another site."""
+    if value is None:
+        raise ValueError("null value on site-events")
+    tr = decode_transition(value)
+    if key is not None and key != site_key(tr.site_id):
+        raise ValueError(f"key does not match site_id {tr.site_id}")
+    return tr
+
+
 DecodeError = msgspec.DecodeError
 ValidationError = msgspec.ValidationError

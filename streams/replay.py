@@ -45,7 +45,8 @@ from sitewatch.settings import Settings
 
 from . import records, timefmt, topics
 from .kafka_admin import partitions_of
-from .processor import MemoryStore, Message, Processor
+from .message import Record
+from .processor import MemoryStore, Processor
 from .state import Config
 from .topics import TopicNames
 
@@ -312,7 +313,7 @@ class Replay:
         w = self.window
         keys = w.keys
         sites_topic, results_topic = self.names.sites, self.names.check_results
-        batch: list[Message] = []
+        batch: list[Record] = []
         for row in rows:
             if not part.started:
                 stamp = record_stamp(row.value)
@@ -331,16 +332,16 @@ class Replay:
             sites = part.sites
             while part.next_site < len(sites) and sites[part.next_site].timestamp <= row.timestamp:
                 s = sites[part.next_site]
-                batch.append(Message(sites_topic, partition, s.offset, s.key, s.value))
+                batch.append(Record(sites_topic, partition, s.offset, s.key, s.value))
                 part.next_site += 1
             if keys is not None and row.key is not None and row.key not in keys:
                 continue  # another site of the partition (ticks have no key)
-            batch.append(Message(results_topic, partition, row.offset, row.key, row.value))
+            batch.append(Record(results_topic, partition, row.offset, row.key, row.value))
         if batch:
             self._process(batch)
         return not part.done
 
-    def _process(self, batch: list[Message]) -> None:
+    def _process(self, batch: list[Record]) -> None:
         # `now_ms` only stamps dead letters, which replay does not publish: it counts them
         out = self.processor.process(batch, 0)
         self.inputs += len(batch)
@@ -357,7 +358,7 @@ class Replay:
             part.next_site = len(part.sites)
             if rest and not part.done:
                 self._process(
-                    [Message(self.names.sites, partition, s.offset, s.key, s.value) for s in rest]
+                    [Record(self.names.sites, partition, s.offset, s.key, s.value) for s in rest]
                 )
 
     def result(self) -> list[records.Transition]:

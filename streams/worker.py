@@ -38,9 +38,10 @@ from sitewatch.settings import Settings
 
 from . import records, timefmt
 from .broker import group_timeouts, resolve_flavor
-from .deadletter import ConsumedRecord, log_dead_letter, log_unsent, message_key
+from .deadletter import log_dead_letter, log_unsent, message_key
 from .faust_batching import BatchConsumer, BatchTransport, Fetched, TableRows
 from .kafka_admin import ensure_topics
+from .message import ConsumedRecord
 from .processor import Processor
 from .state import Config
 from .topics import Topic, TopicNames

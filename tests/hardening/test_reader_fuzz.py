@@ -23,12 +23,13 @@ from sitewatch.probes.probe import Probe
 from sitewatch.probes.schedule import SiteTable
 from sitewatch.probes.verifier import Verifier
 from sitewatch.settings import Settings
-from sitewatch.sink.batch import BatchApplier, RawMessage
+from sitewatch.sink.batch import BatchApplier
 from sitewatch.sink.db import make_engine
 from sitewatch.sink.gate import WriteGate
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import CheckType
-from sitewatch.streams.processor import MemoryStore, Message, Processor
+from sitewatch.streams.message import Record
+from sitewatch.streams.processor import MemoryStore, Processor
 from sitewatch.streams.replay import Raw, Replay, Window, record_stamp
 from sitewatch.streams.state import Config
 from sitewatch.streams.topics import Topic, TopicNames
@@ -111,10 +112,10 @@ def good_site(site_id: int = GOOD_SITE) -> bytes:
 @FUZZ
 def test_worker_survives_any_check_results(rows: list[tuple[bytes | None, bytes | None]]) -> None:
     proc = Processor(Config(), MemoryStore(), MemoryStore(), NAMES.check_results, NAMES.sites, "w")
-    msgs = [Message(NAMES.sites, 0, 0, records.site_key(GOOD_SITE), good_site())]
-    msgs += [Message(NAMES.check_results, 0, n, k, v) for n, (k, v) in enumerate(rows)]
+    msgs = [Record(NAMES.sites, 0, 0, records.site_key(GOOD_SITE), good_site())]
+    msgs += [Record(NAMES.check_results, 0, n, k, v) for n, (k, v) in enumerate(rows)]
     msgs.append(
-        Message(NAMES.check_results, 0, len(rows), records.site_key(GOOD_SITE), good_failure())
+        Record(NAMES.check_results, 0, len(rows), records.site_key(GOOD_SITE), good_failure())
     )
     out = proc.process(msgs, 0)
     assert {d.offset for _, d in out.dead_letters} == poisoned("check-results", rows)
@@ -126,9 +127,9 @@ def test_worker_survives_any_check_results(rows: list[tuple[bytes | None, bytes 
 @FUZZ
 def test_worker_survives_any_site_records(rows: list[tuple[bytes | None, bytes | None]]) -> None:
     proc = Processor(Config(), MemoryStore(), MemoryStore(), NAMES.check_results, NAMES.sites, "w")
-    msgs = [Message(NAMES.sites, 0, n, k, v) for n, (k, v) in enumerate(rows)]
-    msgs.append(Message(NAMES.sites, 0, len(rows), records.site_key(GOOD_SITE), good_site()))
-    msgs.append(Message(NAMES.check_results, 0, 0, records.site_key(GOOD_SITE), good_failure()))
+    msgs = [Record(NAMES.sites, 0, n, k, v) for n, (k, v) in enumerate(rows)]
+    msgs.append(Record(NAMES.sites, 0, len(rows), records.site_key(GOOD_SITE), good_site()))
+    msgs.append(Record(NAMES.check_results, 0, 0, records.site_key(GOOD_SITE), good_failure()))
     out = proc.process(msgs, 0)
     assert {d.offset for _, d in out.dead_letters} == poisoned("sites", rows)
     assert len(out.transitions) == 1
@@ -211,14 +212,12 @@ def good_opened(n: int) -> records.Transition:
     )
 
 
-def sink_batch(
-    rows: list[tuple[bytes | None, bytes | None]], topic: str, n: int
-) -> list[RawMessage]:
+def sink_batch(rows: list[tuple[bytes | None, bytes | None]], topic: str, n: int) -> list[Record]:
     base = n * 1000  # offsets of their own per example: the shared database keeps offsets
-    msgs = [RawMessage(topic, 0, base + i, k, v) for i, (k, v) in enumerate(rows)]
+    msgs = [Record(topic, 0, base + i, k, v) for i, (k, v) in enumerate(rows)]
     good = good_opened(n)
     msgs.append(
-        RawMessage(NAMES.site_events, 1, base, records.site_key(GOOD_SITE), records.encode(good))
+        Record(NAMES.site_events, 1, base, records.site_key(GOOD_SITE), records.encode(good))
     )
     return msgs
 

@@ -14,10 +14,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sitewatch.sink import tables as t
-from sitewatch.sink.batch import BatchApplier, BatchResult, Message, RawMessage
+from sitewatch.sink.batch import BatchApplier, BatchResult
 from sitewatch.sink.gate import WriteGate
 from sitewatch.streams import records
 from sitewatch.streams.kafka_admin import ensure_topics
+from sitewatch.streams.message import ConsumedRecord, Record
 from sitewatch.streams.topics import Topic, TopicNames
 
 PREFIX = "sinktest."
@@ -28,7 +29,7 @@ NOW_MS = 1_800_000_000_000
 
 async def feed(
     engine: AsyncEngine,
-    messages: Sequence[Message],
+    messages: Sequence[ConsumedRecord],
     *,
     writes: bool = True,
     batch: int = 10_000,
@@ -50,22 +51,22 @@ class Log:
     def __init__(self) -> None:
         self.next: dict[tuple[str, int], int] = {}
 
-    def msg(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> RawMessage:
+    def msg(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> Record:
         off = self.next.get((topic, partition), 0)
         self.next[(topic, partition)] = off + 1
-        return RawMessage(topic, partition, off, key, value)
+        return Record(topic, partition, off, key, value)
 
-    def transition(self, tr: records.Transition, partition: int = 0) -> RawMessage:
+    def transition(self, tr: records.Transition, partition: int = 0) -> Record:
         return self.msg(
             TOPICS.site_events, partition, records.site_key(tr.site_id), records.encode(tr)
         )
 
-    def site(self, site: records.SiteRecord, partition: int = 0) -> RawMessage:
+    def site(self, site: records.SiteRecord, partition: int = 0) -> Record:
         return self.msg(
             TOPICS.sites, partition, records.site_key(site.site_id), records.encode(site)
         )
 
-    def tombstone(self, site_id: int, partition: int = 0) -> RawMessage:
+    def tombstone(self, site_id: int, partition: int = 0) -> Record:
         return self.msg(TOPICS.sites, partition, records.site_key(site_id), None)
 
 
@@ -102,11 +103,11 @@ async def produce(
 
 async def read_all(
     bootstrap: str, topics: Sequence[str], ends: dict[tuple[str, int], int]
-) -> list[RawMessage]:
+) -> list[Record]:
     """Every record up to `ends`, without a consumer group (for expected results)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
-    out: list[RawMessage] = []
+    out: list[Record] = []
     try:
         tps = [TopicPartition(tp, p) for (tp, p) in ends if tp in topics]
         consumer.assign(tps)
@@ -120,7 +121,7 @@ async def read_all(
             for tp, batch in data.items():
                 for m in batch:
                     if m.offset < want[tp]:
-                        out.append(RawMessage(m.topic, m.partition, m.offset, m.key, m.value))
+                        out.append(Record(m.topic, m.partition, m.offset, m.key, m.value))
                     got[tp] = max(got[tp], m.offset + 1)
     finally:
         await consumer.stop()

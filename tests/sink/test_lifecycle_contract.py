@@ -15,11 +15,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sitewatch.sink import tables as t
-from sitewatch.sink.batch import RawMessage
 from sitewatch.sink.gate import WriteGate
 from sitewatch.sink.projection_cmd import check
 from sitewatch.streams import lifecycle, records, timefmt
 from sitewatch.streams.enums import CheckType
+from sitewatch.streams.message import Record
 from sitewatch.streams.state import Config, SiteConfig
 
 from .helpers import TOPICS, feed
@@ -84,7 +84,7 @@ async def test_lifecycle_transitions_apply_without_contradiction(engine: AsyncEn
     for tr in produced:
         p = tr.site_id % partitions
         msgs.append(
-            RawMessage(TOPICS.site_events, p, offsets[p], records.site_key(tr.site_id),
+            Record(TOPICS.site_events, p, offsets[p], records.site_key(tr.site_id),
                        records.encode(tr))
         )  # fmt: skip
         offsets[p] += 1

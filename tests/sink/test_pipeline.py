@@ -16,11 +16,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sitewatch.migrations.command import upgrade
-from sitewatch.sink.batch import BatchApplier, BatchResult, Message
+from sitewatch.sink.batch import BatchApplier, BatchResult
 from sitewatch.sink.db import make_engine
 from sitewatch.sink.gate import WriteGate
 from sitewatch.sink.pipeline import Pipeline
 from sitewatch.streams import records
+from sitewatch.streams.message import ConsumedRecord
 
 from . import scenarios
 from .conftest import drop_mysql_db, new_mysql_db, snapshot
@@ -29,11 +30,11 @@ from .helpers import GROUP, NOW_MS, TOPICS, Log, feed
 pytestmark = pytest.mark.integration
 
 
-def log_with_sites(seed: int, n_sites: int, count: int) -> list[Message]:
+def log_with_sites(seed: int, n_sites: int, count: int) -> list[ConsumedRecord]:
     """Transitions of `n_sites` sites, with settings, a tombstone and a site that comes back."""
     log = Log()
     items = list(scenarios.transitions(random.Random(seed), n_sites=n_sites, count=count))
-    msgs: list[Message] = [log.transition(x) for x in items]
+    msgs: list[ConsumedRecord] = [log.transition(x) for x in items]
     msgs.insert(len(msgs) // 3, log.site(records.SiteRecord(site_id=1, url="http://a.test/")))
     msgs.insert(len(msgs) // 2, log.tombstone(2))
     msgs.insert(2 * len(msgs) // 3, log.site(records.SiteRecord(site_id=2, url="http://b/")))
@@ -42,7 +43,7 @@ def log_with_sites(seed: int, n_sites: int, count: int) -> list[Message]:
 
 async def run_pipelined(
     engine: AsyncEngine,
-    msgs: Sequence[Message],
+    msgs: Sequence[ConsumedRecord],
     batch: int,
     fail_writes: frozenset[int] = frozenset(),
 ) -> list[int]:
@@ -63,7 +64,7 @@ async def run_pipelined(
 
     applier.write = write  # type: ignore[method-assign]
 
-    async def sequential(part: Sequence[Message]) -> BatchResult:
+    async def sequential(part: Sequence[ConsumedRecord]) -> BatchResult:
         sequential_sizes.append(len(part))
         async with gate.transaction() as tx:
             return await applier.apply(tx, part, NOW_MS)
@@ -79,7 +80,7 @@ async def run_pipelined(
 
 
 async def assert_same_as_sequential(
-    engine: AsyncEngine, msgs: Sequence[Message], batch: int
+    engine: AsyncEngine, msgs: Sequence[ConsumedRecord], batch: int
 ) -> None:
     """The rows of `engine` equal those of the same log fed batch after batch."""
     name, url = new_mysql_db()

@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sitewatch.migrations.command import upgrade
 from sitewatch.sink import tables as t
-from sitewatch.sink.batch import RawMessage
 from sitewatch.sink.db import make_engine
 from sitewatch.sink.gate import WriteGate
 from sitewatch.sink.projection_cmd import check
 from sitewatch.streams import records
+from sitewatch.streams.message import Record
 from tests.kafka_util import RunningBroker
 
 from . import scenarios
@@ -295,7 +295,7 @@ async def test_record_refused_by_the_database_is_dead_lettered_and_the_rest_appl
         )
     sequence = [*items[:20], bad, *items[20:]]
     msgs = [
-        RawMessage(names.site_events, 0, n, records.site_key(x.site_id), records.encode(x))
+        Record(names.site_events, 0, n, records.site_key(x.site_id), records.encode(x))
         for n, x in enumerate(sequence)
     ]
     conf = Settings(

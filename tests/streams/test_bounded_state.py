@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from sitewatch.streams import processor, records, timefmt
-from sitewatch.streams.processor import MemoryStore, Message, Processor, Timers
+from sitewatch.streams.message import ConsumedRecord, Record
+from sitewatch.streams.processor import MemoryStore, Processor, Timers
 from sitewatch.streams.state import (
     MAX_MARK_IDS,
     MAX_MARKS,
@@ -39,10 +40,10 @@ class Worker:
         self.proc = Processor(config or Config(), self.states, self.settings, R, S, "test")
         self.offsets = {R: 0, S: 0}
 
-    def _msg(self, topic: str, key: bytes | None, value: bytes | None) -> Message:
+    def _msg(self, topic: str, key: bytes | None, value: bytes | None) -> ConsumedRecord:
         off = self.offsets[topic]
         self.offsets[topic] += 1
-        return Message(topic, 0, off, key, value)
+        return Record(topic, 0, off, key, value)
 
     def site(self, site_id: int = 1, **fields: Any) -> processor.Output:
         rec = records.SiteRecord(site_id=site_id, url="http://x.test/", **fields)
@@ -57,7 +58,7 @@ class Worker:
     def tick(self, t: float) -> processor.Output:
         return self.feed(self._msg(R, None, records.encode(tick(t))))
 
-    def feed(self, *msgs: Message) -> processor.Output:
+    def feed(self, *msgs: ConsumedRecord) -> processor.Output:
         return self.proc.process(list(msgs), 0)
 
 
@@ -215,7 +216,7 @@ def test_worker_tables_and_verify_requests_hold_no_header_value() -> None:
 def test_replayed_inputs_give_the_same_transitions_with_purges_on_the_way() -> None:
     """Purging is driven by stream time only: two runs over the same log agree."""
     log = Worker()  # only numbers the messages
-    msgs: list[Message] = []
+    msgs: list[ConsumedRecord] = []
 
     def add(topic: str, key: bytes | None, value: bytes | None) -> None:
         msgs.append(log._msg(topic, key, value))

@@ -19,7 +19,8 @@ from sitewatch import dev
 from sitewatch.notify.service import Kind, kind_of
 from sitewatch.streams import records
 from sitewatch.streams.enums import ErrorKind, EventState, Reason, RedirectPolicy, Role
-from sitewatch.streams.processor import MemoryStore, Message, Processor
+from sitewatch.streams.message import ConsumedRecord, Record
+from sitewatch.streams.processor import MemoryStore, Processor
 from sitewatch.streams.replay import parse_what_if
 from sitewatch.streams.state import Config
 from tests.wire_samples import FULL, UNKNOWN, Variant, variant, wire
@@ -133,7 +134,7 @@ def _processor() -> Processor:
     return Processor(Config(), MemoryStore(), MemoryStore(), "r", "s", "compat")
 
 
-def _reasons(proc: Processor, batch: list[Message]) -> list[tuple[str, str]]:
+def _reasons(proc: Processor, batch: list[ConsumedRecord]) -> list[tuple[str, str]]:
     out = proc.process(batch, 0)
     assert out.dead_letters == [], [d.error for _, d in out.dead_letters]
     decoded = [records.transition_decoder.decode(t.value) for t in out.transitions]
@@ -156,9 +157,9 @@ def test_worker_applies_records_with_null_or_unknown_fields(
         observed_at="2026-11-26T10:00:30.000Z",
     )
     batch = [
-        Message("s", 0, 0, SITE_KEY, wire(site)),
-        Message("r", 0, 0, SITE_KEY, wire(failing)),
-        Message("r", 0, 1, SITE_KEY, wire(recovered)),
+        Record("s", 0, 0, SITE_KEY, wire(site)),
+        Record("r", 0, 0, SITE_KEY, wire(failing)),
+        Record("r", 0, 1, SITE_KEY, wire(recovered)),
     ]
     # no verifiers configured: promoted (unverified) at the first of num_of_checks=1
     assert _reasons(proc, batch) == [
@@ -176,7 +177,7 @@ def test_worker_applies_close_command_with_null_or_unknown_fields(
     site = variant(records.SiteRecord, Variant.MINIMAL)
     failing = variant(records.CheckResult, Variant.MINIMAL, ok=False)
     out = proc.process(
-        [Message("s", 0, 0, SITE_KEY, wire(site)), Message("r", 0, 0, SITE_KEY, wire(failing))], 0
+        [Record("s", 0, 0, SITE_KEY, wire(site)), Record("r", 0, 0, SITE_KEY, wire(failing))], 0
     )
     [opened] = [records.transition_decoder.decode(t.value) for t in out.transitions]
     close = variant(
@@ -185,7 +186,7 @@ def test_worker_applies_close_command_with_null_or_unknown_fields(
         event_id=opened.event_id,
         issued_at="2026-11-26T10:01:00.000Z",
     )
-    got = _reasons(proc, [Message("r", 0, 1, SITE_KEY, wire(close))])
+    got = _reasons(proc, [Record("r", 0, 1, SITE_KEY, wire(close))])
     assert got == [("manual_override", "resolved")]
 
 

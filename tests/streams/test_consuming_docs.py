@@ -15,7 +15,8 @@ import pytest
 
 from sitewatch.streams import records, schemas_gen
 from sitewatch.streams.kafka_admin import ensure_topics
-from sitewatch.streams.processor import MemoryStore, Message, Processor
+from sitewatch.streams.message import Record
+from sitewatch.streams.processor import MemoryStore, Processor
 from sitewatch.streams.state import Config
 from sitewatch.streams.topics import TopicNames
 from tests.kafka_util import RunningBroker, produce
@@ -29,7 +30,7 @@ EXAMPLE = DOCS / "examples" / "consume_site_events.py"
 def some_transitions(names: TopicNames) -> list[tuple[bytes, bytes]]:
     """An outage of site 7 as the worker's Processor emits it."""
     site = records.encode(records.SiteRecord(site_id=7, url="http://seven.test/"))
-    batch = [Message(names.sites, 0, 0, b"7", site)]
+    batch = [Record(names.sites, 0, 0, b"7", site)]
     for i, ok in enumerate([False, False, False, True]):
         rec = records.CheckResult(
             result_id=f"r{i}",
@@ -38,7 +39,7 @@ def some_transitions(names: TopicNames) -> list[tuple[bytes, bytes]]:
             ok=ok,
             observed_at=f"2026-11-26T10:00:0{i}.000Z",
         )
-        batch.append(Message(names.check_results, 0, i, b"7", records.encode(rec)))
+        batch.append(Record(names.check_results, 0, i, b"7", records.encode(rec)))
     proc = Processor(Config(), MemoryStore(), MemoryStore(), names.check_results, names.sites, "t")
     return [(k, v) for k, v in proc.process(batch, 0).transitions]
 

@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sitewatch.streams import deadletter, lifecycle, records
-from sitewatch.streams.processor import MemoryStore, Message, Processor
+from sitewatch.streams.message import ConsumedRecord, Record
+from sitewatch.streams.processor import MemoryStore, Processor
 from sitewatch.streams.state import Config
 
 from .scenario import result
@@ -30,13 +31,13 @@ def make() -> Processor:
     return Processor(Config(), MemoryStore(), MemoryStore(), R, S, "test")
 
 
-def site_msg(offset: int, site_id: int = 1, **fields: Any) -> Message:
+def site_msg(offset: int, site_id: int = 1, **fields: Any) -> ConsumedRecord:
     rec = records.SiteRecord(site_id=site_id, url="http://x.test/", **fields)
-    return Message(S, 0, offset, records.site_key(site_id), records.encode(rec))
+    return Record(S, 0, offset, records.site_key(site_id), records.encode(rec))
 
 
-def res_msg(offset: int, rec: records.CheckResult) -> Message:
-    return Message(R, 0, offset, records.site_key(rec.site_id), records.encode(rec))
+def res_msg(offset: int, rec: records.CheckResult) -> ConsumedRecord:
+    return Record(R, 0, offset, records.site_key(rec.site_id), records.encode(rec))
 
 
 def nested(depth: int) -> bytes:
@@ -53,8 +54,8 @@ def test_deeply_nested_record_is_dead_lettered() -> None:
     out = proc.process(
         [
             site_msg(0),
-            Message(R, 0, 0, b"1", deep),
-            Message(S, 0, 1, b"1", b'{"site_id":1,"url":"http://x/","x":' + b"[" * 5000 + b"}"),
+            Record(R, 0, 0, b"1", deep),
+            Record(S, 0, 1, b"1", b'{"site_id":1,"url":"http://x/","x":' + b"[" * 5000 + b"}"),
             res_msg(1, result(False, 1)),
         ],
         0,
@@ -131,7 +132,7 @@ def test_impossible_timestamp_is_dead_lettered_not_a_crash() -> None:
     for n, stamp in enumerate(
         ["2026-13-01T00:00:00.000Z", "2026-02-30T00:00:00.000Z", "2027-02-29T00:00:00Z"]
     ):
-        rows.append(Message(R, 0, n, b"1", json.dumps({**good, "observed_at": stamp}).encode()))
+        rows.append(Record(R, 0, n, b"1", json.dumps({**good, "observed_at": stamp}).encode()))
     rows.append(res_msg(3, result(False, 5)))
     out = proc.process(rows, 0)
     assert [d.offset for _, d in out.dead_letters] == [0, 1, 2]

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 from sitewatch.streams import records
 from sitewatch.streams.enums import Reason
-from sitewatch.streams.processor import MemoryStore, Message, Processor
+from sitewatch.streams.message import ConsumedRecord, Record
+from sitewatch.streams.processor import MemoryStore, Processor
 from sitewatch.streams.state import Config
 
 from .scenario import result, tick
 
 
-def make() -> tuple[Processor, list[Message]]:
+def make() -> tuple[Processor, list[ConsumedRecord]]:
     return Processor(Config(), MemoryStore(), MemoryStore(), "r", "s", "test"), []
 
 
-def res_msg(offset: int, rec: records.CheckResult, partition: int = 0) -> Message:
-    return Message("r", partition, offset, records.site_key(rec.site_id), records.encode(rec))
+def res_msg(offset: int, rec: records.CheckResult, partition: int = 0) -> ConsumedRecord:
+    return Record("r", partition, offset, records.site_key(rec.site_id), records.encode(rec))
 
 
-def site_msg(offset: int, site_id: int, value: bytes | None = b"default") -> Message:
+def site_msg(offset: int, site_id: int, value: bytes | None = b"default") -> ConsumedRecord:
     if value == b"default":
         value = records.encode(records.SiteRecord(site_id=site_id, url="http://x.test/"))
-    return Message("s", 0, offset, records.site_key(site_id), value)
+    return Record("s", 0, offset, records.site_key(site_id), value)
 
 
 def reasons(out_transitions: list[object]) -> list[str]:
@@ -60,9 +61,9 @@ def test_deleted_site_changes_nothing() -> None:
 def test_tick_fires_timers_of_its_partition_only() -> None:
     proc = Processor(Config(auto_timeout_ms=60_000), MemoryStore(), MemoryStore(), "r", "s", "t")
     proc.process([site_msg(0, 1), res_msg(0, result(False, 0))], 0)
-    other = Message("r", 1, 5, None, records.encode(tick(120)))
+    other = Record("r", 1, 5, None, records.encode(tick(120)))
     assert proc.process([other], 0).transitions == []
-    mine = Message("r", 0, 6, None, records.encode(tick(120)))
+    mine = Record("r", 0, 6, None, records.encode(tick(120)))
     out = proc.process([mine], 0)
     assert reasons(out.transitions) == [Reason.AUTO_TIMEOUT.value]
     assert proc.deadlines == {}
@@ -71,9 +72,9 @@ def test_tick_fires_timers_of_its_partition_only() -> None:
 def test_poison_and_misrouted_records_are_dead_lettered() -> None:
     proc, _ = make()
     good = result(False, 0)
-    misrouted = Message("r", 0, 1, b"2", records.encode(good))
+    misrouted = Record("r", 0, 1, b"2", records.encode(good))
     out = proc.process(
-        [Message("r", 0, 0, b"1", b"{"), misrouted, Message("s", 0, 0, b"1", b"[]")], 0
+        [Record("r", 0, 0, b"1", b"{"), misrouted, Record("s", 0, 0, b"1", b"[]")], 0
     )
     assert [dl.offset for _, dl in out.dead_letters] == [0, 1, 0]
     assert "does not match" in out.dead_letters[1][1].error

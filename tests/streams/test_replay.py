@@ -19,7 +19,8 @@ import pytest
 from sitewatch.streams import records, replay, timefmt
 from sitewatch.streams.enums import CheckType, Role
 from sitewatch.streams.kafka_admin import ensure_topics
-from sitewatch.streams.processor import MemoryStore, Message, Processor
+from sitewatch.streams.message import Record
+from sitewatch.streams.processor import MemoryStore, Processor
 from sitewatch.streams.state import Config
 from sitewatch.streams.topics import TopicNames
 from tests.kafka_util import SITEWATCH, RunningBroker, produce, read_all, spawn, stop
@@ -217,8 +218,8 @@ def test_replay_start_and_stop_follow_record_times_not_batches() -> None:
     # the same inputs through a bare Processor (the worker's path) give the same bytes
     proc = Processor(Config(), MemoryStore(), MemoryStore(), names.check_results, names.sites, "t")
     out = proc.process(
-        [Message(names.sites, 0, 0, b"1", site)]
-        + [Message(names.check_results, 0, r.offset, r.key, r.value) for r in rows],
+        [Record(names.sites, 0, 0, b"1", site)]
+        + [Record(names.check_results, 0, r.offset, r.key, r.value) for r in rows],
         0,
     )
     direct = [
