@@ -16,6 +16,7 @@ import bisect
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Final, NamedTuple
 
 from sitewatch.streams.enums import CheckType, Severity
@@ -32,6 +33,8 @@ Span = tuple[str, str, int, int, int | None]
 _AVAILABILITY: Final = frozenset(str(c) for c in AVAILABILITY_CHECKS)
 _DOWN: Final = int(Severity.DOWN)
 _SEEMS_DOWN: Final = int(Severity.SEEMS_DOWN)
+_start: Final = itemgetter(0)
+_end: Final = itemgetter(1)
 
 
 class Policy(enum.StrEnum):
@@ -154,12 +157,18 @@ def report(
     # each incident's own downtime: its time in the window less what is excluded,
     # measured against prefix sums of the (few, sorted) excluded intervals
     overlap = _Overlap(excluded)
+    # only an incident within the excluded time's span can overlap it (the usual one
+    # starts after the unknown time and outside maintenance): no bisect for the rest
+    x_lo, x_hi = (excluded[0][0], excluded[-1][1]) if excluded else (end_ms, start_ms)
     down_events.sort(key=_incident_order)
     incidents = []
     for eid, _, _, began, ended in down_events:
         lo = began if began > start_ms else start_ms
         hi = end_ms if ended is None or ended > end_ms else ended
-        incidents.append(Incident(eid, began, ended, hi - lo - overlap(lo, hi)))
+        own = hi - lo
+        if lo < x_hi and hi > x_lo:
+            own -= overlap(lo, hi)
+        incidents.append(Incident(eid, began, ended, own))
     return Report(
         start_ms=start_ms,
         end_ms=end_ms,
@@ -231,6 +240,16 @@ def _union(x: Sequence[Interval], y: Sequence[Interval]) -> list[Interval]:
 
 def _subtract(x: Sequence[Interval], y: Sequence[Interval]) -> list[Interval]:
     """x minus y, both sorted and disjoint."""
+    if not y or not x or y[-1][1] <= x[0][0] or y[0][0] >= x[-1][1]:
+        return list(x)  # nothing of y within x's span (the usual case for the exclusions)
+    # the intervals of x wholly before or after y's span are kept as they are (x is
+    # sorted and disjoint: its ends ascend too)
+    head = bisect.bisect_right(x, y[0][0], key=_end)
+    tail = bisect.bisect_left(x, y[-1][1], key=_start)
+    return [*x[:head], *_subtract_all(x[head:tail], y), *x[tail:]]
+
+
+def _subtract_all(x: Sequence[Interval], y: Sequence[Interval]) -> list[Interval]:
     out: list[Interval] = []
     j = 0
     for a, b in x:

@@ -7,7 +7,6 @@ first does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +19,7 @@ from sitewatch.sink import tables as st
 from sitewatch.streams import records
 
 from . import cursor, models
-from .availability import AVAILABILITY_CHECKS, Span
+from .availability import AVAILABILITY_CHECKS
 from .problems import Kind, Problem
 from .timefmt import db_time, parse, to_ms, wire, wire_or_none
 
@@ -252,21 +251,6 @@ def spans_select(
         )
         .with_hint(e, "FORCE INDEX (ix_jetmon_events_site_uptime)", "mysql")
     )
-
-
-async def uptime_inputs(
-    conn: AsyncConnection, site_id: int, start_ms: int, end_ms: int
-) -> tuple[Sequence[Span], int | None]:
-    """The site's availability events overlapping [start, end) as the report's spans, and
-    its first event's start."""
-    e = st.events
-    stmt = spans_select(conn.dialect.name, e.c.site_id == site_id, start_ms, end_ms)
-    # the rows go to the report as they are: it unpacks them by position
-    rows: Sequence[Span] = (await conn.execute(stmt)).all()  # type: ignore[assignment]
-    first = (
-        await conn.execute(sa.select(sa.func.min(e.c.started_at)).where(e.c.site_id == site_id))
-    ).scalar()
-    return rows, None if first is None else to_ms(first)
 
 
 # -- webhooks -------------------------------------------------------------------------------

@@ -174,14 +174,17 @@ async def uptime(request: web.Request) -> web.Response:
         row = await queries.site_row(conn, site_id)
         if row is None:
             raise Problem(Kind.NOT_FOUND, f"no site {site_id}")
-        spans, first_event = await queries.uptime_inputs(conn, site_id, start, end)
-    created = row._mapping["created_at"]
+        created = row._mapping["created_at"]
+        created_ms = None if created is None else to_ms(created)
+        spans, first_event = await context(request).uptime.inputs(
+            conn, site_id, created_ms, start, end
+        )
     rep = availability.report(
         spans,
         maintenance_ms(row._mapping["maintenance"]),
         start,
         end,
-        site_created_ms=None if created is None else to_ms(created),
+        site_created_ms=created_ms,
         first_event_ms=first_event,
     )
     return answer(uptime_answer(site_id, rep))

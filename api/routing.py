@@ -25,6 +25,7 @@ from .metrics import ApiMetrics
 from .models import EventIdParam, Id, SiteIdParam
 from .problems import Kind, Problem
 from .publisher import Publisher
+from .uptime import UptimeReads
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 S = TypeVar("S")
@@ -51,6 +52,8 @@ class Context:
     secrets: SecretBox | None = None
     #: SITEWATCH_PROBE_ALLOW_PRIVATE: webhooks to loopback/private targets (tests, demo)
     allow_private_targets: bool = False
+    #: the uptime report's reads, each site's closed events kept between requests
+    uptime: UptimeReads = field(default_factory=UptimeReads)
 
 
 CONTEXT: Final = web.AppKey("context", Context)

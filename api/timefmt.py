@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 from sitewatch.streams import timefmt
@@ -36,9 +37,11 @@ _MILLIS = [f".{i:03d}Z" for i in range(1000)]
 _minutes: dict[int, str] = {}
 
 
+@functools.lru_cache(maxsize=65_536)
 def from_ms(ms: int) -> str:
     """Epoch ms as `2026-11-26T10:00:00.000Z`, as `streams.timefmt.from_ms` formats it
-    (a test checks), but from lookup tables: an uptime report formats thousands."""
+    (a test checks), but from lookup tables, and kept: an uptime report formats
+    thousands, the same ones on each request for the same site (its kept events)."""
     minute, rest = divmod(ms, 60_000)
     prefix = _minutes.get(minute)
     if prefix is None:

@@ -111,6 +111,21 @@ def test_report_classifies_every_millisecond_as_the_definition_does(
         want["down"],
         want["seems_down"],
     )
+    # and each incident's own downtime: its milliseconds in the window that are neither
+    # unknown nor maintenance
+    start: int = case["start_ms"]  # type: ignore[assignment]
+    end: int = case["end_ms"]  # type: ignore[assignment]
+    known = [t for t in (case["site_created_ms"], case["first_event_ms"]) if t is not None]
+    known_since: int = min(known) if known else end  # type: ignore[type-var,assignment]
+    maint: list[tuple[int, int]] = case["maintenance"]  # type: ignore[assignment]
+    for inc in got.incidents:
+        until = end if inc.ended_ms is None else inc.ended_ms
+        own = sum(
+            1
+            for t in range(max(start, inc.started_ms), min(end, until))
+            if t >= known_since and not any(a <= t < b for a, b in maint)
+        )
+        assert inc.down_ms == own, inc
 
 
 @settings(max_examples=150, deadline=None)
