@@ -4,8 +4,14 @@ report, and the summary line on stderr."""
 from __future__ import annotations
 
 import enum
+import io
 from collections.abc import Sequence
 from typing import Final
+
+from rich.cells import cell_len
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from sitewatch.streams import records
 
@@ -36,12 +42,20 @@ def _cells(t: records.Transition) -> tuple[str, ...]:
 
 
 def _table(items: Sequence[records.Transition]) -> str:
-    rows = [_TABLE_COLUMNS, *(_cells(t) for t in items)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(_TABLE_COLUMNS))]
-    return "".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() + "\n"
-        for r in rows
-    )
+    # No borders, two spaces between columns, no colour, no trailing blanks: one aligned
+    # line per transition that splits on whitespace into its cells, as scripts read it.
+    table = Table(box=None, pad_edge=False, padding=(0, 1))
+    for name in _TABLE_COLUMNS:
+        table.add_column(name, no_wrap=True)
+    rows = [_cells(t) for t in items]
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # Text: cell values are not markup
+    # as wide as the widest cells: the table never wraps, whatever the terminal
+    columns = zip(_TABLE_COLUMNS, *rows, strict=False)
+    width = sum(max(cell_len(cell) for cell in column) + 2 for column in columns)
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None, highlight=False).print(table)
+    return "".join(line.rstrip() + "\n" for line in out.getvalue().splitlines())
 
 
 def render(items: Sequence[records.Transition], fmt: OutputFormat) -> str:
