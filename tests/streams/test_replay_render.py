@@ -6,14 +6,14 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from sitewatch.streams import records, replay, timefmt
-from sitewatch.streams.enums import CheckType
+from sitewatch.streams import records, replay
 from sitewatch.streams.message import Record
 from sitewatch.streams.state import Config
 from sitewatch.streams.topics import TopicNames
+from tests.streams import scenario
 
 NAMES = TopicNames("r.")
-BASE = timefmt.to_ms("2026-11-26T10:00:00.000Z")
+BASE = scenario.T0
 
 
 def incident() -> list[records.Transition]:
@@ -31,16 +31,11 @@ def incident() -> list[records.Transition]:
     rows: list[Record] = []
     for i in range(30):
         for site in (1, 22):
-            value = records.CheckResult(
-                result_id=f"r{site}-{i}",
-                site_id=site,
-                check_type=CheckType.HTTP,
-                ok=not 5 <= i < 15,
-                observed_at=timefmt.from_ms(BASE + i * 1000),
-                probe="p1",
+            value = records.encode(
+                scenario.result(not 5 <= i < 15, i, site, result_id=f"r{site}-{i}")
             )
             key = records.site_key(site)
-            rows.append(Record(NAMES.check_results, 0, len(rows), key, records.encode(value), 1))
+            rows.append(Record(NAMES.check_results, 0, len(rows), key, value, 1))
     rp.feed(0, rows)
     rp.finish()
     return rp.result()
