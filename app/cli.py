@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("sitewatch.migrations.command", "create/upgrade the database schema (Alembic)"),
     "sink": ("sitewatch.sink.service", "write site-events and sites into the database"),
     "projection": ("sitewatch.sink.projection_cmd", "check (and --repair) the site projection"),
-    "replay": ("sitewatch.streams.replay", "re-run the lifecycle over a time range (--diff)"),
+    "replay": ("sitewatch.commands.replay", "re-run the lifecycle over a time range (--diff)"),
     "notify": ("sitewatch.notify.service", "send signed webhooks for downs and recoveries"),
     "webhooks": ("sitewatch.notify.webhooks_cmd", "manage webhook subscriptions"),
     "api": ("sitewatch.api.service", "serve the REST API /api/v1 and /metrics"),
