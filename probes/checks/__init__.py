@@ -1,7 +1,7 @@
 """The checks: http, tcp, dns and tls_expiry. They never raise.
 
 Every check turns what happened into an `Observation` (ok, error kind, timings, detail);
-`common.to_result` turns observations into wire records. One `Checker` is shared by all
+`runner.to_result` turns observations into wire records. One `Checker` is shared by all
 the checks of a process. The modules behind this package are private; what the rest of
 the code uses is named here:
 
