@@ -71,6 +71,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Probe(CheckRunner):
+    role = Role.PRIMARY
+
     def __init__(
         self,
         conf: Settings,
@@ -81,22 +83,16 @@ class Probe(CheckRunner):
         concurrency: int,
         table: SiteTable,
     ) -> None:
-        super().__init__(
-            conf,
-            consumer,
-            producer,
-            checker,
-            name,
-            concurrency,
-            role=Role.PRIMARY,
-            dead_letter_as=f"{conf.topic_prefix}probes:{name}",
-        )
+        super().__init__(conf, consumer, producer, checker, name, concurrency)
         self.table = table
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         #: partition -> highest offset applied: a poison record at or below it was
         #: dead-lettered already, when the partition was read before (bounded memory)
         self._read_up_to: dict[int, int] = {}
+
+    def dead_letter_as(self) -> str:
+        return f"{self.conf.topic_prefix}probes:{self.name}"
 
     def rebalance_listener(self) -> ConsumerRebalanceListener:
         return _Rebalance(self)

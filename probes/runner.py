@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import ClassVar, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from structlog.typing import FilteringBoundLogger
@@ -90,11 +91,11 @@ async def supervise(
     return code
 
 
-class CheckRunner:
-    """A process that runs checks and publishes their results: the probe, the verifier.
+class CheckRunner(ABC):
+    """A process that runs checks and publishes their results: the probe, the verifier."""
 
-    `dead_letter_as` is the consumer name its dead letters carry.
-    """
+    #: the role its results carry
+    role: ClassVar[Role]
 
     def __init__(
         self,
@@ -104,9 +105,6 @@ class CheckRunner:
         checker: Checker,
         name: str,
         concurrency: int,
-        *,
-        role: Role,
-        dead_letter_as: str,
     ) -> None:
         self.conf = conf
         self.names = TopicNames(conf.topic_prefix)
@@ -114,15 +112,17 @@ class CheckRunner:
         self.producer = producer
         self.checker = checker
         self.name = name
-        self.role = role
         self.stats: Counter[str] = Counter()
         self._slots = asyncio.Semaphore(concurrency)
-        self._dead_letter_as = dead_letter_as
+
+    @abstractmethod
+    def dead_letter_as(self) -> str:
+        """The consumer name its dead letters carry."""
 
     async def dead_letter(self, msg: ConsumedRecord, exc: BaseException) -> None:
         self.stats["dead_lettered"] += 1
         error = deadletter.error_of(exc)
-        letter = deadletter.dead_letter_for(msg, error, self._dead_letter_as, now_ms())
+        letter = deadletter.dead_letter_for(msg, error, self.dead_letter_as(), now_ms())
         await deadletter.send_dead_letter(self.producer, letter, msg.key)
 
     async def keyed_site(self, msg: ConsumedRecord) -> tuple[int, records.SiteRecord | None] | None:

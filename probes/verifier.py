@@ -102,6 +102,8 @@ async def _read_up_to(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int
 
 
 class Verifier(CheckRunner):
+    role = Role.VERIFIER
+
     def __init__(
         self,
         conf: Settings,
@@ -112,18 +114,12 @@ class Verifier(CheckRunner):
         concurrency: int,
         max_age_s: float,
     ) -> None:
-        super().__init__(
-            conf,
-            consumer,
-            producer,
-            checker,
-            name,
-            concurrency,
-            role=Role.VERIFIER,
-            dead_letter_as=f"{conf.topic_prefix}verifier.{name}",
-        )
+        super().__init__(conf, consumer, producer, checker, name, concurrency)
         self.max_age_ms = int(max_age_s * 1000)
         self.book = SiteBook()
+
+    def dead_letter_as(self) -> str:
+        return f"{self.conf.topic_prefix}verifier.{self.name}"
 
     async def handle(self, msg: ConsumedRecord) -> None:
         try:

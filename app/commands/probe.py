@@ -15,9 +15,7 @@ from sitewatch.probes.probe import STATS_METRICS, Probe
 from sitewatch.probes.runner import supervise
 from sitewatch.probes.schedule import SiteTable
 from sitewatch.settings import Settings
-from sitewatch.streams.broker import resolve_flavor
 from sitewatch.streams.enums import Role
-from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import Topic, TopicNames
 
 from . import probing
@@ -43,13 +41,11 @@ def run(args: argparse.Namespace, conf: Settings) -> int:
 
 
 async def _main(args: argparse.Namespace, conf: Settings) -> int:
-    if not probing.name_ok(args.name, log):
+    ready = await probing.prepare(args, conf, log, [Topic.SITES, Topic.CHECK_RESULTS])
+    if ready is None:
         return 2
-    conf = await resolve_flavor(conf)
+    conf = ready
     names = TopicNames(conf.topic_prefix)
-    await ensure_topics(
-        conf.bootstrap_servers, names, conf.partitions, topics=[Topic.SITES, Topic.CHECK_RESULTS]
-    )
     stop = probing.stop_event()
     group = f"{conf.topic_prefix}probes"
     consumer = probing.group_consumer(args, conf, group)
@@ -84,10 +80,7 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
         code = await supervise(tasks, stop, log, "probe task died")
     finally:
         await probe.drain()
-        await consumer.stop()  # leave the group now: the others take over at once
-        await producer.stop()
-        await checker.close()
-        if served is not None:
-            await served.close()
+        # leave the group now: the others take over at once
+        await probing.shut_down([consumer], producer, checker, served)
         log.info("probe stopped", name=args.name, **dict(probe.stats))
     return code

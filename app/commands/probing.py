@@ -13,11 +13,14 @@ from typing import Any, Final, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from structlog.typing import FilteringBoundLogger
 
-from sitewatch.probes.checks import CheckerConfig, parse_nameserver
+from sitewatch.metrics import MetricsServer
+from sitewatch.probes.checks import Checker, CheckerConfig, parse_nameserver
 from sitewatch.probes.names import NAME_RULE, valid_name
 from sitewatch.settings import Settings
 from sitewatch.streams import broker
 from sitewatch.streams.enums import Role
+from sitewatch.streams.kafka_admin import ensure_topics
+from sitewatch.streams.topics import Topic, TopicNames
 
 T = TypeVar("T")
 
@@ -56,12 +59,33 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def name_ok(name: str, log: FilteringBoundLogger) -> bool:
-    """Whether `--name` follows the rule (logged when not: the command exits 2)."""
-    if valid_name(name):
-        return True
-    log.error(NAME_RULE, name=name[:100])
-    return False
+async def prepare(
+    args: argparse.Namespace, conf: Settings, log: FilteringBoundLogger, topics: list[Topic]
+) -> Settings | None:
+    """`conf` with the broker flavor resolved, once `--name` is checked and `topics`
+    exist; None when the name breaks the rule (logged; the command exits 2)."""
+    if not valid_name(args.name):
+        log.error(NAME_RULE, name=args.name[:100])
+        return None
+    conf = await broker.resolve_flavor(conf)
+    names = TopicNames(conf.topic_prefix)
+    await ensure_topics(conf.bootstrap_servers, names, conf.partitions, topics=topics)
+    return conf
+
+
+async def shut_down(
+    consumers: list[AIOKafkaConsumer],
+    producer: AIOKafkaProducer,
+    checker: Checker,
+    served: MetricsServer | None,
+) -> None:
+    """Stop the clients in this order: the consumers first, so the group rebalances now."""
+    for consumer in consumers:
+        await consumer.stop()
+    await producer.stop()
+    await checker.close()
+    if served is not None:
+        await served.close()
 
 
 def checker_config(args: argparse.Namespace, conf: Settings, role: Role) -> CheckerConfig:

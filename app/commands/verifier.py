@@ -15,7 +15,6 @@ from sitewatch.probes.verifier import STATS_METRICS, Verifier
 from sitewatch.settings import Settings
 from sitewatch.streams import broker
 from sitewatch.streams.enums import Role
-from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import Topic, TopicNames
 
 from . import probing
@@ -37,16 +36,12 @@ def run(args: argparse.Namespace, conf: Settings) -> int:
 
 
 async def _main(args: argparse.Namespace, conf: Settings) -> int:
-    if not probing.name_ok(args.name, log):
+    topics = [Topic.VERIFY_REQUESTS, Topic.CHECK_RESULTS, Topic.SITES]
+    ready = await probing.prepare(args, conf, log, topics)
+    if ready is None:
         return 2
-    conf = await broker.resolve_flavor(conf)
+    conf = ready
     names = TopicNames(conf.topic_prefix)
-    await ensure_topics(
-        conf.bootstrap_servers,
-        names,
-        conf.partitions,
-        topics=[Topic.VERIFY_REQUESTS, Topic.CHECK_RESULTS, Topic.SITES],
-    )
     group = f"{conf.topic_prefix}verifier.{args.name}"
     stop = probing.stop_event()
     consumer = probing.group_consumer(args, conf, group)
@@ -77,11 +72,6 @@ async def _main(args: argparse.Namespace, conf: Settings) -> int:
     try:
         code = await supervise(tasks, stop, log, "verifier died")
     finally:
-        await sites_reader.stop()
-        await consumer.stop()
-        await producer.stop()
-        await checker.close()
-        if served is not None:
-            await served.close()
+        await probing.shut_down([sites_reader, consumer], producer, checker, served)
         log.info("verifier stopped", name=args.name, **dict(verifier.stats))
     return code
