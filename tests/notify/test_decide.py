@@ -186,8 +186,12 @@ def test_the_integration_scenario_decides_as_the_notifier_did() -> None:
 SITES = (1, 2, 3)
 
 
+#: a stream of transitions, and the rules of each site in it
+Case = tuple[list[records.Transition], dict[int, SiteRules]]
+
+
 @st.composite
-def streams(draw: st.DrawFn) -> tuple[list[records.Transition], dict[int, SiteRules]]:
+def streams(draw: st.DrawFn) -> Case:
     """Outages of a few sites (each site's in stream order, the sites interleaved), with
     maintenance windows and cooldowns of their own."""
     per_site: list[list[records.Transition]] = []
@@ -218,21 +222,19 @@ def streams(draw: st.DrawFn) -> tuple[list[records.Transition], dict[int, SiteRu
     return stream, rules
 
 
-def decided(
-    stream: list[records.Transition], rules: dict[int, SiteRules]
-) -> list[tuple[records.Transition, Kind, Decision]]:
+def decided(case: Case) -> list[tuple[records.Transition, Kind, Decision]]:
     ledger = Ledger()
-    ledger.feed(stream, rules)
+    ledger.feed(*case)
     return list(ledger.alerts.values())
 
 
 @settings(max_examples=150, deadline=None)
 @given(streams())
 def test_inside_a_maintenance_window_nothing_notifies(
-    case: tuple[list[records.Transition], dict[int, SiteRules]],
+    case: Case,
 ) -> None:
-    stream, rules = case
-    for tr, _, decision in decided(stream, rules):
+    rules = case[1]
+    for tr, _, decision in decided(case):
         muted = rules[tr.site_id].in_maintenance(timefmt.to_ms(tr.at))
         assert (decision is Decision.MUTED_MAINTENANCE) is muted
 
@@ -240,10 +242,9 @@ def test_inside_a_maintenance_window_nothing_notifies(
 @settings(max_examples=150, deadline=None)
 @given(streams())
 def test_a_recovery_is_sent_only_for_a_down_that_was(
-    case: tuple[list[records.Transition], dict[int, SiteRules]],
+    case: Case,
 ) -> None:
-    stream, rules = case
-    alerts = decided(stream, rules)
+    alerts = decided(case)
     downs = {tr.event_id: d for tr, k, d in alerts if k is Kind.DOWN}
     for tr, kind, decision in alerts:
         if kind is Kind.RECOVERY:
@@ -259,10 +260,10 @@ def test_a_recovery_is_sent_only_for_a_down_that_was(
 @settings(max_examples=150, deadline=None)
 @given(streams())
 def test_notified_downs_of_a_site_are_a_cooldown_apart(
-    case: tuple[list[records.Transition], dict[int, SiteRules]],
+    case: Case,
 ) -> None:
-    stream, rules = case
-    alerts = decided(stream, rules)
+    rules = case[1]
+    alerts = decided(case)
     for site in SITES:
         cooldown_ms = rules[site].cooldown_minutes * MIN
         notified = [
@@ -280,7 +281,7 @@ def test_notified_downs_of_a_site_are_a_cooldown_apart(
 @settings(max_examples=100, deadline=None)
 @given(streams(), st.lists(st.integers(1, 8), min_size=1), st.sets(st.integers(0, 30)))
 def test_redelivery_crashes_and_batching_decide_the_same(
-    case: tuple[list[records.Transition], dict[int, SiteRules]],
+    case: Case,
     sizes: list[int],
     crashed: set[int],
 ) -> None:
