@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from sitewatch.notify import tables as nt
-from sitewatch.notify.webhooks_cmd import WebhookError, check_target
+from sitewatch.notify.subscriptions import WebhookError, check_target
 
 from . import models, queries
 from .keys import Scope

@@ -26,8 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sink": ("sitewatch.sink.service", "write site-events and sites into the database"),
     "projection": ("sitewatch.sink.projection_cmd", "check (and --repair) the site projection"),
     "replay": ("sitewatch.commands.replay", "re-run the lifecycle over a time range (--diff)"),
-    "notify": ("sitewatch.notify.service", "send signed webhooks for downs and recoveries"),
-    "webhooks": ("sitewatch.notify.webhooks_cmd", "manage webhook subscriptions"),
+    "notify": ("sitewatch.commands.notify", "send signed webhooks for downs and recoveries"),
+    "webhooks": ("sitewatch.commands.webhooks", "manage webhook subscriptions"),
     "api": ("sitewatch.api.service", "serve the REST API /api/v1 and /metrics"),
     "keys": ("sitewatch.api.keys_cmd", "manage API keys (create prints the token once)"),
 }

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sitewatch.migrations.command import upgrade
-from sitewatch.notify.service import Notifier
+from sitewatch.notify.notifier import Notifier
 from sitewatch.probes.probe import Probe
 from sitewatch.probes.schedule import SiteTable
 from sitewatch.probes.verifier import Verifier
