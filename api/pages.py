@@ -293,9 +293,8 @@ async def site_page(request: web.Request) -> web.Response:
             raise Problem(Kind.NOT_FOUND, f"There is no site {site_id}.")
         m = row._mapping
         created = None if m["created_at"] is None else to_ms(m["created_at"])
-        spans, first_event = await context(request).uptime.inputs(
-            conn, site_id, created, earliest, now
-        )
+        got = await context(request).uptime.inputs(conn, site_id, created, earliest, now)
+        spans, first_event = got.spans, got.first_event_ms
         events = await queries.events_page(conn, q, site_id)
     maint = maintenance_ms(m["maintenance"])
     reports = [

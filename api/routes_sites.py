@@ -176,16 +176,15 @@ async def uptime(request: web.Request) -> web.Response:
             raise Problem(Kind.NOT_FOUND, f"no site {site_id}")
         created = row._mapping["created_at"]
         created_ms = None if created is None else to_ms(created)
-        spans, first_event = await context(request).uptime.inputs(
-            conn, site_id, created_ms, start, end
-        )
+        got = await context(request).uptime.inputs(conn, site_id, created_ms, start, end)
     rep = availability.report(
-        spans,
+        got.opened,
         maintenance_ms(row._mapping["maintenance"]),
         start,
         end,
         site_created_ms=created_ms,
-        first_event_ms=first_event,
+        first_event_ms=got.first_event_ms,
+        kept=got.kept,
     )
     return answer(uptime_answer(site_id, rep))
 

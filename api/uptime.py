@@ -22,14 +22,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sitewatch.sink import tables as st
 
-from .availability import AVAILABILITY_CHECKS, Span
+from .availability import AVAILABILITY_CHECKS, Span, Timeline, timeline
 from .queries import epoch_ms
 from .timefmt import db_time, to_ms
 
@@ -43,7 +43,22 @@ class _Entry:
     version: int  # the site's largest transition id when read
     after_ms: int  # holds the closed events that ended after this
     spans: list[Span]  # those events, by (started, id)
+    kept: Timeline  # and as the report takes them, classified once
     read_at: float  # monotonic seconds
+
+
+class UptimeInputs(NamedTuple):
+    """A site's report inputs: its closed events (also as a timeline), its open ones, and
+    its first event's start."""
+
+    closed: list[Span]
+    kept: Timeline
+    opened: list[Span]
+    first_event_ms: int | None
+
+    @property
+    def spans(self) -> list[Span]:
+        return self.closed + self.opened
 
 
 class UptimeReads:
@@ -65,9 +80,9 @@ class UptimeReads:
         created_ms: int | None,
         start_ms: int,
         end_ms: int,
-    ) -> tuple[list[Span], int | None]:
-        """Every availability event of the site that may overlap [start, end) (a superset,
-        as `availability.report` accepts), and the start of its first event ever."""
+    ) -> UptimeInputs:
+        """The site's availability events that may overlap [start, end) (a superset, as
+        `availability.report` accepts), and the start of its first event ever."""
         dialect = conn.dialect.name
         entry = self._entries.get(site_id)
         version = await _version(conn, site_id)
@@ -80,16 +95,17 @@ class UptimeReads:
         ):
             self.hits += 1
             self._entries.move_to_end(site_id)
-            closed = entry.spans
+            closed, kept = entry.spans, entry.kept
         else:
             self.misses += 1
             after = start_ms if entry is None else min(start_ms, entry.after_ms)
             closed = await self._closed(conn, dialect, site_id, after)
+            kept = timeline(closed)
             if version is not None:
-                self._keep(site_id, _Entry(created_ms, version, after, closed, time.monotonic()))
+                entry = _Entry(created_ms, version, after, closed, kept, time.monotonic())
+                self._keep(site_id, entry)
         opened = await self._open(conn, dialect, site_id, end_ms)
-        first = await _first_event_ms(conn, site_id)
-        return closed + opened, first
+        return UptimeInputs(closed, kept, opened, await _first_event_ms(conn, site_id))
 
     def _keep(self, site_id: int, entry: _Entry) -> None:
         old = self._entries.pop(site_id, None)

@@ -130,7 +130,8 @@ async def test_uptime_read_computes_epoch_milliseconds_exactly_in_the_database(u
                     )
                 )
         async with engine.connect() as conn:
-            rows, first = await UptimeReads().inputs(conn, 1, None, 0, 2**42)
+            got = await UptimeReads().inputs(conn, 1, None, 0, 2**42)
+            rows, first = got.spans, got.first_event_ms
     finally:
         await engine.dispose()
     assert sorted((r[3], r[4]) for r in rows) == sorted((to_ms(t), to_ms(t)) for t in stamps)

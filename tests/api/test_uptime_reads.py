@@ -89,11 +89,22 @@ async def reports(
                 await conn.execute(sa.select(st.sites).where(st.sites.c.site_id == site_id))
             ).one()
             created = None if row.created_at is None else to_ms(row.created_at)
-            spans, first = await reads.inputs(conn, site_id, created, start_ms, end_ms)
+            got = await reads.inputs(conn, site_id, created, start_ms, end_ms)
+        first = got.first_event_ms
         out.append(
             availability.report(
-                spans, [], start_ms, end_ms, site_created_ms=created, first_event_ms=first
+                got.opened,
+                [],
+                start_ms,
+                end_ms,
+                site_created_ms=created,
+                first_event_ms=first,
+                kept=got.kept,
             )
+        )
+        # the kept timeline and the rows it was made from give the same report
+        assert out[-1] == availability.report(
+            got.spans, [], start_ms, end_ms, site_created_ms=created, first_event_ms=first
         )
     return out[0], out[1]
 
