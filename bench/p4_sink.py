@@ -22,10 +22,12 @@ import argparse
 import asyncio
 import random
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -38,9 +40,11 @@ from sitewatch.sink.batch import TRANSITION_COLUMNS, BatchApplier, BatchResult
 from sitewatch.sink.db import make_engine
 from sitewatch.sink.gate import WriteGate
 from sitewatch.sink.pipeline import Pipeline
-from sitewatch.sink.synthetic import as_messages, transitions
 from sitewatch.streams.message import ConsumedRecord
 from sitewatch.streams.topics import TopicNames
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from tests.sink.synthetic import as_messages, transitions
 
 
 def admin(sql: str) -> None:

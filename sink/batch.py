@@ -30,7 +30,7 @@ from sitewatch.streams.topics import TopicNames
 from . import offsets
 from . import tables as t
 from .gate import Tx
-from .projection import Change, OpenEvent, Projection, SiteTracker
+from .projection import Change, OpenEventRank, Projection, SiteTracker
 
 CONSUMER = "sitewatch-sink"
 _RESOLVED = str(EventState.RESOLVED)
@@ -437,7 +437,7 @@ class BatchApplier:
             if loaded.ended_at is None:
                 open_by_tuple[loaded.tuple_key] = loaded.id
                 tracker = trackers.setdefault(loaded.site_id, SiteTracker())
-                tracker.open_events[loaded.id] = OpenEvent(
+                tracker.open_events[loaded.id] = OpenEventRank(
                     loaded.id,
                     EventState(loaded.state),
                     Severity(loaded.severity),
