@@ -36,10 +36,11 @@ import sqlalchemy as sa
 
 from sitewatch.migrations.command import upgrade
 from sitewatch.sink import tables as t
-from sitewatch.sink.batch import TRANSITION_COLUMNS, BatchApplier, BatchResult
+from sitewatch.sink.batch import BatchApplier, BatchResult
 from sitewatch.sink.db import make_engine
 from sitewatch.sink.gate import WriteGate
 from sitewatch.sink.pipeline import Pipeline
+from sitewatch.sink.rows import TRANSITION_COLUMNS
 from sitewatch.streams.message import ConsumedRecord
 from sitewatch.streams.topics import TopicNames
 

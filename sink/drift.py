@@ -9,15 +9,16 @@ rewrites them through the write gate.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
-from sitewatch.streams.enums import EventState, Reason
+from sitewatch.streams.enums import EventState, LegacySiteStatus, Reason, Severity, SiteState
 
 from . import tables as t
-from .batch import projection_of, upsert
 from .gate import Tx, WriteGate
 from .projection import UP, Change, Projection, SiteTracker
+from .write import upsert
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,17 @@ async def rebuild(tx: Tx) -> dict[int, Projection]:
             )
         last_id = rows[-1].id
     return {site_id: tracker.projection() for site_id, tracker in trackers.items()}
+
+
+def projection_of(row: Any) -> Projection:
+    """The stored projection of a `jetpack_monitor_sites` row."""
+    return Projection(
+        SiteState(row.current_state),
+        Severity(row.current_severity),
+        row.active_event_id,
+        LegacySiteStatus(row.site_status),
+        row.last_status_change,
+    )
 
 
 async def check(gate: WriteGate, repair: bool = False) -> list[Drift]:

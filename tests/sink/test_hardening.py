@@ -21,11 +21,12 @@ from sitewatch.migrations.command import upgrade
 from sitewatch.settings import Settings
 from sitewatch.sink import dberrors
 from sitewatch.sink import tables as t
-from sitewatch.sink.batch import REDACTED_VALUE, BatchApplier
+from sitewatch.sink.batch import BatchApplier
 from sitewatch.sink.consumer import Sink
 from sitewatch.sink.db import make_engine
 from sitewatch.sink.dberrors import DbFailure
 from sitewatch.sink.gate import WriteGate
+from sitewatch.sink.rows import REDACTED_VALUE
 from sitewatch.streams import records
 
 from . import synthetic
