@@ -45,6 +45,8 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class Sink:
+    """The consumer group `<prefix>sink`: `run()` until `stop()`; `process()` one batch."""
+
     def __init__(
         self,
         settings: Settings,
