@@ -172,9 +172,10 @@ def cascade(events: dict[str, EventRow], deleted: set[int]) -> set[str]:
 
 @dataclass(slots=True)
 class Changes:
-    """A folded batch's changes, table by table."""
+    """A folded batch's changes, table by table: what `write.py` writes and what
+    `shadow.py` remembers."""
 
-    #: the sites tombstoned, in order
+    #: the sites tombstoned, by id
     deleted: list[int]
     #: the settings to store, one record per site
     settings: list[records.SiteRecord]

@@ -56,7 +56,7 @@ def settled(coro: Coroutine[Any, Any, Any]) -> Any:
     raise AssertionError("the load waited on something")
 
 
-class Sink:
+class MemorySink:
     """Folds batches one after the other, carrying the state in an overlay."""
 
     def __init__(self) -> None:
@@ -84,8 +84,8 @@ class Sink:
         )
 
 
-def fold_all(messages: Sequence[ConsumedRecord], batch: int) -> Sink:
-    sink = Sink()
+def fold_all(messages: Sequence[ConsumedRecord], batch: int) -> MemorySink:
+    sink = MemorySink()
     for start in range(0, len(messages), batch):
         sink.feed(messages[start : start + batch])
     return sink
@@ -111,7 +111,7 @@ def lifecycle(seed: int, n_sites: int, count: int) -> list[records.Transition]:
 
 def test_an_event_opened_changed_and_closed_in_one_batch_is_one_inserted_row() -> None:
     log = Log()
-    changes = Sink().feed(
+    changes = MemorySink().feed(
         [
             log.transition(tr("h1", 1, Reason.OPENED, U, S, 0, 3, T0, T0)),
             log.transition(tr("h1", 2, Reason.VERIFIER_CONFIRMED, S, D, 3, 4, T1, T0)),
@@ -128,7 +128,7 @@ def test_an_event_opened_changed_and_closed_in_one_batch_is_one_inserted_row() -
 
 
 def test_a_later_batch_updates_what_an_earlier_one_inserted() -> None:
-    log, sink = Log(), Sink()
+    log, sink = Log(), MemorySink()
     sink.feed([log.transition(tr("h1", 1, Reason.OPENED, U, S, 0, 3, T0, T0))])
     changes = sink.feed(
         [
@@ -141,7 +141,7 @@ def test_a_later_batch_updates_what_an_earlier_one_inserted() -> None:
 
 
 def test_each_contradiction_is_reported_and_not_applied() -> None:
-    log, sink = Log(), Sink()
+    log, sink = Log(), MemorySink()
     sink.feed(
         [
             log.transition(tr("h1", 1, Reason.OPENED, U, S, 0, 3, T0, T0)),
@@ -200,7 +200,7 @@ def test_poison_is_set_aside_and_the_batch_goes_on() -> None:
 
 
 def test_a_tombstone_cascades_to_the_sites_events_and_keeps_their_later_transitions() -> None:
-    log, sink = Log(), Sink()
+    log, sink = Log(), MemorySink()
     sink.feed(
         [
             log.site(records.SiteRecord(site_id=1, url="https://gone.example")),
@@ -284,7 +284,7 @@ def test_a_contradiction_is_reported_and_not_applied(
     ghost = tr("ghost", 2, reason, S, after, 3, sev, T1, T0)
     at = min(at, len(items))
     clean = fold_all(synthetic.as_messages(TOPICS.site_events, items), count + 1)
-    sink = Sink()
+    sink = MemorySink()
     changes = sink.feed(
         synthetic.as_messages(TOPICS.site_events, [*items[:at], ghost, *items[at:]])
     )
