@@ -25,7 +25,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sitewatch import crypto
 from sitewatch.devbroker import free_port
-from sitewatch.sink.synthetic import transitions as synthetic_transitions
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import CheckType
 from sitewatch.streams.kafka_admin import ensure_topics
@@ -33,6 +32,7 @@ from sitewatch.streams.topics import TopicNames
 from tests.kafka_util import SITEWATCH, RunningBroker, produce, spawn, stop
 from tests.notify.receiver import Receiver, serve
 from tests.notify.test_notify import outage
+from tests.sink.synthetic import transitions as synthetic_transitions
 
 PARTITIONS = "4"
 
