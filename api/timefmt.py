@@ -22,10 +22,6 @@ def wire(moment: datetime) -> str:
     return from_ms(to_ms(moment))
 
 
-def wire_or_none(moment: datetime | None) -> str | None:
-    return None if moment is None else wire(moment)
-
-
 def parse(stamp: str) -> int:
     """A wire timestamp (any ISO-8601 with an offset) to epoch ms; ValueError if not one."""
     return timefmt.to_ms(stamp)
