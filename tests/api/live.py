@@ -26,6 +26,7 @@ from sitewatch.migrations.command import upgrade
 from sitewatch.sink import tables as t
 from sitewatch.sink.db import make_engine
 from sitewatch.streams.topics import TopicNames
+from tests import mysql_util
 from tests.conftest import MYSQL_SERVER_URL
 from tests.kafka_util import SITEWATCH, spawn, stop
 
@@ -80,20 +81,7 @@ class LiveApi:
             return resp.status, body, resp
 
     def sql(self, sql: str, *args: object) -> list[dict[str, Any]]:
-        conn = pymysql.connect(
-            host="127.0.0.1",
-            user="root",
-            password="",
-            database=self.db_name,
-            autocommit=True,
-            cursorclass=pymysql.cursors.DictCursor,
-        )
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, args)
-                return list(cur.fetchall())
-        finally:
-            conn.close()
+        return mysql_util.rows(self.db_name, sql, *args)
 
 
 def new_database() -> tuple[str, str]:
