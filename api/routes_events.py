@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from datetime import UTC, datetime
 from functools import partial
 
 from aiohttp import web
 from msgspec import UNSET
 
+from sitewatch.clock import now_ms
 from sitewatch.streams import records
 from sitewatch.streams.enums import CommandKind
 from sitewatch.streams.topics import Topic
@@ -30,7 +30,7 @@ from .routing import (
     query,
     route,
 )
-from .timefmt import from_ms, to_ms
+from .timefmt import from_ms
 
 #: the event routes (a site's own events are `GET /api/v1/sites/{site_id}/events`)
 events_route = partial(route, tag=Tag.EVENTS)
@@ -96,7 +96,7 @@ async def close_event(request: web.Request) -> web.Response:
         command=CommandKind.CLOSE_EVENT,
         event_id=event_id,
         actor=api_key(request).name,
-        issued_at=from_ms(to_ms(datetime.now(UTC))),
+        issued_at=from_ms(now_ms()),
         note=body.note,
     )
     done = await publish(request, Topic.CHECK_RESULTS, site_id, records.encode(command))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, datetime
 from functools import partial
 
 import sqlalchemy as sa
@@ -33,6 +32,7 @@ from .routing import (
     query,
     route,
 )
+from .timefmt import db_now
 
 #: every webhook route: the notifier's configuration is the operator's, so admin only
 admin = partial(route, tag=Tag.WEBHOOKS, scope=Scope.ADMIN)
@@ -74,15 +74,13 @@ async def create_webhook(request: web.Request) -> web.Response:
     except WebhookError as exc:
         raise Problem(Kind.INVALID_BODY, f"url: {exc}") from None
     secret = body.secret or secrets.token_hex(24)
-    now = datetime.now(UTC).replace(tzinfo=None)
-    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
     async with context(request).engine.begin() as conn:
         res = await conn.execute(
             sa.insert(nt.subscriptions).values(
                 url=body.url,
                 secret=ctx.secrets.seal(secret),
                 site_id=body.site_id,
-                created_at=now,
+                created_at=db_now(),
             )
         )
         pk = res.inserted_primary_key

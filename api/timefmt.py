@@ -47,3 +47,9 @@ def from_ms(ms: int) -> str:
 
 def db_time(ms: int) -> datetime:
     return timefmt.to_datetime(ms)
+
+
+def db_now() -> datetime:
+    """Now as a DATETIME(3) column stores it: naive UTC, whole milliseconds."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
