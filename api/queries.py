@@ -199,9 +199,7 @@ async def event_detail(conn: AsyncConnection, event_id: str) -> models.EventDeta
         for m in (r._mapping for r in rows)
     ]
     ev = event_of(row._mapping)
-    return models.EventDetail(
-        **{f: getattr(ev, f) for f in ev.__struct_fields__}, transitions=transitions
-    )
+    return models.EventDetail(**msgspec.structs.asdict(ev), transitions=transitions)
 
 
 async def event_site(conn: AsyncConnection, event_id: str) -> tuple[int, bool] | None:

@@ -10,6 +10,7 @@ import asyncio
 import secrets
 from functools import partial
 
+import msgspec
 import sqlalchemy as sa
 from aiohttp import web
 
@@ -88,9 +89,7 @@ async def create_webhook(request: web.Request) -> web.Response:
         row = await queries.webhook_row(conn, int(pk[0]))
     assert row is not None
     hook = queries.webhook_of(row._mapping)
-    created = models.WebhookCreated(
-        **{f: getattr(hook, f) for f in hook.__struct_fields__}, secret=secret
-    )
+    created = models.WebhookCreated(**msgspec.structs.asdict(hook), secret=secret)
     return answer(created, status=201)
 
 
