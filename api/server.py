@@ -22,25 +22,27 @@ from .routing import Context
 log = structlog.get_logger(__name__)
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> int:
-    """The REST API /api/v1, the status pages and /metrics until `stop` is set; the exit
-    code (2: the address cannot be listened on)."""
-    host, port = settings.api_address
-    engine = (
-        make_engine(settings.db_url, pool_size=10, max_overflow=10)
-        if not (settings.db_url.startswith("sqlite"))
-        else make_engine(settings.db_url)
-    )
+def assemble(settings: Settings) -> Context:
+    """What every handler shares: the database, the publisher, the metrics, the secrets."""
+    # a pool for concurrent requests (SQLite's engine takes no pool sizes)
+    pool = {} if settings.db_url.startswith("sqlite") else {"pool_size": 10, "max_overflow": 10}
     names = TopicNames(settings.topic_prefix)
-    publisher = Publisher(settings.bootstrap_servers, names, settings.partitions)
-    ctx = Context(
-        engine=engine,
-        publisher=publisher,
+    return Context(
+        engine=make_engine(settings.db_url, **pool),
+        publisher=Publisher(settings.bootstrap_servers, names, settings.partitions),
         names=names,
         metrics=ApiMetrics(),
         secrets=settings.secret_box,
         allow_private_targets=settings.probe_allow_private,
     )
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> int:
+    """The REST API /api/v1, the status pages and /metrics until `stop` is set; the exit
+    code (2: the address cannot be listened on)."""
+    host, port = settings.api_address
+    ctx = assemble(settings)
+    engine, publisher = ctx.engine, ctx.publisher
     runner = web.AppRunner(build(ctx), access_log=None, handle_signals=False)
     await runner.setup()
     # the modules and app built so far live as long as the process: keep them out of the
