@@ -24,7 +24,7 @@ from sitewatch.crypto import new_key
 from sitewatch.devbroker import free_port
 from sitewatch.migrations.command import upgrade
 from sitewatch.sink import tables as t
-from sitewatch.sink.db import make_engine
+from sitewatch.sink.db import connect_once
 from sitewatch.streams.topics import TopicNames
 from tests import mysql_util
 from tests.conftest import MYSQL_SERVER_URL
@@ -161,17 +161,13 @@ async def seed(
     events: list[dict[str, Any]] = (),  # type: ignore[assignment]
     transitions: list[dict[str, Any]] = (),  # type: ignore[assignment]
 ) -> None:
-    engine = make_engine(url)
-    try:
-        async with engine.begin() as conn:
-            if sites:
-                await conn.execute(sa.insert(t.sites), list(sites))
-            if events:
-                await conn.execute(sa.insert(t.events), list(events))
-            if transitions:
-                await conn.execute(sa.insert(t.transitions), list(transitions))
-    finally:
-        await engine.dispose()
+    async with connect_once(url, begin=True) as conn:
+        if sites:
+            await conn.execute(sa.insert(t.sites), list(sites))
+        if events:
+            await conn.execute(sa.insert(t.events), list(events))
+        if transitions:
+            await conn.execute(sa.insert(t.transitions), list(transitions))
 
 
 def site_row(site_id: int, **kw: Any) -> dict[str, Any]:
