@@ -302,7 +302,7 @@ async def site_page(request: web.Request) -> web.Response:
         for label, (a, b) in ranges
     ]
     days = daily.daily(spans, maint, windows, site_created_ms=created, first_event_ms=first_event)
-    site = queries.site_of(row)
+    site = queries.site_of(row._mapping)
     return page(
         render(
             "site.html",

@@ -23,10 +23,6 @@ def wire(moment: datetime) -> str:
     return from_ms(to_ms(moment))
 
 
-def wire_or_none(moment: datetime | None) -> str | None:
-    return None if moment is None else wire(moment)
-
-
 def parse(stamp: str) -> int:
     """A wire timestamp (any ISO-8601 with an offset) to epoch ms; ValueError if not one."""
     return timefmt.to_ms(stamp)
@@ -54,3 +50,9 @@ def from_ms(ms: int) -> str:
 
 def db_time(ms: int) -> datetime:
     return timefmt.to_datetime(ms)
+
+
+def db_now() -> datetime:
+    """Now as a DATETIME(3) column stores it: naive UTC, whole milliseconds."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)

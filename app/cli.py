@@ -28,8 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("sitewatch.commands.replay", "re-run the lifecycle over a time range (--diff)"),
     "notify": ("sitewatch.commands.notify", "send signed webhooks for downs and recoveries"),
     "webhooks": ("sitewatch.commands.webhooks", "manage webhook subscriptions"),
-    "api": ("sitewatch.api.service", "serve the REST API /api/v1 and /metrics"),
-    "keys": ("sitewatch.api.keys_cmd", "manage API keys (create prints the token once)"),
+    "api": ("sitewatch.commands.api", "serve the REST API /api/v1 and /metrics"),
+    "keys": ("sitewatch.commands.keys", "manage API keys (create prints the token once)"),
 }
 
 

@@ -21,7 +21,6 @@ from sitewatch.streams.topics import TopicNames
 from . import fold, offsets, write
 from .gate import Tx
 from .load import load
-from .rows import REDACTED_VALUE as REDACTED_VALUE  # api/routes_sites.py imports it here
 from .shadow import ShadowOverlay
 
 CONSUMER = "sitewatch-sink"
