@@ -36,6 +36,7 @@ _SEEMS_DOWN: Final = int(Severity.SEEMS_DOWN)
 _start: Final = itemgetter(0)
 #: incidents in the answer's order: by start, then id
 _by_start: Final = itemgetter(0, 1)
+_by_start_id: Final = itemgetter(1, 0)
 _end: Final = itemgetter(1)
 
 
@@ -122,9 +123,11 @@ class Timeline(NamedTuple):
     incidents: list[tuple[int, str, int]]
     #: the longest of them: how long before a window an incident in it may begin
     longest_ms: int
+    #: each of them as the incident of a window it lies inside, clear of excluded time
+    whole: list[Incident]
 
 
-EMPTY: Final = Timeline([], [], [], 0)
+EMPTY: Final = Timeline([], [], [], 0, [])
 
 
 def timeline(events: Iterable[Span]) -> Timeline:
@@ -133,7 +136,8 @@ def timeline(events: Iterable[Span]) -> Timeline:
     closed = cast(list[tuple[int, str, int]], down_events)  # no open one: it raised
     closed.sort(key=_by_start)
     longest = max((e[2] - e[0] for e in closed), default=0)
-    return Timeline(_merge(down), _merge(seems), closed, longest)
+    whole = [Incident(eid, began, ended, ended - began) for began, eid, ended in closed]
+    return Timeline(_merge(down), _merge(seems), closed, longest, whole)
 
 
 def report(
@@ -170,26 +174,47 @@ def report(
 
     # the incidents in the window: kept ones by bisection (they begin at most
     # `longest_ms` before it), then the given ones, all by (start, id)
-    held = kept.incidents
-    lo_at = bisect.bisect_left(held, (start_ms - kept.longest_ms,))
-    hi_at = bisect.bisect_left(held, (end_ms,))
-    chosen: list[tuple[int, str, int | None]] = [e for e in held[lo_at:hi_at] if e[2] > start_ms]
-    given = [e for e in extra if e[0] < end_ms and (end_ms if e[2] is None else e[2]) > start_ms]
-    if given:
-        chosen = sorted(chosen + given, key=_by_start)
-    # each incident's own downtime: its time in the window less what is excluded,
-    # measured against prefix sums of the (few, sorted) excluded intervals; only one
-    # within the excluded time's span can overlap it: no bisect for the rest
+    # the incidents: those given, and the kept ones in the window, found by bisection
+    # (sorted by start, they begin at most `longest_ms` before they end)
     overlap = _Overlap(excluded)
     x_lo, x_hi = (excluded[0][0], excluded[-1][1]) if excluded else (end_ms, start_ms)
-    incidents = []
-    for began, eid, ended in chosen:
-        lo = began if began > start_ms else start_ms
-        hi = end_ms if ended is None or ended > end_ms else ended
-        own = hi - lo
-        if lo < x_hi and hi > x_lo:
-            own -= overlap(lo, hi)
-        incidents.append(Incident(eid, began, ended, own))
+
+    def own(chosen: Iterable[tuple[int, str, int | None]]) -> list[Incident]:
+        """Each incident's downtime: its time in the window less what is excluded
+        (measured by prefix sums, only for one within the excluded time's span)."""
+        out = []
+        for began, eid, ended in chosen:
+            lo = began if began > start_ms else start_ms
+            hi = end_ms if ended is None or ended > end_ms else ended
+            down_ms = hi - lo
+            if lo < x_hi and hi > x_lo:
+                down_ms -= overlap(lo, hi)
+            out.append(Incident(eid, began, ended, down_ms))
+        return out
+
+    held, longest = kept.incidents, kept.longest_ms
+
+    def at(t: int, lo: int = 0, hi: int = len(held)) -> int:
+        """The first kept incident beginning at `t` or later, within [lo, hi]."""
+        return bisect.bisect_left(held, (t,), lo, hi)
+
+    # [first, inside) begin before the window; [inside, crossing) lie inside it; the rest
+    # up to `beyond` begin in it and may end after it
+    first, inside, beyond = at(start_ms - longest), at(start_ms), at(end_ms)
+    crossing = max(inside, at(end_ms - longest, inside, beyond))
+    # of those inside, only the ones in [near, past) can overlap the excluded time
+    near = at(x_lo - longest, inside, crossing) if excluded else crossing
+    past = at(x_hi, near, crossing) if excluded else crossing
+    incidents = [
+        *own(e for e in held[first:inside] if e[2] > start_ms),
+        *kept.whole[inside:near],
+        *own(held[near:past]),
+        *kept.whole[past:crossing],
+        *own(held[crossing:beyond]),
+    ]
+    given = [e for e in extra if e[0] < end_ms and (end_ms if e[2] is None else e[2]) > start_ms]
+    if given:
+        incidents = sorted([*incidents, *own(given)], key=_by_start_id)
     return Report(
         start_ms=start_ms,
         end_ms=end_ms,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 import sqlalchemy as sa
@@ -227,6 +227,26 @@ def epoch_ms(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[in
     return sa.type_coerce(sa.cast(sa.func.round(days * 86_400_000), sa.BigInteger), sa.BigInteger)
 
 
+#: the check types whose events can be downtime, as stored
+AVAILABILITY_CHECK_TYPES: Final = sorted(c.value for c in AVAILABILITY_CHECKS)
+
+
+def spans_of(dialect: str, *, by_site: bool = False) -> sa.Select[Any]:
+    """Events as the report's spans (id, check_type, severity, started ms, ended ms),
+    after their `site_id` if `by_site`, read from `ix_jetmon_events_site_uptime` alone
+    (index-only). MariaDB is told to use it: with (site_id, started_at) alone it would
+    fetch every row by primary key."""
+    e = st.events
+    return sa.select(
+        *([e.c.site_id] if by_site else []),
+        e.c.id,
+        e.c.check_type,
+        e.c.severity,
+        epoch_ms(e.c.started_at, dialect),
+        epoch_ms(e.c.ended_at, dialect),
+    ).with_hint(e, "FORCE INDEX (ix_jetmon_events_site_uptime)", "mysql")
+
+
 def spans_select(
     dialect: str,
     sites: sa.ColumnElement[bool],
@@ -235,30 +255,14 @@ def spans_select(
     *,
     by_site: bool = False,
 ) -> sa.Select[Any]:
-    """The availability events of `sites` overlapping [start, end), as the report's spans
-    (id, check_type, severity, started ms, ended ms), after their `site_id` if `by_site`.
-
-    Read from `ix_jetmon_events_site_uptime` alone (index-only): events ending after the
-    window starts, or still open, that started before it ends. MariaDB is told to use it:
-    with (site_id, started_at) alone it would fetch every row by primary key.
-    """
+    """The availability events of `sites` overlapping [start, end) as `spans_of`: those
+    ending after the window starts, or still open, that started before it ends."""
     e = st.events
-    return (
-        sa.select(
-            *([e.c.site_id] if by_site else []),
-            e.c.id,
-            e.c.check_type,
-            e.c.severity,
-            epoch_ms(e.c.started_at, dialect),
-            epoch_ms(e.c.ended_at, dialect),
-        )
-        .where(
-            sites,
-            sa.or_(e.c.ended_at.is_(None), e.c.ended_at > db_time(start_ms)),
-            e.c.started_at < db_time(end_ms),
-            e.c.check_type.in_(sorted(c.value for c in AVAILABILITY_CHECKS)),
-        )
-        .with_hint(e, "FORCE INDEX (ix_jetmon_events_site_uptime)", "mysql")
+    return spans_of(dialect, by_site=by_site).where(
+        sites,
+        sa.or_(e.c.ended_at.is_(None), e.c.ended_at > db_time(start_ms)),
+        e.c.started_at < db_time(end_ms),
+        e.c.check_type.in_(AVAILABILITY_CHECK_TYPES),
     )
 
 

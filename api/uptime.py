@@ -22,19 +22,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sitewatch.sink import tables as st
 
-from .availability import AVAILABILITY_CHECKS, Span, Timeline, timeline
-from .queries import epoch_ms
+from .availability import Span, Timeline, timeline
+from .queries import AVAILABILITY_CHECK_TYPES, spans_of
 from .timefmt import db_time, to_ms
-
-_CHECKS: Final = sorted(c.value for c in AVAILABILITY_CHECKS)
-_INDEX: Final = "FORCE INDEX (ix_jetmon_events_site_uptime)"
 
 
 @dataclass(slots=True)
@@ -42,7 +39,7 @@ class _Entry:
     created_ms: int | None  # the site row's created_at when read: a new row, a new entry
     version: int  # the site's largest transition id when read
     after_ms: int  # holds the closed events that ended after this
-    spans: list[Span]  # those events, by (started, id)
+    spans: list[Span]  # those events
     kept: Timeline  # and as the report takes them, classified once
     read_at: float  # monotonic seconds
 
@@ -122,45 +119,31 @@ class UptimeReads:
     async def _closed(
         self, conn: AsyncConnection, dialect: str, site_id: int, after_ms: int
     ) -> list[Span]:
-        stmt = _spans(dialect).where(*_closed_after(site_id, after_ms))
+        stmt = spans_of(dialect).where(*_closed_after(site_id, after_ms))
         rows: Sequence[Any] = (await conn.execute(stmt)).all()
-        # by start (then id): the report's own sort of its incidents is then a single pass
-        return sorted((tuple(r) for r in rows), key=_by_start)
+        return [tuple(r) for r in rows]
 
     async def _open(
         self, conn: AsyncConnection, dialect: str, site_id: int, end_ms: int
     ) -> list[Span]:
         e = st.events
-        stmt = _spans(dialect).where(
+        stmt = spans_of(dialect).where(
             e.c.site_id == site_id,
             e.c.ended_at.is_(None),
             e.c.started_at < db_time(end_ms),
-            e.c.check_type.in_(_CHECKS),
+            e.c.check_type.in_(AVAILABILITY_CHECK_TYPES),
         )
         return [tuple(r) for r in (await conn.execute(stmt)).all()]  # type: ignore[misc]
-
-
-def _spans(dialect: str) -> sa.Select[Any]:
-    """The report's columns (event id, check type, severity, started ms, ended ms), read
-    from `ix_jetmon_events_site_uptime` alone (MariaDB is told to use it)."""
-    e = st.events
-    return sa.select(
-        e.c.id,
-        e.c.check_type,
-        e.c.severity,
-        epoch_ms(e.c.started_at, dialect),
-        epoch_ms(e.c.ended_at, dialect),
-    ).with_hint(e, _INDEX, "mysql")
 
 
 def _closed_after(site_id: int, after_ms: int) -> tuple[sa.ColumnElement[bool], ...]:
     e = st.events
     # `ended_at > t` holds for closed events only (NULL compares as unknown)
-    return (e.c.site_id == site_id, e.c.ended_at > db_time(after_ms), e.c.check_type.in_(_CHECKS))
-
-
-def _by_start(span: Span) -> tuple[int, str]:
-    return span[3], span[0]
+    return (
+        e.c.site_id == site_id,
+        e.c.ended_at > db_time(after_ms),
+        e.c.check_type.in_(AVAILABILITY_CHECK_TYPES),
+    )
 
 
 async def _version(conn: AsyncConnection, site_id: int) -> int | None:

@@ -150,6 +150,23 @@ def test_a_kept_timeline_counts_as_its_events_would(
     assert got == run(case)
 
 
+def test_a_kept_incident_running_into_maintenance_loses_the_maintained_time() -> None:
+    """Kept incidents inside the window skip the excluded-time sums unless they can
+    reach it: one that begins before a maintenance window and runs into it can."""
+    events = [
+        EventSpan("a", CheckType.HTTP, 4, 10 * H, 11 * H),
+        EventSpan("b", CheckType.HTTP, 4, 20 * H, 23 * H),  # the longest
+        EventSpan("c", CheckType.HTTP, 4, 30 * H, 32 * H),  # runs into maintenance at 31 h
+        EventSpan("d", CheckType.HTTP, 4, 40 * H, 41 * H),
+    ]
+    maintenance = [(31 * H, 35 * H)]
+    kept = report(
+        [], maintenance, 0, 48 * H, site_created_ms=0, first_event_ms=None, kept=timeline(events)
+    )
+    assert kept == report(events, maintenance, 0, 48 * H, site_created_ms=0, first_event_ms=None)
+    assert [i.down_ms for i in kept.incidents] == [H, 3 * H, H, H]
+
+
 def test_a_timeline_holds_closed_events_only() -> None:
     with pytest.raises(ValueError, match="open"):
         timeline([EventSpan("e", CheckType.HTTP, 4, 0, None)])
