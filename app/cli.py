@@ -16,13 +16,16 @@ from . import logs, settings
 #: name -> (module, one-line help). Add a command by adding a row.
 COMMANDS: dict[str, tuple[str, str]] = {
     "dev": ("sitewatch.dev", "the whole system locally with a live view (no setup)"),
-    "broker": ("sitewatch.devbroker", "run the bundled Tansu broker on loopback (dev, tests)"),
+    "broker": (
+        "sitewatch.commands.broker",
+        "run the bundled Tansu broker on loopback (dev, tests)",
+    ),
     "worker": ("sitewatch.streams.worker", "the Faust lifecycle agent"),
-    "settings": ("sitewatch.settings", "list every SITEWATCH_* setting with its default"),
+    "settings": ("sitewatch.commands.settings", "list every SITEWATCH_* setting with its default"),
     "probe": ("sitewatch.probes.probe", "check the sites this process owns (consumer group)"),
     "verifier": ("sitewatch.probes.verifier", "answer verify requests as --name LOCATION"),
     "fleet": ("sitewatch.probes.fleet", "serve local demo sites with scripted behaviours"),
-    "migrate": ("sitewatch.migrations.command", "create/upgrade the database schema (Alembic)"),
+    "migrate": ("sitewatch.commands.migrate", "create/upgrade the database schema (Alembic)"),
     "sink": ("sitewatch.sink.service", "write site-events and sites into the database"),
     "projection": ("sitewatch.sink.projection_cmd", "check (and --repair) the site projection"),
     "replay": ("sitewatch.streams.replay", "re-run the lifecycle over a time range (--diff)"),
