@@ -15,7 +15,7 @@ from . import logs, settings
 
 #: name -> (module, one-line help). Add a command by adding a row.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "dev": ("sitewatch.dev", "the whole system locally with a live view (no setup)"),
+    "dev": ("sitewatch.commands.dev", "the whole system locally with a live view (no setup)"),
     "broker": (
         "sitewatch.commands.broker",
         "run the bundled Tansu broker on loopback (dev, tests)",

@@ -115,22 +115,23 @@ def test_sites_file_and_view_render(tmp_path: Path) -> None:
     """Pure parts of `sitewatch dev`: the URL file and the live view's rendering."""
     from rich.console import Console
 
-    from sitewatch import dev
+    from sitewatch.dev.sites import read_sites_file
+    from sitewatch.dev.view import SiteView, View
     from sitewatch.streams import records
     from sitewatch.streams.enums import EventState, Reason
 
     path = tmp_path / "sites.txt"
     path.write_text("# comment\nhttps://example.org/shop/\n\nhttp://127.0.0.1:8080  # local\n")
-    sites = dev.read_sites_file(path)
+    sites = read_sites_file(path)
     assert [(s.site_id, s.name, s.https) for s in sites] == [
         (1, "example.org/shop", True),
         (2, "127.0.0.1:8080", False),
     ]
     path.write_text("ftp://nope/\n")
     with pytest.raises(ValueError, match="not an http"):
-        dev.read_sites_file(path)
+        read_sites_file(path)
 
-    view = dev.View({s.site_id: dev.SiteView(s) for s in sites}, [])
+    view = View({s.site_id: SiteView(s) for s in sites}, [])
     base = {
         "event_id": "e1",
         "site_id": 1,
