@@ -2,7 +2,8 @@
 real broker (and MariaDB), serves Prometheus metrics whose counters move with its work.
 
 Each test scrapes once before driving the process and again after, over HTTP, and parses
-the text with prometheus_client's own parser.
+the text with prometheus_client's own parser. The collectors over the processes' own
+counters are also read in process, with no broker.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from sitewatch import crypto
+from sitewatch import crypto, metrics
 from sitewatch.devbroker import free_port
 from sitewatch.migrations.command import upgrade
 from sitewatch.sink.synthetic import transitions as synthetic_transitions
@@ -156,6 +158,43 @@ def closed_url() -> str:
 
 def key_value(rec: records.SiteRecord | records.CheckResult) -> tuple[bytes, bytes]:
     return records.site_key(rec.site_id), records.encode(rec)
+
+
+# -- the collectors ----------------------------------------------------------------------
+
+
+def test_collectors_read_the_processes_counters_at_scrape_time() -> None:
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    stats = SimpleNamespace(**dict.fromkeys(metrics._WORKER_STATS, 0))
+    processor = SimpleNamespace(stats=stats, deadlines={1: 0, 2: 0})
+    totals: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    registry = CollectorRegistry()
+    for collector in (
+        metrics.worker_stats(processor),  # type: ignore[arg-type]
+        metrics.sink_stats(totals, writes=False),
+        metrics.counts_stats(counts, {"answers": ("sitewatch_verifier_answers_total", "A")}),
+    ):
+        registry.register(collector)
+    stats.inputs, stats.transitions = 5, 2
+    totals.update(messages=3, offsets=2, sites_upserted=1)
+    counts["answers"] += 4
+    got = parse(generate_latest(registry).decode())
+    assert total(got, "sitewatch_worker_inputs_total") == 5
+    assert total(got, "sitewatch_worker_transitions_total") == 2
+    assert total(got, "sitewatch_worker_pending_timers") == 2
+    assert total(got, "sitewatch_sink_messages_total") == 3
+    assert total(got, "sitewatch_sink_dead_letters_total") == 0  # absent: 0
+    assert total(got, "sitewatch_sink_rows_total", write="offsets") == 2
+    assert series(got, "sitewatch_sink_rows_total") == [
+        {"write": "offsets"},
+        {"write": "sites_upserted"},
+    ]
+    assert total(got, "sitewatch_sink_writes_enabled") == 0
+    assert total(got, "sitewatch_verifier_answers_total") == 4
 
 
 # -- settings ----------------------------------------------------------------------------
