@@ -152,6 +152,22 @@ async def website() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
+async def checker(
+    args: list[str],
+    broker: RunningBroker,
+    prefix: str,
+    tmp_path: Path,
+    run_process: Callable[[list[str], dict[str, str]], Scraper],
+) -> tuple[Scraper, TopicNames, Samples]:
+    """A probe or verifier (`args`) allowed loopback targets, on created topics, once it
+    serves metrics: it, the topics and its first scrape."""
+    env = {**base_env(broker, prefix, tmp_path), "SITEWATCH_PROBE_ALLOW_PRIVATE": "1"}
+    names = TopicNames(prefix)
+    await ensure_topics(broker.bootstrap, names, int(PARTITIONS))
+    process = run_process(args, env)
+    return process, names, await process.up()
+
+
 def closed_url() -> str:
     return f"http://127.0.0.1:{free_port()}/"  # nothing listens there: refused
 
@@ -360,11 +376,8 @@ async def test_probe_metrics_count_checks_by_type_and_outcome_with_durations(
     tmp_path: Path,
     run_process: Callable[[list[str], dict[str, str]], Scraper],
 ) -> None:
-    env = {**base_env(broker, unique_prefix, tmp_path), "SITEWATCH_PROBE_ALLOW_PRIVATE": "1"}
-    names = TopicNames(unique_prefix)
-    await ensure_topics(broker.bootstrap, names, int(PARTITIONS))
-    probe = run_process(["probe", "--name", "p1", "--max-initial-delay", "0.2"], env)
-    before = await probe.up()
+    args = ["probe", "--name", "p1", "--max-initial-delay", "0.2"]
+    probe, names, before = await checker(args, broker, unique_prefix, tmp_path, run_process)
     assert total(before, "sitewatch_checks_total") == 0
 
     sites = [
@@ -388,6 +401,8 @@ async def test_probe_metrics_count_checks_by_type_and_outcome_with_durations(
             total(s, "sitewatch_checks_total", check_type="http", outcome="ok") >= 1
             and total(s, "sitewatch_checks_total", check_type="http", outcome="failed") >= 1
             and total(s, "sitewatch_checks_total", check_type="tcp", outcome="ok") >= 1
+            # a check is counted when it ends, its results once the broker has them
+            and total(s, "sitewatch_probe_results_total") >= 3
         ),
         "checks of both sites",
     )
@@ -412,11 +427,8 @@ async def test_verifier_metrics_count_requests_answers_and_checks(
     tmp_path: Path,
     run_process: Callable[[list[str], dict[str, str]], Scraper],
 ) -> None:
-    env = {**base_env(broker, unique_prefix, tmp_path), "SITEWATCH_PROBE_ALLOW_PRIVATE": "1"}
-    names = TopicNames(unique_prefix)
-    await ensure_topics(broker.bootstrap, names, int(PARTITIONS))
-    verifier = run_process(["verifier", "--name", "eu"], env)
-    before = await verifier.up()
+    args = ["verifier", "--name", "eu"]
+    verifier, names, before = await checker(args, broker, unique_prefix, tmp_path, run_process)
     assert total(before, "sitewatch_verifier_answers_total") == 0
 
     now = timefmt.from_ms(time.time_ns() // 1_000_000)
