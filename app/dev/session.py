@@ -82,7 +82,8 @@ class DevRun:
     options: DevOptions
     say: Output
     run_dir: Path
-    broker: Child | None = None
+    #: started first, stopped last; its name is its bootstrap address
+    broker: Child
     fleet: Fleet | None = None
     receiver: web.AppRunner | None = None
     children: list[Child] = field(default_factory=list)
@@ -102,7 +103,6 @@ class DevRun:
         await upgrade(db_url)
         self.say(f"database {self.db_path} (migrated)")
         sites, ca = await self._sites()
-        assert self.broker is not None
         bootstrap = self.broker.name
         names = TopicNames(self.conf.topic_prefix)
         await ensure_topics([bootstrap], names, self.conf.partitions)
@@ -204,20 +204,12 @@ class DevRun:
             ),
         ]
         for i, child in enumerate(self.children):
-            child_env, metrics_at = child.env or env, self._metrics_listen(i)
+            child_env, metrics_at = child.env or env, metrics_listen(self.conf, i)
             if metrics_at:
                 child_env = {**child_env, "SITEWATCH_METRICS_LISTEN": metrics_at}
             await spawn(child, child_env)
             metrics_note = f" metrics=http://{metrics_at}/metrics" if metrics_at else ""
             self.say(f"started  {child.name} pid={child.pid} log={child.log}{metrics_note}")
-
-    def _metrics_listen(self, i: int) -> str:
-        """The `i`th child's SITEWATCH_METRICS_LISTEN ("" when metrics are off): one address
-        each, all on one host, from the configured port upwards."""
-        if self.conf.metrics_address is None:
-            return ""
-        host, port = self.conf.metrics_address
-        return f"[{host}]:{port + i}" if ":" in host else f"{host}:{port + i}"
 
     async def _start_api(self, env: dict[str, str]) -> None:
         """`sitewatch api` on the dev database, with a read key made for it (printed).
@@ -298,9 +290,17 @@ class DevRun:
             await self.receiver.cleanup()
         if self.fleet is not None:
             await self.fleet.close()
-        if self.broker is not None:
-            await stop_children([self.broker])
-            self.say(f"stopped  broker pid={self.broker.pid} {self.broker.status}")
+        await stop_children([self.broker])
+        self.say(f"stopped  broker pid={self.broker.pid} {self.broker.status}")
+
+
+def metrics_listen(conf: Settings, i: int) -> str:
+    """The `i`th child's SITEWATCH_METRICS_LISTEN ("" when metrics are off): one address
+    each, all on one host, from the configured port upwards."""
+    if conf.metrics_address is None:
+        return ""
+    host, port = conf.metrics_address
+    return f"[{host}]:{port + i}" if ":" in host else f"{host}:{port + i}"
 
 
 async def publish(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
@@ -337,9 +337,10 @@ def fresh_run_dir(conf: Settings) -> Path:
 async def run_dev(conf: Settings, options: DevOptions) -> int:
     """The whole run: start, watch until stopped, stop everything. 0, or 1 when a child died."""
     stop = stop_on_signals()
-    dev = DevRun(conf, options, Output(stop), fresh_run_dir(conf))
-    dev.broker = await start_broker(dev.logs, dict(os.environ))
-    dev.say(f"broker   {dev.broker.name} pid={dev.broker.pid}")
+    say, run_dir = Output(stop), fresh_run_dir(conf)
+    broker = await start_broker(run_dir / "logs", dict(os.environ))
+    say(f"broker   {broker.name} pid={broker.pid}")
+    dev = DevRun(conf, options, say, run_dir, broker)
     try:
         view = await dev.start()
         return await dev.watch(view, stop)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sitewatch import cli
-from sitewatch.dev.session import DevOptions, DevRun, Output
+from sitewatch.dev.session import Output, metrics_listen
 from sitewatch.dev.sites import VERIFIERS, DevSite, site_records
 from sitewatch.dev.supervisor import Child, ChildRole, spawn, stop_children
 from sitewatch.dev.view import SiteView, View
@@ -79,10 +79,8 @@ def test_output_stops_the_run_once_its_reader_goes_away(
     ("listen", "third"),
     [("", ""), ("127.0.0.1:9464", "127.0.0.1:9466"), ("[::1]:9500", "[::1]:9502")],
 )
-def test_each_child_gets_its_own_metrics_address(listen: str, third: str, tmp_path: Path) -> None:
-    options = DevOptions(sites_file=None, interval_s=10, plain=True, duration_s=None)
-    run = DevRun(Settings(metrics_listen=listen), options, Output(asyncio.Event()), tmp_path)
-    assert run._metrics_listen(2) == third
+def test_each_child_gets_its_own_metrics_address(listen: str, third: str) -> None:
+    assert metrics_listen(Settings(metrics_listen=listen), 2) == third
 
 
 def test_site_records_of_the_dev_sites() -> None:
