@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from sitewatch.notify.service import Kind, kind_of
+from sitewatch.notify.decide import Kind, kind_of
 from sitewatch.streams import records
 from sitewatch.streams.enums import ErrorKind, EventState, Reason, RedirectPolicy, Role
 from sitewatch.streams.message import ConsumedRecord, Record
