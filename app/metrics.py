@@ -20,6 +20,7 @@ import enum
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Final
 
 import structlog
@@ -79,65 +80,60 @@ _SECONDS_FAST: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 _SECONDS_NET: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _RECORDS: Final = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000)
 
-WORKER_BATCH_RECORDS: Final = Histogram(
-    "sitewatch_worker_batch_records",
-    "Records (check-results and sites) per worker batch",
-    buckets=_RECORDS,
-    registry=None,
+
+def _histogram(
+    name: str, text: str, buckets: Sequence[float], labels: Sequence[str] = ()
+) -> Histogram:
+    """Unregistered: `start` registers it with the process that serves it (`INSTRUMENTS`)."""
+    return Histogram(name, text, labels, buckets=buckets, registry=None)
+
+
+def _counter(name: str, text: str, labels: Sequence[str] = ()) -> Counter:
+    """Unregistered, like `_histogram`'s."""
+    return Counter(name, text, labels, registry=None)
+
+
+WORKER_BATCH_RECORDS: Final = _histogram(
+    "sitewatch_worker_batch_records", "Records (check-results and sites) per worker batch", _RECORDS
 )
-WORKER_BATCH_SECONDS: Final = Histogram(
+WORKER_BATCH_SECONDS: Final = _histogram(
     "sitewatch_worker_batch_duration_seconds",
     "Time to process one worker batch: the lifecycle plus awaiting its outputs",
-    buckets=_SECONDS_FAST,
-    registry=None,
+    _SECONDS_FAST,
 )
-SINK_BATCH_RECORDS: Final = Histogram(
-    "sitewatch_sink_batch_records",
-    "Records (site-events and sites) per sink batch",
-    buckets=_RECORDS,
-    registry=None,
+SINK_BATCH_RECORDS: Final = _histogram(
+    "sitewatch_sink_batch_records", "Records (site-events and sites) per sink batch", _RECORDS
 )
-SINK_BATCH_SECONDS: Final = Histogram(
+SINK_BATCH_SECONDS: Final = _histogram(
     "sitewatch_sink_batch_duration_seconds",
     "Time from a polled batch to its committed transaction, retries and splits included",
-    buckets=_SECONDS_FAST,
-    registry=None,
+    _SECONDS_FAST,
 )
-SINK_COMMIT_SECONDS: Final = Histogram(
+SINK_COMMIT_SECONDS: Final = _histogram(
     "sitewatch_sink_commit_duration_seconds",
     "Time of the database COMMIT of one batch (not observed in shadow mode)",
-    buckets=_SECONDS_FAST,
-    registry=None,
+    _SECONDS_FAST,
 )
-SINK_RETRIES: Final = Counter(
+SINK_RETRIES: Final = _counter(
     "sitewatch_sink_database_retries_total",
     "Database operations retried because the database was unavailable",
-    registry=None,
 )
-CHECKS: Final = Counter(
+CHECKS: Final = _counter(
     "sitewatch_checks_total",
     "Checks run, by check type, outcome and error class (tls_expiry can fail with error none)",
-    ["check_type", "outcome", "error"],
-    registry=None,
+    labels=("check_type", "outcome", "error"),
 )
-CHECK_SECONDS: Final = Histogram(
+CHECK_SECONDS: Final = _histogram(
     "sitewatch_check_duration_seconds",
     "Duration of one check (tls_expiry has none: it reads the http check's handshake)",
-    ["check_type", "outcome"],
-    buckets=_SECONDS_NET,
-    registry=None,
+    _SECONDS_NET,
+    labels=("check_type", "outcome"),
 )
-DELIVERIES: Final = Counter(
-    "sitewatch_notifier_deliveries_total",
-    "Webhook delivery attempts by outcome",
-    ["outcome"],
-    registry=None,
+DELIVERIES: Final = _counter(
+    "sitewatch_notifier_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"]
 )
-DELIVERY_SECONDS: Final = Histogram(
-    "sitewatch_notifier_delivery_duration_seconds",
-    "Duration of one webhook request",
-    buckets=_SECONDS_NET,
-    registry=None,
+DELIVERY_SECONDS: Final = _histogram(
+    "sitewatch_notifier_delivery_duration_seconds", "Duration of one webhook request", _SECONDS_NET
 )
 for _outcome in DeliveryOutcome:  # a closed set: every series exists from the start
     DELIVERIES.labels(_outcome.value)
@@ -193,9 +189,9 @@ class Stat:
     gauge: bool = False
 
 
+@dataclass(frozen=True, eq=False)  # hashed by identity: the registry keys collectors
 class StatsCollector(Collector):
-    def __init__(self, stats: Sequence[Stat]) -> None:
-        self.stats = stats
+    stats: Sequence[Stat]
 
     def collect(self) -> Iterator[Metric]:
         for stat in self.stats:
@@ -232,22 +228,22 @@ _WORKER_STATS: Final = {
 }
 
 
+def _stats(read: Callable[[str], float], names: Mapping[str, tuple[str, str]]) -> list[Stat]:
+    """A counter for each key of `names` (key -> (metric, help)): `read(key)` at scrape time."""
+    return [Stat(name, text, partial(read, key)) for key, (name, text) in names.items()]
+
+
 def worker_stats(processor: Processor) -> StatsCollector:
     """`Processor.stats` (and its timer index), read at scrape time."""
-
-    def field(name: str) -> Callable[[], float]:
-        return lambda: float(getattr(processor.stats, name))
-
-    stats = [Stat(name, text, field(key)) for key, (name, text) in _WORKER_STATS.items()]
-    stats.append(
-        Stat(
-            "sitewatch_worker_pending_timers",
-            "Sites with a pending timer (verify timeout, auto_timeout)",
-            lambda: float(len(processor.deadlines)),
-            gauge=True,
-        )
+    pending = Stat(
+        "sitewatch_worker_pending_timers",
+        "Sites with a pending timer (verify timeout, auto_timeout)",
+        lambda: float(len(processor.deadlines)),
+        gauge=True,
     )
-    return StatsCollector(stats)
+    return StatsCollector(
+        [*_stats(lambda key: float(getattr(processor.stats, key)), _WORKER_STATS), pending]
+    )
 
 
 #: the sink's totals that have a metric of their own; the other keys are rows written
@@ -268,40 +264,32 @@ _SINK_OWN: Final = {
 def sink_stats(totals: Mapping[str, int], writes: bool) -> StatsCollector:
     """The sink's running totals (`Sink.totals`), read at scrape time."""
 
-    def own(key: str) -> Callable[[], float]:
-        return lambda: float(totals.get(key, 0))
-
     def rows() -> Mapping[str, float]:
         return {k: float(v) for k, v in totals.items() if k not in _SINK_OWN}
 
-    stats = [Stat(name, text, own(key)) for key, (name, text) in _SINK_OWN.items()]
-    stats.append(
-        Stat(
-            "sitewatch_sink_rows_total",
-            "Other rows written (or that would have been), by write: events_inserted, "
-            "events_updated, projections, sites_upserted, sites_deleted, offsets",
-            rows,
-            label="write",
-        )
+    return StatsCollector(
+        [
+            *_stats(lambda key: float(totals.get(key, 0)), _SINK_OWN),
+            Stat(
+                "sitewatch_sink_rows_total",
+                "Other rows written (or that would have been), by write: events_inserted, "
+                "events_updated, projections, sites_upserted, sites_deleted, offsets",
+                rows,
+                label="write",
+            ),
+            Stat(
+                "sitewatch_sink_writes_enabled",
+                "1 when the sink writes, 0 in shadow mode (SITEWATCH_SINK_WRITES)",
+                lambda: float(writes),
+                gauge=True,
+            ),
+        ]
     )
-    stats.append(
-        Stat(
-            "sitewatch_sink_writes_enabled",
-            "1 when the sink writes, 0 in shadow mode (SITEWATCH_SINK_WRITES)",
-            lambda: float(writes),
-            gauge=True,
-        )
-    )
-    return StatsCollector(stats)
 
 
 def counts_stats(counts: Mapping[str, int], names: Mapping[str, tuple[str, str]]) -> Collector:
     """Counters kept in a `Counter[str]` (probe, verifier, notifier): key -> (metric, help)."""
-
-    def own(key: str) -> Callable[[], float]:
-        return lambda: float(counts.get(key, 0))
-
-    return StatsCollector([Stat(name, text, own(key)) for key, (name, text) in names.items()])
+    return StatsCollector(_stats(lambda key: float(counts.get(key, 0)), names))
 
 
 # -- consumer lag ------------------------------------------------------------------------
@@ -351,10 +339,12 @@ class _LagCollector(Collector):
 # -- the endpoint ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
 class MetricsServer:
-    def __init__(self, runner: web.AppRunner, url: str) -> None:
-        self.runner = runner
-        self.url = url
+    """A running `/metrics` endpoint: its URL, and `close()` to stop it."""
+
+    runner: web.AppRunner
+    url: str
 
     async def close(self) -> None:
         await self.runner.cleanup()

@@ -269,22 +269,3 @@ def describe() -> list[tuple[str, str, str]]:
             default = str(field.default.value)
         rows.append((f"SITEWATCH_{name.upper()}", default, field.description or ""))
     return rows
-
-
-def add_arguments(parser: object) -> None:
-    """`sitewatch settings` takes no arguments."""
-
-
-def run(args: object, conf: Settings) -> int:
-    """`sitewatch settings`: the documented table, with the values in force."""
-    current = conf.model_dump()
-    for var, default, meaning in describe():
-        value = current[var.removeprefix("SITEWATCH_").lower()]
-        if var in SECRET_SETTINGS:
-            shown = "" if value is None else "<set>"
-        elif var == "SITEWATCH_DATABASE_URL" and value:
-            shown = mask_url(str(value))
-        else:
-            shown = str(value)
-        print(f"{var:34} default={default!r:24} now={shown!r:24} {meaning}")
-    return 0

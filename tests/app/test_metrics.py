@@ -2,7 +2,8 @@
 real broker (and MariaDB), serves Prometheus metrics whose counters move with its work.
 
 Each test scrapes once before driving the process and again after, over HTTP, and parses
-the text with prometheus_client's own parser.
+the text with prometheus_client's own parser. The collectors over the processes' own
+counters are also read in process, with no broker.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from sitewatch import crypto
+from sitewatch import crypto, metrics
 from sitewatch.devbroker import free_port
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import CheckType
@@ -144,12 +146,65 @@ async def website() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
+async def checker(
+    args: list[str],
+    broker: RunningBroker,
+    prefix: str,
+    tmp_path: Path,
+    run_process: Callable[[list[str], dict[str, str]], Scraper],
+) -> tuple[Scraper, TopicNames, Samples]:
+    """A probe or verifier (`args`) allowed loopback targets, on created topics, once it
+    serves metrics: it, the topics and its first scrape."""
+    env = {**base_env(broker, prefix, tmp_path), "SITEWATCH_PROBE_ALLOW_PRIVATE": "1"}
+    names = TopicNames(prefix)
+    await ensure_topics(broker.bootstrap, names, int(PARTITIONS))
+    process = run_process(args, env)
+    return process, names, await process.up()
+
+
 def closed_url() -> str:
     return f"http://127.0.0.1:{free_port()}/"  # nothing listens there: refused
 
 
 def key_value(rec: records.SiteRecord | records.CheckResult) -> tuple[bytes, bytes]:
     return records.site_key(rec.site_id), records.encode(rec)
+
+
+# -- the collectors ----------------------------------------------------------------------
+
+
+def test_collectors_read_the_processes_counters_at_scrape_time() -> None:
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    stats = SimpleNamespace(**dict.fromkeys(metrics._WORKER_STATS, 0))
+    processor = SimpleNamespace(stats=stats, deadlines={1: 0, 2: 0})
+    totals: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    registry = CollectorRegistry()
+    for collector in (
+        metrics.worker_stats(processor),  # type: ignore[arg-type]
+        metrics.sink_stats(totals, writes=False),
+        metrics.counts_stats(counts, {"answers": ("sitewatch_verifier_answers_total", "A")}),
+    ):
+        registry.register(collector)
+    stats.inputs, stats.transitions = 5, 2
+    totals.update(messages=3, offsets=2, sites_upserted=1)
+    counts["answers"] += 4
+    got = parse(generate_latest(registry).decode())
+    assert total(got, "sitewatch_worker_inputs_total") == 5
+    assert total(got, "sitewatch_worker_transitions_total") == 2
+    assert total(got, "sitewatch_worker_pending_timers") == 2
+    assert total(got, "sitewatch_sink_messages_total") == 3
+    assert total(got, "sitewatch_sink_dead_letters_total") == 0  # absent: 0
+    assert total(got, "sitewatch_sink_rows_total", write="offsets") == 2
+    assert series(got, "sitewatch_sink_rows_total") == [
+        {"write": "offsets"},
+        {"write": "sites_upserted"},
+    ]
+    assert total(got, "sitewatch_sink_writes_enabled") == 0
+    assert total(got, "sitewatch_verifier_answers_total") == 4
 
 
 # -- settings ----------------------------------------------------------------------------
@@ -315,11 +370,8 @@ async def test_probe_metrics_count_checks_by_type_and_outcome_with_durations(
     tmp_path: Path,
     run_process: Callable[[list[str], dict[str, str]], Scraper],
 ) -> None:
-    env = {**base_env(broker, unique_prefix, tmp_path), "SITEWATCH_PROBE_ALLOW_PRIVATE": "1"}
-    names = TopicNames(unique_prefix)
-    await ensure_topics(broker.bootstrap, names, int(PARTITIONS))
-    probe = run_process(["probe", "--name", "p1", "--max-initial-delay", "0.2"], env)
-    before = await probe.up()
+    args = ["probe", "--name", "p1", "--max-initial-delay", "0.2"]
+    probe, names, before = await checker(args, broker, unique_prefix, tmp_path, run_process)
     assert total(before, "sitewatch_checks_total") == 0
 
     sites = [
@@ -343,6 +395,8 @@ async def test_probe_metrics_count_checks_by_type_and_outcome_with_durations(
             total(s, "sitewatch_checks_total", check_type="http", outcome="ok") >= 1
             and total(s, "sitewatch_checks_total", check_type="http", outcome="failed") >= 1
             and total(s, "sitewatch_checks_total", check_type="tcp", outcome="ok") >= 1
+            # a check is counted when it ends, its results once the broker has them
+            and total(s, "sitewatch_probe_results_total") >= 3
         ),
         "checks of both sites",
     )
@@ -367,11 +421,8 @@ async def test_verifier_metrics_count_requests_answers_and_checks(
     tmp_path: Path,
     run_process: Callable[[list[str], dict[str, str]], Scraper],
 ) -> None:
-    env = {**base_env(broker, unique_prefix, tmp_path), "SITEWATCH_PROBE_ALLOW_PRIVATE": "1"}
-    names = TopicNames(unique_prefix)
-    await ensure_topics(broker.bootstrap, names, int(PARTITIONS))
-    verifier = run_process(["verifier", "--name", "eu"], env)
-    before = await verifier.up()
+    args = ["verifier", "--name", "eu"]
+    verifier, names, before = await checker(args, broker, unique_prefix, tmp_path, run_process)
     assert total(before, "sitewatch_verifier_answers_total") == 0
 
     now = timefmt.from_ms(time.time_ns() // 1_000_000)

@@ -115,22 +115,23 @@ def test_sites_file_and_view_render(tmp_path: Path) -> None:
     """Pure parts of `sitewatch dev`: the URL file and the live view's rendering."""
     from rich.console import Console
 
-    from sitewatch import dev
+    from sitewatch.dev.sites import read_sites_file
+    from sitewatch.dev.view import SiteView, View
     from sitewatch.streams import records
     from sitewatch.streams.enums import EventState, Reason
 
     path = tmp_path / "sites.txt"
     path.write_text("# comment\nhttps://example.org/shop/\n\nhttp://127.0.0.1:8080  # local\n")
-    sites = dev.read_sites_file(path)
+    sites = read_sites_file(path)
     assert [(s.site_id, s.name, s.https) for s in sites] == [
         (1, "example.org/shop", True),
         (2, "127.0.0.1:8080", False),
     ]
     path.write_text("ftp://nope/\n")
     with pytest.raises(ValueError, match="not an http"):
-        dev.read_sites_file(path)
+        read_sites_file(path)
 
-    view = dev.View({s.site_id: dev.SiteView(s) for s in sites}, [])
+    view = View({s.site_id: SiteView(s) for s in sites}, [])
     base = {
         "event_id": "e1",
         "site_id": 1,
@@ -138,16 +139,29 @@ def test_sites_file_and_view_render(tmp_path: Path) -> None:
         "started_at": "2026-11-26T10:00:00.000Z",
         "source": "local",
     }
-    opened = records.Transition(
-        transition_id="t1",
-        seq=1,
-        reason=Reason.OPENED,
-        state_before=EventState.UP,
-        state_after=EventState.SEEMS_DOWN,
-        severity_before=0,
-        severity_after=3,
-        at="2026-11-26T10:00:00.000Z",
-        **base,  # type: ignore[arg-type]
+
+    def transition(
+        seq: int,
+        reason: Reason,
+        states: tuple[EventState, EventState],
+        severities: tuple[int, int | None],
+        at: str,
+    ) -> records.Transition:
+        """Transition `seq` of event e1: (before, after) of its state and severity."""
+        return records.Transition(
+            transition_id=f"t{seq}",
+            seq=seq,
+            reason=reason,
+            state_before=states[0],
+            state_after=states[1],
+            severity_before=severities[0],
+            severity_after=severities[1],
+            at=at,
+            **base,  # type: ignore[arg-type]
+        )
+
+    opened = transition(
+        1, Reason.OPENED, (EventState.UP, EventState.SEEMS_DOWN), (0, 3), "2026-11-26T10:00:00.000Z"
     )
     view.apply(opened)
     assert view.sites[1].state(datetime.now(UTC)) == ("seems_down", 3)
@@ -157,16 +171,12 @@ def test_sites_file_and_view_render(tmp_path: Path) -> None:
     console.print(view.render())
     text = console.export_text()
     assert "seems_down" in text and "example.org/shop" in text and "transitions (1)" in text
-    closed = records.Transition(
-        transition_id="t2",
-        seq=2,
-        reason=Reason.PROBE_CLEARED,
-        state_before=EventState.SEEMS_DOWN,
-        state_after=EventState.RESOLVED,
-        severity_before=3,
-        severity_after=None,
-        at="2026-11-26T10:00:05.000Z",
-        **base,  # type: ignore[arg-type]
+    closed = transition(
+        2,
+        Reason.PROBE_CLEARED,
+        (EventState.SEEMS_DOWN, EventState.RESOLVED),
+        (3, None),
+        "2026-11-26T10:00:05.000Z",
     )
     view.apply(closed)
     assert view.sites[1].state(datetime.now(UTC)) == ("up", 0)

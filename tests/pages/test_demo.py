@@ -18,7 +18,7 @@ from .browser import PHONE, chromium, hidden_in_scroll_regions, horizontal_overf
 
 pytestmark = pytest.mark.integration
 
-#: the demo fleet of `sitewatch dev` (app/dev.py), each site's URL path is its name
+#: the demo fleet of `sitewatch dev` (app/dev/sites.py), each site's URL path is its name
 DEMO = ("www", "blog", "docs", "shop", "api", "legacy", "flaky", "pay", "intranet")
 
 

@@ -15,7 +15,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from sitewatch import dev
 from sitewatch.notify.decide import Kind, kind_of
 from sitewatch.streams import records
 from sitewatch.streams.enums import ErrorKind, EventState, Reason, RedirectPolicy, Role
@@ -238,8 +237,11 @@ def test_notifier_decides_on_transitions_with_null_or_unknown_fields(which: Vari
 
 @pytest.mark.parametrize("which", VARIANTS)
 def test_dev_view_shows_transitions_with_null_or_unknown_fields(which: Variant) -> None:
-    site = dev.DevSite(site_id=7, name="seven", url="http://127.0.0.1:9/")
-    view = dev.View({7: dev.SiteView(site)}, [])
+    from sitewatch.dev.sites import DevSite
+    from sitewatch.dev.view import SiteView, View
+
+    site = DevSite(site_id=7, name="seven", url="http://127.0.0.1:9/")
+    view = View({7: SiteView(site)}, [])
     tr = _promotion(which)
     view.apply(tr)
     assert view.sites[7].open[tr.event_id].state == EventState.DOWN.value
