@@ -183,32 +183,42 @@ async def uptime(request: web.Request) -> web.Response:
         first_event_ms=got.first_event_ms,
         kept=got.kept,
     )
-    return answer(uptime_answer(site_id, rep))
+    return answer(uptime_answer(site_id, rep, got.answers))
 
 
-def uptime_answer(site_id: int, rep: availability.Report) -> models.UptimeReport:
+def uptime_answer(
+    site_id: int,
+    rep: availability.Report,
+    answers: dict[availability.Incident, models.Incident] | None = None,
+) -> models.UptimeReport:
+    """The report as answered; `answers` keeps each incident's answer for the next time
+    (a site's incidents mostly recur unchanged from one report to the next)."""
     mttr = rep.mttr_ms
-    incident, stamp = models.Incident, from_ms
+    known = {} if answers is None else answers
+    incidents = []
+    for inc in rep.incidents:
+        shown = known.get(inc)
+        if shown is None:
+            eid, began, ended, down = inc
+            shown = known[inc] = models.Incident(
+                event_id=eid,
+                started_at=from_ms(began),
+                ended_at=None if ended is None else from_ms(ended),
+                down_s=down / 1000,
+            )
+        incidents.append(shown)
     return models.UptimeReport(
         policy=availability.POLICY,
         site_id=site_id,
-        from_=stamp(rep.start_ms),
-        to=stamp(rep.end_ms),
+        from_=from_ms(rep.start_ms),
+        to=from_ms(rep.end_ms),
         down_s=rep.down_ms / 1000,
         seems_down_s=rep.seems_down_ms / 1000,
         maintenance_s=rep.maintenance_ms / 1000,
         unknown_s=rep.unknown_ms / 1000,
         measured_s=rep.measured_ms / 1000,
         uptime_ratio=rep.uptime_ratio,
-        incidents=[
-            incident(
-                event_id=eid,
-                started_at=stamp(began),
-                ended_at=None if ended is None else stamp(ended),
-                down_s=down / 1000,
-            )
-            for eid, began, ended, down in rep.incidents
-        ],
+        incidents=incidents,
         mttr_s=None if mttr is None else mttr / 1000,
     )
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -29,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sitewatch.sink import tables as st
 
-from .availability import Span, Timeline, timeline
+from . import models
+from .availability import Incident, Span, Timeline, timeline
 from .queries import AVAILABILITY_CHECK_TYPES, spans_of
 from .timefmt import db_time, to_ms
 
@@ -42,6 +43,8 @@ class _Entry:
     spans: list[Span]  # those events
     kept: Timeline  # and as the report takes them, classified once
     read_at: float  # monotonic seconds
+    #: the answer's incident of each report incident met so far (most recur unchanged)
+    answers: dict[Incident, models.Incident] = field(default_factory=dict)
 
 
 class UptimeInputs(NamedTuple):
@@ -52,6 +55,8 @@ class UptimeInputs(NamedTuple):
     kept: Timeline
     opened: list[Span]
     first_event_ms: int | None
+    #: answers already built for report incidents (`routes_sites.uptime_answer`)
+    answers: dict[Incident, models.Incident]
 
     @property
     def spans(self) -> list[Span]:
@@ -92,17 +97,19 @@ class UptimeReads:
         ):
             self.hits += 1
             self._entries.move_to_end(site_id)
-            closed, kept = entry.spans, entry.kept
+            closed, kept, answers = entry.spans, entry.kept, entry.answers
+            if len(answers) > 2 * len(kept.whole) + 1_000:  # windows' edges, many of them
+                answers.clear()
         else:
             self.misses += 1
             after = start_ms if entry is None else min(start_ms, entry.after_ms)
             closed = await self._closed(conn, dialect, site_id, after)
-            kept = timeline(closed)
+            kept, answers = timeline(closed), {}
             if version is not None:
-                entry = _Entry(created_ms, version, after, closed, kept, time.monotonic())
+                entry = _Entry(created_ms, version, after, closed, kept, time.monotonic(), answers)
                 self._keep(site_id, entry)
         opened = await self._open(conn, dialect, site_id, end_ms)
-        return UptimeInputs(closed, kept, opened, first)
+        return UptimeInputs(closed, kept, opened, first, answers)
 
     def _keep(self, site_id: int, entry: _Entry) -> None:
         old = self._entries.pop(site_id, None)

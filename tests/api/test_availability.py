@@ -339,3 +339,19 @@ def test_overlapping_http_and_tcp_outages_count_once() -> None:
 def test_window_ending_before_it_starts_is_refused() -> None:
     with pytest.raises(ValueError):
         report([], [], 10, 5, site_created_ms=0, first_event_ms=None)
+
+
+def test_answers_kept_between_reports_encode_as_fresh_ones() -> None:
+    """The API keeps each incident's answer for a site's next report."""
+    import msgspec
+
+    from sitewatch.api.routes_sites import uptime_answer
+
+    events = [EventSpan(f"e{i}", CheckType.HTTP, 4, i * H, i * H + 600_000) for i in range(30)]
+    kept: dict = {}  # type: ignore[type-arg]
+    for start in (0, 5 * H, 5 * H + 300_000):
+        rep = report(events, [], start, 40 * H, site_created_ms=0, first_event_ms=0)
+        fresh = msgspec.json.encode(uptime_answer(1, rep))
+        assert msgspec.json.encode(uptime_answer(1, rep, kept)) == fresh
+        assert msgspec.json.encode(uptime_answer(1, rep, kept)) == fresh
+    assert len(kept) == 31  # the edge incident twice: cut by the last window's start
