@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -38,7 +38,7 @@ from .timefmt import db_time, to_ms
 @dataclass(slots=True)
 class _Entry:
     created_ms: int | None  # the site row's created_at when read: a new row, a new entry
-    version: int  # the site's largest transition id when read
+    version: int | None  # the site's largest transition id when read (None: none)
     after_ms: int  # holds the closed events that ended after this
     spans: list[Span]  # those events
     kept: Timeline  # and as the report takes them, classified once
@@ -74,6 +74,8 @@ class UptimeReads:
         self._spans = 0
         #: closed-event reads answered from memory, and those that went to the table
         self.hits = self.misses = 0
+        #: reads of only the events changed since the kept version
+        self.updates = 0
 
     async def inputs(
         self,
@@ -89,27 +91,58 @@ class UptimeReads:
         entry = self._entries.get(site_id)
         version, first = await _version_and_first(conn, site_id)
         if (
-            entry is not None
-            and entry.version == version
-            and entry.created_ms == created_ms
-            and entry.after_ms <= start_ms
-            and time.monotonic() - entry.read_at < self.ttl_s
+            entry is None
+            or entry.created_ms != created_ms
+            or entry.after_ms > start_ms
+            or time.monotonic() - entry.read_at >= self.ttl_s
         ):
+            entry = await self._read(conn, site_id, created_ms, version, start_ms, entry)
+        elif entry.version == version:
             self.hits += 1
             self._entries.move_to_end(site_id)
-            closed, kept, answers = entry.spans, entry.kept, entry.answers
-            if len(answers) > 2 * len(kept.whole) + 1_000:  # windows' edges, many of them
-                answers.clear()
-        else:
-            self.misses += 1
-            after = start_ms if entry is None else min(start_ms, entry.after_ms)
-            closed = await self._closed(conn, dialect, site_id, after)
-            kept, answers = timeline(closed), {}
-            if version is not None:
-                entry = _Entry(created_ms, version, after, closed, kept, time.monotonic(), answers)
+            if len(entry.answers) > 2 * len(entry.kept.whole) + 1_000:  # many windows' edges
+                entry.answers.clear()
+        elif version is not None and entry.version is not None:
+            changed = await _changed_since(conn, site_id, entry.version)
+            if changed is None:
+                entry = await self._read(conn, site_id, created_ms, version, start_ms, entry)
+            else:  # only the events changed since: read those again
+                self.updates += 1
+                fresh = await self._closed(conn, dialect, site_id, entry.after_ms, changed)
+                spans = [*(s for s in entry.spans if s[0] not in changed), *fresh]
+                entry = _Entry(
+                    created_ms,
+                    version,
+                    entry.after_ms,
+                    spans,
+                    timeline(spans),
+                    entry.read_at,
+                    entry.answers,
+                )
                 self._keep(site_id, entry)
+        else:
+            entry = await self._read(conn, site_id, created_ms, version, start_ms, entry)
         opened = await self._open(conn, dialect, site_id, end_ms)
-        return UptimeInputs(closed, kept, opened, first, answers)
+        return UptimeInputs(entry.spans, entry.kept, opened, first, entry.answers)
+
+    async def _read(
+        self,
+        conn: AsyncConnection,
+        site_id: int,
+        created_ms: int | None,
+        version: int | None,
+        start_ms: int,
+        old: _Entry | None,
+    ) -> _Entry:
+        """All the site's closed events ending after the window starts (or after what
+        was kept, if earlier); kept when they have a version."""
+        self.misses += 1
+        after = start_ms if old is None else min(start_ms, old.after_ms)
+        spans = await self._closed(conn, conn.dialect.name, site_id, after)
+        entry = _Entry(created_ms, version, after, spans, timeline(spans), time.monotonic())
+        if version is not None:
+            self._keep(site_id, entry)
+        return entry
 
     def _keep(self, site_id: int, entry: _Entry) -> None:
         old = self._entries.pop(site_id, None)
@@ -124,9 +157,17 @@ class UptimeReads:
             self._spans -= len(gone.spans)
 
     async def _closed(
-        self, conn: AsyncConnection, dialect: str, site_id: int, after_ms: int
+        self,
+        conn: AsyncConnection,
+        dialect: str,
+        site_id: int,
+        after_ms: int,
+        ids: Collection[str] | None = None,
     ) -> list[Span]:
+        """The site's closed availability events ending after `after_ms` (of `ids`)."""
         stmt = spans_of(dialect).where(*_closed_after(site_id, after_ms))
+        if ids is not None:
+            stmt = stmt.where(st.events.c.id.in_(sorted(ids)))
         rows: Sequence[Any] = (await conn.execute(stmt)).all()
         return [tuple(r) for r in rows]
 
@@ -151,6 +192,22 @@ def _closed_after(site_id: int, after_ms: int) -> tuple[sa.ColumnElement[bool], 
         e.c.ended_at > db_time(after_ms),
         e.c.check_type.in_(AVAILABILITY_CHECK_TYPES),
     )
+
+
+#: past this many transitions since the kept version, all the events are read again
+MAX_CHANGED: Final = 1_000
+
+
+async def _changed_since(conn: AsyncConnection, site_id: int, version: int) -> set[str] | None:
+    """The events with a transition after `version` (None: over MAX_CHANGED of those)."""
+    t = st.transitions
+    stmt = (
+        sa.select(t.c.event_id)
+        .where(t.c.site_id == site_id, t.c.id > version)
+        .limit(MAX_CHANGED + 1)
+    )
+    rows = (await conn.execute(stmt)).all()
+    return None if len(rows) > MAX_CHANGED else {row[0] for row in rows}
 
 
 async def _version_and_first(conn: AsyncConnection, site_id: int) -> tuple[int | None, int | None]:

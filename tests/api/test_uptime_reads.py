@@ -170,7 +170,7 @@ async def test_kept_closed_events_give_the_report_a_fresh_read_gives(
             start_ms -= DAY_MS
         got, want = await reports(engine, kept, 1, start_ms, end_ms)
         assert got == want, (step, action)
-    assert kept.hits > 0 and kept.misses > 0
+    assert kept.hits > 0 and kept.misses > 0 and kept.updates > 0
 
 
 async def test_kept_rows_of_a_deleted_site_are_not_those_of_its_successor(
@@ -220,3 +220,31 @@ async def test_events_written_without_transitions_are_read_in_full_each_time(
     got, want = await reports(engine, kept, 8, start_ms, end_ms)
     assert (first.down_ms, got.down_ms) == (3_600_000, 7_200_000)
     assert got == want and kept.hits == 0
+
+
+async def test_many_changes_since_the_kept_version_read_everything_again(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sitewatch.api import uptime
+
+    monkeypatch.setattr(uptime, "MAX_CHANGED", 2)
+    kept = UptimeReads()
+    start_ms, end_ms = to_ms(T0), to_ms(T0 + timedelta(days=10))
+    hour = timedelta(hours=1)
+    async with engine.begin() as conn:
+        await conn.execute(sa.insert(st.sites), [site_row(9, created_at=T0)])
+        await conn.execute(sa.insert(st.events), [event_row("m", 9, stamp(T0), stamp(T0 + hour))])
+        await note(conn, 9, "m")
+    await reports(engine, kept, 9, start_ms, end_ms)
+    for changes in (2, 3):  # the kept rows updated, then all of them read again
+        async with engine.begin() as conn:
+            for k in range(changes):
+                eid = f"m{changes}-{k}"
+                at = T0 + (changes * 10 + k) * hour
+                await conn.execute(
+                    sa.insert(st.events), [event_row(eid, 9, stamp(at), stamp(at + hour))]
+                )
+                await note(conn, 9, eid)
+        got, want = await reports(engine, kept, 9, start_ms, end_ms)
+        assert got == want and got.down_ms == (3 + (changes == 3) * 3) * 3_600_000
+    assert (kept.updates, kept.misses) == (1, 2)
