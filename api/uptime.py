@@ -109,13 +109,16 @@ class UptimeReads:
             else:  # only the events changed since: read those again
                 self.updates += 1
                 fresh = await self._closed(conn, dialect, site_id, entry.after_ms, changed)
-                spans = [*(s for s in entry.spans if s[0] not in changed), *fresh]
+                kept = [s for s in entry.spans if s[0] not in changed]
+                # an event opened or escalated leaves the closed ones as they were
+                same = not fresh and len(kept) == len(entry.spans)
+                spans = entry.spans if same else [*kept, *fresh]
                 entry = _Entry(
                     created_ms,
                     version,
                     entry.after_ms,
                     spans,
-                    timeline(spans),
+                    entry.kept if same else timeline(spans),
                     entry.read_at,
                     entry.answers,
                 )

@@ -8,8 +8,9 @@ process with a read key, and measures, one request at a time over a keep-alive c
 
 - `GET /api/v1/sites/{id}/uptime` over those 90 days (the whole report: key check, reads,
   the pure `sitewatch-1` function, JSON), repeated (the API keeps the site's closed
-  events while its transitions do not move) and each after a change to the site (a new
-  transition row: the events are read again; figure shown, not the target's);
+  events while its transitions do not move), and each after a change to the site as the
+  sink writes it (an event opened, or one closed: the API reads again the events with
+  a newer transition; figures shown beside the target's);
 - `GET /api/v1/events?state=open` (first page, 50 newest open events of 100,000 sites),
   and a page deep in the list through its cursor;
 
@@ -128,21 +129,32 @@ async def bench(requests: int) -> int:
             )
             api_uptime = await timed(requests, lambda: fetch(uptime_path))
 
-            # the same after each of a stream of changes to the site: every request
-            # then reads the site's events again (its version moved)
+            # the same after each change of a stream of them to the site, as the sink
+            # writes them: an event opened (its row and transition), or one closed (an
+            # event row closed, its transition): the API reads again what changed
             bump = connect(db)
 
-            def change(k: int) -> None:
-                row = (f"bump{k}", HEAVY_SITE, "http", "resolved", 4, END, END)
-                bump.cursor().execute(TRANSITION_SQL, transition_of(row))
+            def change(k: int, closed: bool) -> None:
+                eid = f"bump{k}"
+                began = END - timedelta(hours=1)
+                row = (eid, HEAVY_SITE, "http", "resolved" if closed else "down", 4, began)
+                cur = bump.cursor()
+                cur.execute(
+                    "INSERT INTO jetmon_events (id, site_id, check_type, state, severity,"
+                    " started_at, ended_at, resolution_reason, discriminator)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, 'x', %s)",
+                    (*row, began + timedelta(minutes=5) if closed else None, eid),
+                )
+                cur.execute(TRANSITION_SQL, transition_of((*row, None)))
                 bump.commit()
 
-            api_changed = []
-            for k in range(max(requests // 4, 20)):
-                await asyncio.to_thread(change, k)
+            api_changed: dict[bool, list[float]] = {False: [], True: []}
+            for k in range(max(requests // 4, 20) * 2):
+                closed = k % 2 == 1
+                await asyncio.to_thread(change, k, closed)
                 began = time.perf_counter()
                 await fetch(uptime_path)
-                api_changed.append((time.perf_counter() - began) * 1000)
+                api_changed[closed].append((time.perf_counter() - began) * 1000)
             bump.close()
             api_open = await timed(requests, lambda: fetch("/api/v1/events?state=open"))
             api_deep = await timed(requests, lambda: fetch(deep_path))
@@ -167,7 +179,8 @@ async def bench(requests: int) -> int:
         await engine.dispose()
         print()
         print(line("GET /api/v1/sites/{id}/uptime (90 d, 10k ev)", api_uptime))
-        print(line("  the same, each after a change to the site", api_changed))
+        print(line("  the same, after an event opened", api_changed[False]))
+        print(line("  the same, after an event closed", api_changed[True]))
         print(line("  baseline: bare SQL of its events read", base_uptime))
         print(line("GET /api/v1/events?state=open", api_open))
         print(line("GET /api/v1/events?state=open, page 101", api_deep))
