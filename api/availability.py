@@ -213,8 +213,8 @@ def report(
         *own(held[crossing:beyond]),
     ]
     given = [e for e in extra if e[0] < end_ms and (end_ms if e[2] is None else e[2]) > start_ms]
-    if given:
-        incidents = sorted([*incidents, *own(given)], key=_by_start_id)
+    for inc in own(given):  # a few (open events): each put in its place
+        bisect.insort(incidents, inc, key=_by_start_id)
     return Report(
         start_ms=start_ms,
         end_ms=end_ms,
@@ -260,13 +260,17 @@ def _window(merged: list[Interval], extra: list[Interval], lo: int, hi: int) -> 
     part = merged[
         bisect.bisect_right(merged, lo, key=_end) : bisect.bisect_left(merged, hi, key=_start)
     ]
-    if extra:
-        return _clip([*part, *extra], lo, hi)
     if part:  # only the two ends can stick out of the window
         a, b = part[0]
         part[0] = (lo if a < lo else a, b)
         a, b = part[-1]
         part[-1] = (a, hi if b > hi else b)
+    for a, b in _clip(extra, lo, hi):  # a few (open events): each merged in where it falls
+        i = bisect.bisect_left(part, a, key=_end)  # the first it touches or follows
+        j = bisect.bisect_right(part, b, key=_start)  # past the last it touches
+        if i < j:
+            a, b = min(a, part[i][0]), max(b, part[j - 1][1])
+        part[i:j] = [(a, b)]
     return part
 
 
