@@ -1,6 +1,6 @@
 """The site-event lifecycle (docs/lifecycle.md) as one pure function.
 
-`apply(state, input, settings, position)` returns the new state and the effects
+`apply(state, input, context, position)` returns the new state and the effects
 (transitions for `site-events`, verify requests). It reads no clock (time is the
 input's own timestamp), does no I/O and is deterministic, so the Faust worker, the
 replay command and the tests all get the same answer from the same inputs.
@@ -25,9 +25,9 @@ from .state import (
     OUTBOX_SIZE,
     Config,
     Emitted,
-    OpenEvent,
+    LifecycleState,
     SiteConfig,
-    SiteState,
+    TrackedEvent,
     TupleMark,
     Verification,
     tuple_key,
@@ -51,7 +51,7 @@ _TLS: Final = CheckType.TLS_EXPIRY
 _compare: Final = timefmt.compare
 
 
-class SiteSettings(NamedTuple):
+class SiteContext(NamedTuple):
     """Everything `apply` reads besides the state and the input."""
 
     site_id: int
@@ -79,7 +79,7 @@ def input_time(inp: Input) -> int:
     return timefmt.to_ms(inp.at)
 
 
-def next_deadline(state: SiteState, config: Config) -> int | None:
+def next_deadline(state: LifecycleState, config: Config) -> int | None:
     """Earliest stream time at which a timer of this site fires (None: no timer)."""
     best: int | None = None
     for ev in state.open.values():
@@ -92,18 +92,18 @@ def next_deadline(state: SiteState, config: Config) -> int | None:
 
 
 def apply(
-    state: SiteState | None,
+    state: LifecycleState | None,
     inp: Input,
-    settings: SiteSettings,
+    context: SiteContext,
     position: int,
-) -> tuple[SiteState, Effects]:
+) -> tuple[LifecycleState, Effects]:
     """Apply one input at `position` (its offset in the site's ordered input log).
 
     An input at or before the last applied position is a redelivery (at-least-once
     after a crash): it changes nothing and re-emits exactly what it produced then.
     """
     if state is None:
-        state = SiteState()
+        state = LifecycleState()
     if position <= state.position:
         for emitted in state.outbox:
             if emitted.position == position:
@@ -114,7 +114,7 @@ def apply(
         return state, NO_EFFECTS
     key: str | None = None
     if type(inp) is _CheckResult and inp.role is _PRIMARY:
-        site = settings.site
+        site = context.site
         if site is not None and site.active:  # a paused or deleted site marks nothing
             # Rule 8, for every primary result (its only implementation): the newest
             # input time applied per tuple, and the result ids seen at that time.
@@ -153,7 +153,7 @@ def apply(
                 state.position = position
                 return state, NO_EFFECTS
     now = input_time(inp)
-    step = _Step(state, settings, now)
+    step = _Step(state, context, now)
     if state.open:
         step.fire_timers(now)
     if isinstance(inp, records.CheckResult):
@@ -167,7 +167,7 @@ def apply(
     return state, effects
 
 
-def _evict_mark(state: SiteState) -> None:
+def _evict_mark(state: LifecycleState) -> None:
     """Forget the oldest mark of a tuple with no open event: state stays bounded even
     if a site's results name endless endpoint ids."""
     idle = [(m.stamp, k) for k, m in state.marks.items() if k not in state.open]
@@ -175,7 +175,7 @@ def _evict_mark(state: SiteState) -> None:
         del state.marks[min(idle)[1]]
 
 
-def _remember(state: SiteState, position: int, now: int, effects: Effects) -> None:
+def _remember(state: LifecycleState, position: int, now: int, effects: Effects) -> None:
     keep = [e for e in state.outbox if e.at >= now - OUTBOX_HORIZON_MS]
     keep.append(
         Emitted(
@@ -201,11 +201,11 @@ class _Step:
 
     __slots__ = ("config", "effects", "now", "site", "site_id", "state")
 
-    def __init__(self, state: SiteState, settings: SiteSettings, now: int) -> None:
+    def __init__(self, state: LifecycleState, context: SiteContext, now: int) -> None:
         self.state = state
-        self.site_id = settings.site_id
-        self.site = settings.site
-        self.config = settings.config
+        self.site_id = context.site_id
+        self.site = context.site
+        self.config = context.config
         self.now = now
         self.effects = Effects([], [])
 
@@ -300,8 +300,8 @@ class _Step:
         now: int,
         state: EventState,
         meta: dict[str, object] | None = None,
-    ) -> OpenEvent:
-        ev = OpenEvent(
+    ) -> TrackedEvent:
+        ev = TrackedEvent(
             event_id=event_id_for(self.site_id, key, now, res.result_id),
             endpoint_id=res.endpoint_id,
             check_type=res.check_type,
@@ -339,14 +339,14 @@ class _Step:
             )
         return ev
 
-    def find_cause(self, check_type: CheckType) -> OpenEvent | None:
+    def find_cause(self, check_type: CheckType) -> TrackedEvent | None:
         for cause_type in _CAUSES.get(check_type, ()):
             for ev in self.state.open.values():
                 if ev.check_type is cause_type:
                     return ev
         return None
 
-    def maybe_verify(self, key: str, ev: OpenEvent, now: int, site: SiteConfig) -> None:
+    def maybe_verify(self, key: str, ev: TrackedEvent, now: int, site: SiteConfig) -> None:
         if ev.fail_count < site.num_of_checks or ev.verification is not None or ev.verified:
             return
         if site.in_maintenance(now):
@@ -378,7 +378,7 @@ class _Step:
             )
         )
 
-    def decide(self, key: str, ev: OpenEvent, at: int, source: str) -> None:
+    def decide(self, key: str, ev: TrackedEvent, at: int, source: str) -> None:
         """Rule 3: promote on quorum, else false alarm."""
         ver = ev.verification
         assert ver is not None
@@ -408,7 +408,7 @@ class _Step:
         else:
             self.close(key, ev, Reason.FALSE_ALARM, at, source, meta)
 
-    def promote(self, ev: OpenEvent, at: int, source: str, meta: dict[str, object]) -> None:
+    def promote(self, ev: TrackedEvent, at: int, source: str, meta: dict[str, object]) -> None:
         before_state, before_sev = ev.state, ev.severity
         ev.state, ev.severity = EventState.DOWN, Severity.DOWN
         self.emit(ev, Reason.VERIFIER_CONFIRMED, before_state, before_sev, at, source, meta)
@@ -416,7 +416,7 @@ class _Step:
     def tls(
         self,
         key: str,
-        ev: OpenEvent | None,
+        ev: TrackedEvent | None,
         res: records.CheckResult,
         now: int,
         site: SiteConfig,
@@ -449,7 +449,7 @@ class _Step:
     def close(
         self,
         key: str,
-        ev: OpenEvent,
+        ev: TrackedEvent,
         reason: Reason,
         at: int,
         source: str,
@@ -460,7 +460,7 @@ class _Step:
 
     def emit(
         self,
-        ev: OpenEvent,
+        ev: TrackedEvent,
         reason: Reason,
         state_before: EventState,
         severity_before: Severity,

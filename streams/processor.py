@@ -3,8 +3,8 @@
 It takes messages of `check-results` and `sites` in their partition order, runs
 `lifecycle.apply` with each site's state loaded once per batch, keeps the index of
 pending timers that ticks fire, and returns what to publish. No Faust, no Kafka
-client: state and settings come through two small protocols, so the worker backs
-them with Faust tables and replay with dicts.
+client: lifecycle states and raw `sites` records come through two small store protocols,
+so the worker backs them with Faust tables and replay with dicts.
 
 Nothing orders records across the two topics, so a result can overtake the first
 `sites` record of its site. Such a result is parked in the site's state (durably, with
@@ -32,7 +32,15 @@ from . import lifecycle, records
 from .deadletter import dead_letter_for
 from .enums import CheckType, Role
 from .message import ConsumedRecord, Record
-from .state import OUTBOX_HORIZON_MS, Config, Parked, SiteConfig, SiteState, dump_state, load_state
+from .state import (
+    OUTBOX_HORIZON_MS,
+    Config,
+    LifecycleState,
+    Parked,
+    SiteConfig,
+    dump_state,
+    load_state,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -64,8 +72,8 @@ class StateStore(Protocol):
     def delete(self, key: bytes, msg: ConsumedRecord) -> None: ...
 
 
-class SettingsStore(Protocol):
-    """Raw `sites` values by key: None never seen (or purged), DELETED after a tombstone."""
+class SiteRecordStore(Protocol):
+    """Raw `sites` records by key: None never seen (or purged), DELETED after a tombstone."""
 
     def get(self, key: bytes, msg: ConsumedRecord) -> bytes | None: ...
 
@@ -143,7 +151,7 @@ class _Batch:
     __slots__ = ("dirty", "out", "parts", "purged", "states")
 
     def __init__(self) -> None:
-        self.states: dict[bytes, SiteState | None] = {}
+        self.states: dict[bytes, LifecycleState | None] = {}
         #: partition of each key in `states`
         self.parts: dict[bytes, int] = {}
         self.dirty: dict[bytes, ConsumedRecord] = {}
@@ -210,14 +218,14 @@ class Processor:
         self,
         config: Config,
         states: StateStore,
-        settings: SettingsStore,
+        site_records: SiteRecordStore,
         results_topic: str,
         sites_topic: str,
         consumer: str,
     ) -> None:
         self.config = config
         self.states = states
-        self.settings = settings
+        self.site_records = site_records
         self.results_topic = results_topic
         self.sites_topic = sites_topic
         self.consumer = consumer
@@ -227,7 +235,7 @@ class Processor:
         self.stats = Stats()
         #: raw settings (what the store holds) and their decoded form, by site key
         self._decoded: Recent[tuple[bytes, SiteConfig | None]] = Recent(MAX_CACHED_SETTINGS)
-        self._states: Recent[SiteState] = Recent(MAX_CACHED_STATES)
+        self._states: Recent[LifecycleState] = Recent(MAX_CACHED_STATES)
 
     @property
     def deadlines(self) -> dict[bytes, tuple[int, int]]:
@@ -263,7 +271,7 @@ class Processor:
             self.stats.inputs += 1
             newest[msg.partition] = inp
             known = self._decoded.get(key)
-            raw = known[1][0] if known is not None else self.settings.get(key, msg)
+            raw = known[1][0] if known is not None else self.site_records.get(key, msg)
             if raw is None or self._has_parked(key, msg, b):
                 self._park(key, inp, msg, b)
             else:
@@ -338,7 +346,7 @@ class Processor:
             # the worker needs to know there are headers, never their values
             blank = {name: "" for name in rec.custom_headers}
             value = records.encode(msgspec.structs.replace(rec, custom_headers=blank))
-        self.settings.put(key, value, msg)
+        self.site_records.put(key, value, msg)
         self._decoded.pop(key)  # decoded again on its next use
         state = self._load(key, msg, b)
         if state is None:
@@ -367,11 +375,11 @@ class Processor:
         if state is None:
             # kept briefly all the same, so that its late results change nothing rather
             # than wait parked for settings
-            state = b.states[key] = SiteState()
+            state = b.states[key] = LifecycleState()
         if state.parked:
             self.stats.dropped_parked += len(state.parked)
             state.parked = []
-        self.settings.put(key, DELETED, msg)
+        self.site_records.put(key, DELETED, msg)
         self._decoded.put(key, msg.partition, (DELETED, None))
         if state.deleted_at is None:
             state.deleted_at = self.stream_time.get(msg.partition, _TIME_UNKNOWN)
@@ -380,7 +388,7 @@ class Processor:
 
     def _purge(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> None:
         """Forget a site everywhere: state, settings, timers, the settings cache."""
-        self.settings.delete(key, msg)
+        self.site_records.delete(key, msg)
         b.states[key] = None
         b.dirty.pop(key, None)
         b.purged[key] = msg
@@ -395,7 +403,7 @@ class Processor:
         if at > self.stream_time.get(msg.partition, -1):
             self.stream_time[msg.partition] = at
         for key in self.timers.pop_due(msg.partition, at):
-            raw = self.settings.get(key, msg)
+            raw = self.site_records.get(key, msg)
             state = self._load(key, msg, b)
             if state is None:
                 continue
@@ -407,7 +415,7 @@ class Processor:
             self._housekeep(key, state, at, msg, b)
 
     def _housekeep(
-        self, key: bytes, state: SiteState, at: int, msg: ConsumedRecord, b: _Batch
+        self, key: bytes, state: LifecycleState, at: int, msg: ConsumedRecord, b: _Batch
     ) -> None:
         """Expire parked results and purge a deleted site whose time has come."""
         if state.parked:
@@ -428,13 +436,13 @@ class Processor:
             not state.open
             and not state.parked
             and state.deleted_at is None
-            and self.settings.get(key, msg) is None
+            and self.site_records.get(key, msg) is None
         ):
             self._purge(key, msg, b)  # only parked results kept it: they are gone
             return
         self._schedule(key, msg.partition, state)
 
-    def _deadline(self, state: SiteState) -> int | None:
+    def _deadline(self, state: LifecycleState) -> int | None:
         """When this site next needs a tick: core timers, parked expiry, its purge."""
         best = lifecycle.next_deadline(state, self.config) if state.open else None
         if state.parked:
@@ -445,10 +453,10 @@ class Processor:
             best = purge if best is None else min(best, purge)
         return best
 
-    def _schedule(self, key: bytes, partition: int, state: SiteState) -> None:
+    def _schedule(self, key: bytes, partition: int, state: LifecycleState) -> None:
         self.timers.schedule(key, partition, self._deadline(state))
 
-    def _decode_state(self, key: bytes, raw: bytes) -> SiteState | None:
+    def _decode_state(self, key: bytes, raw: bytes) -> LifecycleState | None:
         try:
             return load_state(raw)
         except Exception as exc:
@@ -457,13 +465,13 @@ class Processor:
             log.error("stored site state does not decode; starting afresh", key=key, error=str(exc))
             return None
 
-    def _load(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> SiteState | None:
+    def _load(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> LifecycleState | None:
         states = b.states
         if key in states:
             return states[key]
         hit = self._states.get(key)
         if hit is not None:
-            state: SiteState | None = hit[1]
+            state: LifecycleState | None = hit[1]
         else:
             raw = self.states.get(key, msg)
             state = self._decode_state(key, raw) if raw else None
@@ -478,7 +486,7 @@ class Processor:
     def _park(self, key: bytes, inp: lifecycle.Input, msg: ConsumedRecord, b: _Batch) -> None:
         state = self._load(key, msg, b)
         if state is None:
-            state = b.states[key] = SiteState()
+            state = b.states[key] = LifecycleState()
         if any(p.position == msg.offset for p in state.parked):
             return  # redelivered while still parked
         assert msg.value is not None
@@ -500,13 +508,13 @@ class Processor:
         site_id: int,
         inp: lifecycle.Input,
         msg: ConsumedRecord,
-        raw_settings: bytes,
+        raw_site: bytes,
         b: _Batch,
         now_ms: int,
     ) -> None:
         state = self._load(key, msg, b)
-        site = self.site_config(key, raw_settings, msg.partition)
-        settings = lifecycle.SiteSettings(site_id, site, self.config)
+        site = self.site_config(key, raw_site, msg.partition)
+        context = lifecycle.SiteContext(site_id, site, self.config)
         before = state.position if state is not None else -1
         # the core updates the state in place: keep a copy unless this is its trivial
         # path (a healthy primary result with nothing open), to undo a failed apply
@@ -520,7 +528,7 @@ class Processor:
         ):
             snapshot = dump_state(state)
         try:
-            state, effects = lifecycle.apply(state, inp, settings, msg.offset)
+            state, effects = lifecycle.apply(state, inp, context, msg.offset)
         except Exception as exc:
             log.exception("applying a record failed; dead-lettered", key=key, offset=msg.offset)
             if snapshot is not None:
@@ -546,7 +554,7 @@ class Processor:
         if state.open or key in self.timers.due:
             self._schedule(key, msg.partition, state)
 
-    def _dump(self, key: bytes, state: SiteState) -> bytes:
+    def _dump(self, key: bytes, state: LifecycleState) -> bytes:
         data = dump_state(state)
         if len(data) <= MAX_STATE_BYTES:
             return data
@@ -567,7 +575,7 @@ class Processor:
         out.dead_letters.append((msg.key, dead_letter_for(msg, error, self.consumer, now_ms)))
 
 
-def _purge_at(state: SiteState) -> int:
+def _purge_at(state: LifecycleState) -> int:
     """When a deleted site's state may go: once no redelivered input can still need what
     its outbox would re-emit."""
     assert state.deleted_at is not None

@@ -86,7 +86,7 @@ class Verification(msgspec.Struct, kw_only=True, array_like=True):
     answers: dict[str, bool] = msgspec.field(default_factory=dict)
 
 
-class OpenEvent(msgspec.Struct, kw_only=True, array_like=True):
+class TrackedEvent(msgspec.Struct, kw_only=True, array_like=True):
     event_id: str
     endpoint_id: int | None
     check_type: CheckType
@@ -137,9 +137,9 @@ class Parked(msgspec.Struct, kw_only=True, array_like=True):
     at: int = 0
 
 
-class SiteState(msgspec.Struct, kw_only=True, array_like=True):
+class LifecycleState(msgspec.Struct, kw_only=True, array_like=True):
     #: tuple key -> the open event of that tuple
-    open: dict[str, OpenEvent] = msgspec.field(default_factory=dict)
+    open: dict[str, TrackedEvent] = msgspec.field(default_factory=dict)
     marks: dict[str, TupleMark] = msgspec.field(default_factory=dict)
     #: position (partition offset) of the last input applied; -1 before any
     position: int = -1
@@ -170,12 +170,12 @@ def tuple_key(endpoint_id: int | None, check_type: CheckType, discriminator: str
 
 
 _state_encoder = msgspec.msgpack.Encoder()
-_state_decoder = msgspec.msgpack.Decoder(SiteState)
+_state_decoder = msgspec.msgpack.Decoder(LifecycleState)
 
 
-def dump_state(state: SiteState) -> bytes:
+def dump_state(state: LifecycleState) -> bytes:
     return _state_encoder.encode(state)
 
 
-def load_state(data: bytes) -> SiteState:
+def load_state(data: bytes) -> LifecycleState:
     return _state_decoder.decode(data)

@@ -158,7 +158,7 @@ class Worker:
         # number, so it sees both in order per topic and never waits on the other.
         self.inputs = app.topic(names.check_results, names.sites, partitions=partitions, **_RAW)
         # key/value `bytes`: the raw codec; the processor encodes state itself
-        self.state_rows, self.settings_rows = (
+        self.state_rows, self.site_rows = (
             TableRows(
                 app.Table(
                     name, partitions=partitions, key_type=bytes, value_type=bytes, options=ROCKSDB
@@ -166,14 +166,14 @@ class Worker:
             )
             for name in ("site-state", "site-settings")
         )
-        self.tables = (self.state_rows, self.settings_rows)
+        self.tables = (self.state_rows, self.site_rows)
         #: outputs confirmed before the changelog rows are sent (not on Tansu: see
         #: complete_batch)
         self.outputs_first = not conf.is_tansu
         self.processor = Processor(
             Config(verifiers=conf.verifier_names, auto_timeout_ms=conf.auto_timeout_s * 1000),
             RowStore(self.state_rows),
-            RowStore(self.settings_rows),
+            RowStore(self.site_rows),
             results_topic=names.check_results,
             sites_topic=names.sites,
             consumer=f"{conf.topic_prefix}worker",
