@@ -17,7 +17,7 @@ from . import logs, settings
 COMMANDS: dict[str, tuple[str, str]] = {
     "dev": ("sitewatch.dev", "the whole system locally with a live view (no setup)"),
     "broker": ("sitewatch.devbroker", "run the bundled Tansu broker on loopback (dev, tests)"),
-    "worker": ("sitewatch.streams.worker", "the Faust lifecycle agent"),
+    "worker": ("sitewatch.commands.worker", "the Faust lifecycle agent"),
     "settings": ("sitewatch.settings", "list every SITEWATCH_* setting with its default"),
     "probe": ("sitewatch.probes.probe", "check the sites this process owns (consumer group)"),
     "verifier": ("sitewatch.probes.verifier", "answer verify requests as --name LOCATION"),

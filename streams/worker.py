@@ -1,4 +1,5 @@
-"""`sitewatch worker`: the Faust app that runs the lifecycle over `check-results`.
+"""The Faust app that runs the lifecycle over `check-results` (`sitewatch worker`,
+started by `sitewatch.commands.worker`).
 
 A thin shell around `Processor`. Faust owns the consumer group, the assignment, the
 state tables (RocksDB locally, changelog topics in Kafka) and their recovery, and the
@@ -18,10 +19,7 @@ redelivered input produced, and downstream dedups by `transition_id`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -32,19 +30,18 @@ import faust
 import structlog
 from aiokafka import AIOKafkaProducer
 
-from sitewatch import gcpolicy, logs, metrics
+from sitewatch import gcpolicy, metrics
 from sitewatch.clock import now_ms
 from sitewatch.settings import Settings
 
 from . import records, timefmt
-from .broker import group_timeouts, resolve_flavor
+from .broker import group_timeouts
 from .deadletter import log_dead_letter, log_unsent, message_key
 from .faust_batching import BatchConsumer, BatchTransport, Fetched, TableRows
-from .kafka_admin import ensure_topics
 from .message import ConsumedRecord
 from .processor import Processor
 from .state import Config
-from .topics import Topic, TopicNames
+from .topics import TopicNames
 
 log = structlog.get_logger(__name__)
 
@@ -440,60 +437,3 @@ class Worker:
             return out
 
         return read
-
-
-class _Worker(faust.Worker):  # type: ignore[misc]
-    """Faust's worker, keeping sitewatch's structured logs instead of its own format."""
-
-    conf: Settings
-
-    def _setup_logging(self) -> None:
-        logs.configure(self.conf.log_level, self.conf.log_format)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--loglevel", default="warning", help="Faust's own log level")
-
-
-def run(args: argparse.Namespace, conf: Settings) -> int:
-    # Until Faust installs its own handlers, a stop request simply ends the process.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    names = TopicNames(conf.topic_prefix)
-    loop = _new_loop()
-    asyncio.set_event_loop(loop)
-    conf = loop.run_until_complete(resolve_flavor(conf))
-    counts = loop.run_until_complete(ensure_topics(conf.bootstrap_servers, names, conf.partitions))
-    partitions = counts.get(names.name(Topic.CHECK_RESULTS), conf.partitions)
-    if counts.get(names.sites, partitions) != partitions:
-        log.error(
-            "sites and check-results must have the same partition count",
-            sites=counts.get(names.sites),
-            check_results=partitions,
-        )
-        return 2
-    (Path(conf.state_dir) / "worker").mkdir(parents=True, exist_ok=True)
-    worker = Worker(conf, partitions)
-    # on the worker's own loop, before Faust starts: scrapes read the processor in-loop
-    loop.run_until_complete(
-        metrics.start(
-            conf,
-            metrics.Process.WORKER,
-            [metrics.worker_stats(worker.processor)],
-            worker.input_lag(),
-        )
-    )
-    runner = _Worker(
-        worker.app, loglevel=args.loglevel, loop=loop, quiet=True, redirect_stdouts=False
-    )
-    runner.conf = conf
-    runner.execute_from_commandline()
-    return 0
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where it is installed: a cheaper loop for the worker's many small awaits."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
