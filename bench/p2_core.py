@@ -20,8 +20,9 @@ from sitewatch import gcpolicy
 from sitewatch.streams import lifecycle, records, timefmt
 from sitewatch.streams.enums import CheckType
 from sitewatch.streams.message import Record
-from sitewatch.streams.processor import MemoryStore, Processor
+from sitewatch.streams.processor import Processor
 from sitewatch.streams.state import Config, LifecycleState, SiteConfig
+from sitewatch.streams.stores import MemoryStore
 
 BASE = timefmt.to_ms("2026-11-26T00:00:00.000Z")
 

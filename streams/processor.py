@@ -12,74 +12,36 @@ its offset) and applied when the settings arrive, never dropped or misapplied.
 
 Nothing a record holds can stop the batch or grow a site's state without bound: any
 failure to decode (or to apply) a record dead-letters it; parked results are capped in
-count and bytes and expire after `PARKED_TTL_MS` of stream time; a deleted site is
+count and bytes and expire after `retention.PARKED_TTL_MS` of stream time; a deleted site is
 purged from both tables and the timer index once its events are closed and its outbox
 has aged out; the settings cache is bounded; and a tick looks only at what is due.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
-from typing import Final, Generic, NamedTuple, Protocol, TypeVar
+from typing import Final, NamedTuple
 
 import msgspec
 import structlog
 
-from . import lifecycle, records
+from . import lifecycle, records, retention
 from .deadletter import dead_letter_for
 from .enums import CheckType, Role
 from .message import ConsumedRecord, Record
-from .state import (
-    OUTBOX_HORIZON_MS,
-    Config,
-    LifecycleState,
-    Parked,
-    SiteConfig,
-    dump_state,
-    load_state,
-)
+from .retention import MAX_STATE_BYTES, TIME_UNKNOWN
+from .state import Config, LifecycleState, SiteConfig, dump_state, load_state
+from .stores import DELETED, Recent, SiteRecordStore, StateStore
+from .stores import MemoryStore as MemoryStore  # where replay imports it from
+from .timers import Timers
 
 log = structlog.get_logger(__name__)
 
-V = TypeVar("V")
-
-#: settings value of a deleted site (a tombstone on `sites`) while its state lasts
-DELETED: Final = b""
-#: results parked per site while its settings are unknown; older ones are dropped
-MAX_PARKED: Final = 1000
-MAX_PARKED_BYTES: Final = 128 * 1024
-#: a parked result whose site got no settings for this long (stream time) is dropped
-PARKED_TTL_MS: Final = 3_600_000
-#: a site state encoded larger than this is trimmed (parked, then outbox) before it is
-#: stored: the changelog's messages must stay under the broker's 1 MiB limit
-MAX_STATE_BYTES: Final = 768 * 1024
-#: decoded settings kept; past this the oldest half goes (cheap, and bounded)
+#: decoded site records kept; past this the oldest half goes (cheap, and bounded)
 MAX_CACHED_SETTINGS: Final = 8_192
 #: decoded states kept between batches; past this the oldest half goes
 MAX_CACHED_STATES: Final = 8_192
-#: `deleted_at` of a site deleted before its partition's stream time was known
-_TIME_UNKNOWN: Final = -1
-
-
-class StateStore(Protocol):
-    def get(self, key: bytes, msg: ConsumedRecord) -> bytes | None: ...
-
-    def put(self, key: bytes, value: bytes, msg: ConsumedRecord) -> None: ...
-
-    def delete(self, key: bytes, msg: ConsumedRecord) -> None: ...
-
-
-class SiteRecordStore(Protocol):
-    """Raw `sites` records by key: None never seen (or purged), DELETED after a tombstone."""
-
-    def get(self, key: bytes, msg: ConsumedRecord) -> bytes | None: ...
-
-    def put(self, key: bytes, value: bytes, msg: ConsumedRecord) -> None: ...
-
-    def delete(self, key: bytes, msg: ConsumedRecord) -> None: ...
 
 
 class Keyed(NamedTuple):
@@ -97,52 +59,18 @@ class Output:
 
 @dataclass
 class Stats:
+    """Totals since start, in the order the worker logs them."""
+
     inputs: int = 0
     ticks: int = 0
-    sites: int = 0
     transitions: int = 0
     verify_requests: int = 0
     dead_letters: int = 0
     redelivered: int = 0
+    sites: int = 0
     parked: int = 0
     dropped_parked: int = 0
     purged: int = 0
-
-
-class Recent(Generic[V]):
-    """Decoded values of the sites seen lately, by key, with their partition.
-
-    The processor is the only writer of its stores, so what it decoded or wrote stays
-    true until it writes again: reading back and decoding every input's state and
-    settings is what this saves. Bounded (the oldest half goes past `limit`), and a
-    partition's entries are dropped when it is revoked (another worker may write it).
-    """
-
-    __slots__ = ("entries", "limit")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.entries: dict[bytes, tuple[int, V]] = {}
-
-    def get(self, key: bytes) -> tuple[int, V] | None:
-        return self.entries.get(key)
-
-    def put(self, key: bytes, partition: int, value: V) -> None:
-        entries = self.entries
-        entries.pop(key, None)  # newest last: the oldest are first to go
-        entries[key] = (partition, value)
-        if len(entries) > self.limit:
-            for old in list(islice(entries, len(entries) - self.limit // 2)):
-                del entries[old]
-
-    def pop(self, key: bytes) -> None:
-        self.entries.pop(key, None)
-
-    def forget(self, partitions: set[int]) -> None:
-        self.entries = {k: v for k, v in self.entries.items() if v[0] not in partitions}
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
 
 class _Batch:
@@ -157,55 +85,6 @@ class _Batch:
         self.dirty: dict[bytes, ConsumedRecord] = {}
         self.purged: dict[bytes, ConsumedRecord] = {}
         self.out = Output()
-
-
-class Timers:
-    """Pending timers: `due` is the truth (key -> (partition, deadline)); a heap per
-    partition finds what is due without scanning every timer. Heap entries that no
-    longer match `due` are stale and skipped; the heaps are rebuilt when stale entries
-    outnumber live ones."""
-
-    def __init__(self) -> None:
-        self.due: dict[bytes, tuple[int, int]] = {}
-        self._heaps: dict[int, list[tuple[int, bytes]]] = {}
-        self._entries = 0
-
-    def schedule(self, key: bytes, partition: int, deadline: int | None) -> None:
-        if deadline is None:
-            self.due.pop(key, None)
-            return
-        if self.due.get(key) == (partition, deadline):
-            return
-        self.due[key] = (partition, deadline)
-        heapq.heappush(self._heaps.setdefault(partition, []), (deadline, key))
-        self._entries += 1
-        if self._entries > 2 * len(self.due) + 1024:
-            self._rebuild()
-
-    def pop_due(self, partition: int, at: int) -> list[bytes]:
-        """Keys of `partition` whose deadline is at or before `at` (sorted), unscheduled."""
-        heap = self._heaps.get(partition)
-        found: list[bytes] = []
-        while heap and heap[0][0] <= at:
-            deadline, key = heapq.heappop(heap)
-            self._entries -= 1
-            if self.due.get(key) == (partition, deadline):
-                del self.due[key]
-                found.append(key)
-        return sorted(found)
-
-    def forget(self, partitions: set[int]) -> None:
-        self.due = {k: v for k, v in self.due.items() if v[0] not in partitions}
-        self._rebuild()
-
-    def _rebuild(self) -> None:
-        heaps: dict[int, list[tuple[int, bytes]]] = {}
-        for key, (partition, deadline) in self.due.items():
-            heaps.setdefault(partition, []).append((deadline, key))
-        for heap in heaps.values():
-            heapq.heapify(heap)
-        self._heaps = heaps
-        self._entries = len(self.due)
 
 
 _CheckResult: Final = records.CheckResult
@@ -301,7 +180,7 @@ class Processor:
         for key, partition, raw in items:
             state = self._decode_state(key, raw)
             if state is not None:
-                self.timers.schedule(key, partition, self._deadline(state))
+                self.timers.schedule(key, partition, retention.next_deadline(state, self.config))
 
     def forget_partitions(self, partitions: set[int]) -> None:
         self.timers.forget(partitions)
@@ -382,7 +261,7 @@ class Processor:
         self.site_records.put(key, DELETED, msg)
         self._decoded.put(key, msg.partition, (DELETED, None))
         if state.deleted_at is None:
-            state.deleted_at = self.stream_time.get(msg.partition, _TIME_UNKNOWN)
+            state.deleted_at = self.stream_time.get(msg.partition, TIME_UNKNOWN)
         b.dirty[key] = msg
         self._schedule(key, msg.partition, state)
 
@@ -419,17 +298,16 @@ class Processor:
     ) -> None:
         """Expire parked results and purge a deleted site whose time has come."""
         if state.parked:
-            keep = [p for p in state.parked if p.at + PARKED_TTL_MS > at]
-            if len(keep) != len(state.parked):
-                self.stats.dropped_parked += len(state.parked) - len(keep)
+            dropped = retention.expire_parked(state, at)
+            if dropped:
+                self.stats.dropped_parked += dropped
                 log.warning("dropped parked results: their site never got settings", key=key)
-                state.parked = keep
                 b.dirty[key] = msg
         if state.deleted_at is not None and not state.open:
-            if state.deleted_at == _TIME_UNKNOWN:
+            if state.deleted_at == TIME_UNKNOWN:
                 state.deleted_at = at
                 b.dirty[key] = msg
-            elif at >= _purge_at(state):
+            elif at >= retention.purge_at(state):
                 self._purge(key, msg, b)
                 return
         if (
@@ -442,19 +320,8 @@ class Processor:
             return
         self._schedule(key, msg.partition, state)
 
-    def _deadline(self, state: LifecycleState) -> int | None:
-        """When this site next needs a tick: core timers, parked expiry, its purge."""
-        best = lifecycle.next_deadline(state, self.config) if state.open else None
-        if state.parked:
-            expiry = min(p.at for p in state.parked) + PARKED_TTL_MS
-            best = expiry if best is None else min(best, expiry)
-        if state.deleted_at is not None and not state.open:
-            purge = 0 if state.deleted_at == _TIME_UNKNOWN else _purge_at(state)
-            best = purge if best is None else min(best, purge)
-        return best
-
     def _schedule(self, key: bytes, partition: int, state: LifecycleState) -> None:
-        self.timers.schedule(key, partition, self._deadline(state))
+        self.timers.schedule(key, partition, retention.next_deadline(state, self.config))
 
     def _decode_state(self, key: bytes, raw: bytes) -> LifecycleState | None:
         try:
@@ -487,17 +354,13 @@ class Processor:
         state = self._load(key, msg, b)
         if state is None:
             state = b.states[key] = LifecycleState()
-        if any(p.position == msg.offset for p in state.parked):
-            return  # redelivered while still parked
         assert msg.value is not None
-        state.parked.append(
-            Parked(position=msg.offset, value=msg.value, at=lifecycle.input_time(inp))
-        )
-        size = sum(len(p.value) for p in state.parked)
-        while len(state.parked) > 1 and (len(state.parked) > MAX_PARKED or size > MAX_PARKED_BYTES):
-            size -= len(state.parked.pop(0).value)
-            self.stats.dropped_parked += 1
+        dropped = retention.park(state, msg.offset, msg.value, lifecycle.input_time(inp))
+        if dropped is None:
+            return  # redelivered while still parked
+        for _ in range(dropped):
             log.warning("dropped a parked result: its site never got settings", key=key)
+        self.stats.dropped_parked += dropped
         b.dirty[key] = msg
         self.stats.parked += 1
         self._schedule(key, msg.partition, state)
@@ -558,16 +421,9 @@ class Processor:
         data = dump_state(state)
         if len(data) <= MAX_STATE_BYTES:
             return data
-        # a last resort (the core bounds marks, ids, open events and the outbox): lose
-        # parked results first, then the oldest re-emission records, never the events
         log.error("site state too large; trimming it", key=key, bytes=len(data))
-        while len(data) > MAX_STATE_BYTES and (state.parked or len(state.outbox) > 1):
-            if state.parked:
-                self.stats.dropped_parked += 1
-                state.parked.pop(0)
-            else:
-                state.outbox.pop(0)
-            data = dump_state(state)
+        data, dropped = retention.trim(state, data)
+        self.stats.dropped_parked += dropped
         return data
 
     def _dead_letter(self, out: Output, msg: ConsumedRecord, error: str, now_ms: int) -> None:
@@ -575,30 +431,6 @@ class Processor:
         out.dead_letters.append((msg.key, dead_letter_for(msg, error, self.consumer, now_ms)))
 
 
-def _purge_at(state: LifecycleState) -> int:
-    """When a deleted site's state may go: once no redelivered input can still need what
-    its outbox would re-emit."""
-    assert state.deleted_at is not None
-    last = max((e.at for e in state.outbox), default=state.deleted_at)
-    return max(state.deleted_at, last) + OUTBOX_HORIZON_MS
-
-
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return text if isinstance(exc, ValueError) and text else f"{type(exc).__name__}: {text}"
-
-
-class MemoryStore:
-    """A dict behind the store protocols: replay, tests and benchmarks."""
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-
-    def get(self, key: bytes, msg: ConsumedRecord) -> bytes | None:
-        return self.data.get(key)
-
-    def put(self, key: bytes, value: bytes, msg: ConsumedRecord) -> None:
-        self.data[key] = value
-
-    def delete(self, key: bytes, msg: ConsumedRecord) -> None:
-        self.data.pop(key, None)

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from sitewatch.streams import deadletter, lifecycle, records
 from sitewatch.streams.message import ConsumedRecord, Record
-from sitewatch.streams.processor import MemoryStore, Processor
+from sitewatch.streams.processor import Processor
 from sitewatch.streams.state import Config
+from sitewatch.streams.stores import MemoryStore
 
 from .scenario import result
 
