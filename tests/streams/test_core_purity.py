@@ -17,6 +17,7 @@ CORE = [
     "stores.py",
     "timers.py",
     "retention.py",
+    "rules.py",
 ]
 FORBIDDEN_MODULES = {
     "faust",
