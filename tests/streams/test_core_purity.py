@@ -18,6 +18,9 @@ CORE = [
     "timers.py",
     "retention.py",
     "rules.py",
+    "limits.py",
+    "lenient.py",
+    "keys.py",
 ]
 FORBIDDEN_MODULES = {
     "faust",
