@@ -20,8 +20,7 @@ has aged out; the settings cache is bounded; and a tick looks only at what is du
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Final, NamedTuple
+from typing import Final
 
 import msgspec
 import structlog
@@ -30,6 +29,7 @@ from . import lifecycle, records, retention
 from .deadletter import dead_letter_for
 from .enums import CheckType, Role
 from .message import ConsumedRecord, Record
+from .outputs import Keyed, Output, Stats
 from .retention import MAX_STATE_BYTES, TIME_UNKNOWN
 from .state import Config, LifecycleState, SiteConfig, dump_state, load_state
 from .stores import DELETED, Recent, SiteRecordStore, StateStore
@@ -42,35 +42,6 @@ log = structlog.get_logger(__name__)
 MAX_CACHED_SETTINGS: Final = 8_192
 #: decoded states kept between batches; past this the oldest half goes
 MAX_CACHED_STATES: Final = 8_192
-
-
-class Keyed(NamedTuple):
-    key: bytes
-    value: bytes
-
-
-@dataclass
-class Output:
-    transitions: list[Keyed] = field(default_factory=list)
-    verify_requests: list[Keyed] = field(default_factory=list)
-    dead_letters: list[tuple[bytes | None, records.DeadLetter]] = field(default_factory=list)
-    applied: int = 0
-
-
-@dataclass
-class Stats:
-    """Totals since start, in the order the worker logs them."""
-
-    inputs: int = 0
-    ticks: int = 0
-    transitions: int = 0
-    verify_requests: int = 0
-    dead_letters: int = 0
-    redelivered: int = 0
-    sites: int = 0
-    parked: int = 0
-    dropped_parked: int = 0
-    purged: int = 0
 
 
 class _Batch:

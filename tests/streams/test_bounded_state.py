@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sitewatch.streams import processor, records, retention, stores, timefmt
+from sitewatch.streams import outputs, processor, records, retention, stores, timefmt
 from sitewatch.streams.message import ConsumedRecord, Record
 from sitewatch.streams.processor import Processor
 from sitewatch.streams.state import (
@@ -47,24 +47,24 @@ class Worker:
         self.offsets[topic] += 1
         return Record(topic, 0, off, key, value)
 
-    def site(self, site_id: int = 1, **fields: Any) -> processor.Output:
+    def site(self, site_id: int = 1, **fields: Any) -> outputs.Output:
         rec = records.SiteRecord(site_id=site_id, url="http://x.test/", **fields)
         return self.feed(self._msg(S, records.site_key(site_id), records.encode(rec)))
 
-    def delete(self, site_id: int = 1) -> processor.Output:
+    def delete(self, site_id: int = 1) -> outputs.Output:
         return self.feed(self._msg(S, records.site_key(site_id), None))
 
-    def result(self, rec: records.CheckResult) -> processor.Output:
+    def result(self, rec: records.CheckResult) -> outputs.Output:
         return self.feed(self._msg(R, records.site_key(rec.site_id), records.encode(rec)))
 
-    def tick(self, t: float) -> processor.Output:
+    def tick(self, t: float) -> outputs.Output:
         return self.feed(self._msg(R, None, records.encode(tick(t))))
 
-    def feed(self, *msgs: ConsumedRecord) -> processor.Output:
+    def feed(self, *msgs: ConsumedRecord) -> outputs.Output:
         return self.proc.process(list(msgs), 0)
 
 
-def reasons(out: processor.Output) -> list[str]:
+def reasons(out: outputs.Output) -> list[str]:
     return [records.decode_transition(t.value).reason.value for t in out.transitions]
 
 

@@ -21,6 +21,7 @@ CORE = [
     "limits.py",
     "lenient.py",
     "keys.py",
+    "outputs.py",
 ]
 FORBIDDEN_MODULES = {
     "faust",
