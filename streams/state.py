@@ -29,18 +29,33 @@ MAX_MARK_IDS: Final = 8
 MAX_OPEN_EVENTS: Final = 64
 
 
+#: a `sites` record with only what it requires: its defaults are SiteConfig's
+_DEFAULT: Final = records.SiteRecord(site_id=1, url="https://example.invalid/")
+#: what a SiteConfig takes from its `sites` record as it is
+_AS_RECORDED: Final = (
+    "site_id",
+    "url",
+    "active",
+    "timeout_s",
+    "num_of_checks",
+    "peer_offline_limit",
+    "keyword",
+    "redirect_policy",
+)
+
+
 class SiteConfig(msgspec.Struct, frozen=True, kw_only=True):
     """What the core needs from a `sites` record, with times pre-parsed."""
 
     site_id: int
     url: str
-    active: bool = True
-    timeout_s: int = 10
-    num_of_checks: int = 3
-    peer_offline_limit: int = 3
-    verify_timeout_ms: int = 15_000
-    keyword: str | None = None
-    redirect_policy: RedirectPolicy = RedirectPolicy.FOLLOW
+    active: bool = _DEFAULT.active
+    timeout_s: int = _DEFAULT.timeout_s
+    num_of_checks: int = _DEFAULT.num_of_checks
+    peer_offline_limit: int = _DEFAULT.peer_offline_limit
+    verify_timeout_ms: int = _DEFAULT.effective_verify_timeout_s * 1000
+    keyword: str | None = _DEFAULT.keyword
+    redirect_policy: RedirectPolicy = _DEFAULT.redirect_policy
     #: whether verifiers should use the site's custom headers; the values themselves
     #: never reach the worker's state (verifiers read them from `sites`)
     has_custom_headers: bool = False
@@ -50,15 +65,8 @@ class SiteConfig(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def from_record(cls, rec: records.SiteRecord) -> SiteConfig:
         return cls(
-            site_id=rec.site_id,
-            url=rec.url,
-            active=rec.active,
-            timeout_s=rec.timeout_s,
-            num_of_checks=rec.num_of_checks,
-            peer_offline_limit=rec.peer_offline_limit,
+            **{name: getattr(rec, name) for name in _AS_RECORDED},
             verify_timeout_ms=rec.effective_verify_timeout_s * 1000,
-            keyword=rec.keyword,
-            redirect_policy=rec.redirect_policy,
             has_custom_headers=bool(rec.custom_headers),
             maintenance=tuple(
                 (timefmt.to_ms(w.start), timefmt.to_ms(w.end)) for w in rec.maintenance
