@@ -8,13 +8,13 @@ so the worker backs them with Faust tables and replay with dicts.
 
 Nothing orders records across the two topics, so a result can overtake the first
 `sites` record of its site. Such a result is parked in the site's state (durably, with
-its offset) and applied when the settings arrive, never dropped or misapplied.
+its offset) and applied when its `sites` record arrives, never dropped or misapplied.
 
 Nothing a record holds can stop the batch or grow a site's state without bound: any
 failure to decode (or to apply) a record dead-letters it; parked results are capped in
-count and bytes and expire after `retention.PARKED_TTL_MS` of stream time; a deleted site is
-purged from both tables and the timer index once its events are closed and its outbox
-has aged out; the settings cache is bounded; and a tick looks only at what is due.
+count and bytes and expire after `retention.PARKED_TTL_MS` of stream time; a deleted site
+is purged from both tables and the timer index once its events are closed and its outbox
+has aged out; the site-record cache is bounded; and a tick looks only at what is due.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class Processor:
         #: partition -> newest input time seen on it (anchors the worker's ticks)
         self.stream_time: dict[int, int] = {}
         self.stats = Stats()
-        #: raw settings (what the store holds) and their decoded form, by site key
+        #: raw site records (what the store holds) and their decoded form, by site key
         self._decoded: Recent[tuple[bytes, SiteConfig | None]] = Recent(MAX_CACHED_SETTINGS)
         self._states: Recent[LifecycleState] = Recent(MAX_CACHED_STATES)
 
