@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import time
-from datetime import UTC, datetime
 from typing import Final
 
 import sqlalchemy as sa
@@ -19,6 +18,7 @@ from .metrics import UNMATCHED
 from .problems import Kind, Problem, from_http_error
 from .routing import API_KEY, CONTEXT, ROUTES, Context, Handler, guarded
 from .tables import audit
+from .timefmt import db_now
 
 __all__ = ["ROUTES", "build"]
 
@@ -97,7 +97,7 @@ async def audited(request: web.Request, handler: Handler) -> web.StreamResponse:
         async with request.app[CONTEXT].engine.begin() as conn:
             await conn.execute(
                 sa.insert(audit).values(
-                    at=_now(),
+                    at=db_now(),
                     key_name=key.name if key is not None else None,
                     method=request.method,
                     route=f"{request.method} {route_name(request)}",
@@ -155,8 +155,3 @@ def build(ctx: Context) -> web.Application:
         app.router.add_route(spec.method, spec.path, guarded(spec))
     pages.add_routes(app)
     return app
-
-
-def _now() -> datetime:
-    now = datetime.now(UTC).replace(tzinfo=None)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)

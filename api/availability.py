@@ -16,7 +16,8 @@ import bisect
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final, NamedTuple
+from operator import itemgetter
+from typing import Final, NamedTuple, cast
 
 from sitewatch.streams.enums import CheckType, Severity
 
@@ -32,6 +33,10 @@ Span = tuple[str, str, int, int, int | None]
 _AVAILABILITY: Final = frozenset(str(c) for c in AVAILABILITY_CHECKS)
 _DOWN: Final = int(Severity.DOWN)
 _SEEMS_DOWN: Final = int(Severity.SEEMS_DOWN)
+_start: Final = itemgetter(0)
+#: incidents in the answer's order: by start, then id
+_by_start: Final = itemgetter(0, 1)
+_end: Final = itemgetter(1)
 
 
 class Policy(enum.StrEnum):
@@ -106,6 +111,31 @@ class Report:
         return sum(closed) / len(closed) if closed else None
 
 
+class Timeline(NamedTuple):
+    """Closed events classified once for many reports (the API keeps one per site):
+    window-free, so only closed events (an open one's end is the window's)."""
+
+    #: the merged time covered by events that reached down, and by seems-down ones
+    down: list[Interval]
+    seems: list[Interval]
+    #: the events that reached down as (started ms, event id, ended ms), in that order
+    incidents: list[tuple[int, str, int]]
+    #: the longest of them: how long before a window an incident in it may begin
+    longest_ms: int
+
+
+EMPTY: Final = Timeline([], [], [], 0)
+
+
+def timeline(events: Iterable[Span]) -> Timeline:
+    """The Timeline of closed `events` (ValueError for an open one)."""
+    down_events, down, seems = _classify(events, None)
+    closed = cast(list[tuple[int, str, int]], down_events)  # no open one: it raised
+    closed.sort(key=_by_start)
+    longest = max((e[2] - e[0] for e in closed), default=0)
+    return Timeline(_merge(down), _merge(seems), closed, longest)
+
+
 def report(
     events: Iterable[Span],
     maintenance: Iterable[Interval],
@@ -114,13 +144,16 @@ def report(
     *,
     site_created_ms: int | None,
     first_event_ms: int | None,
+    kept: Timeline = EMPTY,
 ) -> Report:
     """The `sitewatch-1` report of one site over `[start_ms, end_ms)`.
 
     `site_created_ms` is the site row's `created_at` and `first_event_ms` the
     `started_at` of the site's first event ever (not only of those given): the site is
     known from the earlier of the two, and time before that is unknown. `events` may be
-    any superset of the events overlapping the window; the rest are ignored.
+    any superset of the events overlapping the window; the rest are ignored. `kept`, the
+    `timeline` of other (closed) events, counts as if they were among `events`: the
+    report is the same, without classifying them again.
     """
     if end_ms < start_ms:
         raise ValueError("the window ends before it starts")
@@ -130,36 +163,33 @@ def report(
     maint = _subtract(_clip(maintenance, start_ms, end_ms), unknown)
     excluded = _union(unknown, maint)
 
-    # one pass, plain locals: a report may read 10,000 events and must stay in milliseconds
-    checks, down_at, seems_at = _AVAILABILITY, _DOWN, _SEEMS_DOWN
-    down_events: list[Span] = []
-    down: list[Interval] = []
-    seems: list[Interval] = []
-    for ev in events:
-        _, check, severity, began, ended = ev
-        if check not in checks:
-            continue
-        if ended is None:
-            ended = end_ms
-        if began >= end_ms or ended <= start_ms or ended <= began:
-            continue
-        if severity >= down_at:
-            down_events.append(ev)
-            down.append((began, ended))
-        elif severity == seems_at:
-            seems.append((began, ended))
+    extra, extra_down, extra_seems = _classify(events, end_ms)
+    down = _subtract(_window(kept.down, extra_down, start_ms, end_ms), excluded)
+    seems = _window(kept.seems, extra_seems, start_ms, end_ms)
+    seems_only = _subtract(_subtract(seems, excluded), down)
 
-    down = _subtract(_clip(down, start_ms, end_ms), excluded)
-    seems_only = _subtract(_subtract(_clip(seems, start_ms, end_ms), excluded), down)
+    # the incidents in the window: kept ones by bisection (they begin at most
+    # `longest_ms` before it), then the given ones, all by (start, id)
+    held = kept.incidents
+    lo_at = bisect.bisect_left(held, (start_ms - kept.longest_ms,))
+    hi_at = bisect.bisect_left(held, (end_ms,))
+    chosen: list[tuple[int, str, int | None]] = [e for e in held[lo_at:hi_at] if e[2] > start_ms]
+    given = [e for e in extra if e[0] < end_ms and (end_ms if e[2] is None else e[2]) > start_ms]
+    if given:
+        chosen = sorted(chosen + given, key=_by_start)
     # each incident's own downtime: its time in the window less what is excluded,
-    # measured against prefix sums of the (few, sorted) excluded intervals
+    # measured against prefix sums of the (few, sorted) excluded intervals; only one
+    # within the excluded time's span can overlap it: no bisect for the rest
     overlap = _Overlap(excluded)
-    down_events.sort(key=_incident_order)
+    x_lo, x_hi = (excluded[0][0], excluded[-1][1]) if excluded else (end_ms, start_ms)
     incidents = []
-    for eid, _, _, began, ended in down_events:
+    for began, eid, ended in chosen:
         lo = began if began > start_ms else start_ms
         hi = end_ms if ended is None or ended > end_ms else ended
-        incidents.append(Incident(eid, began, ended, hi - lo - overlap(lo, hi)))
+        own = hi - lo
+        if lo < x_hi and hi > x_lo:
+            own -= overlap(lo, hi)
+        incidents.append(Incident(eid, began, ended, own))
     return Report(
         start_ms=start_ms,
         end_ms=end_ms,
@@ -171,11 +201,55 @@ def report(
     )
 
 
+def _classify(
+    events: Iterable[Span], open_until: int | None
+) -> tuple[list[tuple[int, str, int | None]], list[Interval], list[Interval]]:
+    """The events that reached down as (start, id, end or None), and the intervals of
+    those and of the seems-down ones, an open event's ending at `open_until`. One pass,
+    plain locals: a report may read 10,000 events and must stay in milliseconds."""
+    checks, down_at, seems_at = _AVAILABILITY, _DOWN, _SEEMS_DOWN
+    down_events: list[tuple[int, str, int | None]] = []
+    down: list[Interval] = []
+    seems: list[Interval] = []
+    for eid, check, severity, began, raw_end in events:
+        if check not in checks:
+            continue
+        if raw_end is not None:
+            ended = raw_end
+        elif open_until is None:
+            raise ValueError(f"event {eid} is open: a timeline holds closed events")
+        else:
+            ended = open_until
+        if ended <= began:
+            continue
+        if severity >= down_at:
+            down_events.append((began, eid, raw_end))
+            down.append((began, ended))
+        elif severity == seems_at:
+            seems.append((began, ended))
+    return down_events, down, seems
+
+
+def _window(merged: list[Interval], extra: list[Interval], lo: int, hi: int) -> list[Interval]:
+    """`merged` (sorted, disjoint) with `extra` added, inside [lo, hi): sorted, merged."""
+    part = merged[
+        bisect.bisect_right(merged, lo, key=_end) : bisect.bisect_left(merged, hi, key=_start)
+    ]
+    if extra:
+        return _clip([*part, *extra], lo, hi)
+    if part:  # only the two ends can stick out of the window
+        a, b = part[0]
+        part[0] = (lo if a < lo else a, b)
+        a, b = part[-1]
+        part[-1] = (a, hi if b > hi else b)
+    return part
+
+
+def _merge(intervals: Iterable[Interval]) -> list[Interval]:
+    return _clip(intervals, -(2**63), 2**63)
+
+
 # -- interval arithmetic over sorted, disjoint, half-open [a, b) lists --------------------
-
-
-def _incident_order(e: Span) -> tuple[int, str]:
-    return e[3], e[0]
 
 
 class _Overlap:
@@ -231,6 +305,16 @@ def _union(x: Sequence[Interval], y: Sequence[Interval]) -> list[Interval]:
 
 def _subtract(x: Sequence[Interval], y: Sequence[Interval]) -> list[Interval]:
     """x minus y, both sorted and disjoint."""
+    if not y or not x or y[-1][1] <= x[0][0] or y[0][0] >= x[-1][1]:
+        return list(x)  # nothing of y within x's span (the usual case for the exclusions)
+    # the intervals of x wholly before or after y's span are kept as they are (x is
+    # sorted and disjoint: its ends ascend too)
+    head = bisect.bisect_right(x, y[0][0], key=_end)
+    tail = bisect.bisect_left(x, y[-1][1], key=_start)
+    return [*x[:head], *_subtract_all(x[head:tail], y), *x[tail:]]
+
+
+def _subtract_all(x: Sequence[Interval], y: Sequence[Interval]) -> list[Interval]:
     out: list[Interval] = []
     j = 0
     for a, b in x:

@@ -7,7 +7,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
 import sqlalchemy as sa
@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .tables import api_keys
+from .timefmt import db_now
 
 #: tokens start with this, so a leaked one is recognisable (secret scanners, logs)
 TOKEN_PREFIX: Final = "sw_"
@@ -74,7 +75,7 @@ async def create(conn: AsyncConnection, name: str, scope: Scope) -> tuple[ApiKey
     """A new key and its token (the only time the token exists outside the caller)."""
     check_name(name)
     token = new_token()
-    now = _now()
+    now = db_now()
     try:
         res = await conn.execute(
             sa.insert(api_keys).values(
@@ -98,7 +99,7 @@ async def revoke(conn: AsyncConnection, name: str) -> int:
     res = await conn.execute(
         sa.update(api_keys)
         .where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
-        .values(revoked_at=_now())
+        .values(revoked_at=db_now())
     )
     return int(res.rowcount)
 
@@ -124,9 +125,3 @@ def _key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
         created_at=m["created_at"],
         revoked_at=m["revoked_at"],
     )
-
-
-def _now() -> datetime:
-    """Naive UTC with milliseconds, as DATETIME(3) stores it."""
-    now = datetime.now(UTC).replace(tzinfo=None)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)

@@ -8,7 +8,7 @@ stored as short strings, docs/contract.md): they are encoded as stored, never a 
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Generic, Literal, TypeVar
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -33,6 +33,7 @@ Cursor = Annotated[
 Timestamp = records.Timestamp
 SeverityLevel = Annotated[int, msgspec.Meta(ge=0, le=4)]
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
+Item = TypeVar("Item")
 
 
 class EventStateFilter(enum.StrEnum):
@@ -116,6 +117,14 @@ class WebhookBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 # -- answers ------------------------------------------------------------------------------
 
 
+class Page(msgspec.Struct, Generic[Item], kw_only=True):
+    """A list's page (`next_cursor` null: the last page). Each list names its own
+    subclass, which is what OpenAPI shows."""
+
+    data: list[Item]
+    next_cursor: str | None
+
+
 class Site(msgspec.Struct, kw_only=True):
     """Settings (materialized from `sites`) and the projection the sink keeps."""
 
@@ -180,14 +189,12 @@ class EventDetail(Event, kw_only=True):
     transitions: list[Transition]
 
 
-class SitePage(msgspec.Struct, kw_only=True):
-    data: list[Site]
-    next_cursor: str | None
+class SitePage(Page[Site], kw_only=True):
+    pass
 
 
-class EventPage(msgspec.Struct, kw_only=True):
-    data: list[Event]
-    next_cursor: str | None
+class EventPage(Page[Event], kw_only=True):
+    pass
 
 
 class Incident(msgspec.Struct, kw_only=True):
@@ -252,9 +259,8 @@ class WebhookCreated(Webhook, kw_only=True):
     secret: str
 
 
-class WebhookPage(msgspec.Struct, kw_only=True):
-    data: list[Webhook]
-    next_cursor: str | None
+class WebhookPage(Page[Webhook], kw_only=True):
+    pass
 
 
 class Delivery(msgspec.Struct, kw_only=True):
@@ -273,9 +279,8 @@ class Delivery(msgspec.Struct, kw_only=True):
     sent_at: Timestamp | None
 
 
-class DeliveryPage(msgspec.Struct, kw_only=True):
-    data: list[Delivery]
-    next_cursor: str | None
+class DeliveryPage(Page[Delivery], kw_only=True):
+    pass
 
 
 class Health(msgspec.Struct, kw_only=True):

@@ -26,7 +26,7 @@ from .availability import Interval, Report, Span, report
 from .html import page, render, static_files, weak_etag
 from .problems import TITLES, Kind, Problem
 from .routes_sites import maintenance_ms
-from .routing import connection
+from .routing import connection, context
 from .timefmt import parse, to_ms
 
 #: sites per status page, events per site page
@@ -291,17 +291,18 @@ async def site_page(request: web.Request) -> web.Response:
         row = await queries.site_row(conn, site_id)
         if row is None:
             raise Problem(Kind.NOT_FOUND, f"There is no site {site_id}.")
-        spans, first_event = await queries.uptime_inputs(conn, site_id, earliest, now)
+        m = row._mapping
+        created = None if m["created_at"] is None else to_ms(m["created_at"])
+        got = await context(request).uptime.inputs(conn, site_id, created, earliest, now)
+        spans, first_event = got.spans, got.first_event_ms
         events = await queries.events_page(conn, q, site_id)
-    m = row._mapping
     maint = maintenance_ms(m["maintenance"])
-    created = None if m["created_at"] is None else to_ms(m["created_at"])
     reports = [
         (label, report(spans, maint, a, b, site_created_ms=created, first_event_ms=first_event))
         for label, (a, b) in ranges
     ]
     days = daily.daily(spans, maint, windows, site_created_ms=created, first_event_ms=first_event)
-    site = queries.site_of(row)
+    site = queries.site_of(row._mapping)
     return page(
         render(
             "site.html",

@@ -14,6 +14,8 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from sitewatch.retry import backoff
+from sitewatch.streams import broker
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import Topic, TopicNames
 
@@ -58,31 +60,33 @@ class Publisher:
         return self.ready
 
     async def _connect(self) -> None:
-        delay = 0.5
-        while True:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap, acks="all", request_timeout_ms=10_000
-            )
-            try:
-                # the topics the API writes (like every process, it creates what it needs)
-                await ensure_topics(
-                    self.bootstrap,
-                    self.names,
-                    self.partitions,
-                    topics=[Topic.SITES, Topic.CHECK_RESULTS],
-                    connect_timeout_s=10,
-                )
-                await producer.start()
-            except (KafkaError, OSError) as exc:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                log.warning("broker not reachable, retrying", error=str(exc), delay_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            self._producer = producer
-            log.info("publisher connected", bootstrap=self.bootstrap)
-            return
+        def retrying(exc: BaseException, delay_s: float) -> None:
+            log.warning("broker not reachable, retrying", error=str(exc), delay_s=delay_s)
+
+        async for attempt in backoff(
+            first_s=0.5,
+            max_s=10.0,
+            retry_if=lambda exc: isinstance(exc, KafkaError | OSError),
+            on_retry=retrying,
+        ):
+            with attempt:
+                producer = broker.producer(self.bootstrap, acks="all", request_timeout_ms=10_000)
+                try:
+                    # the topics the API writes (like every process, it creates what it needs)
+                    await ensure_topics(
+                        self.bootstrap,
+                        self.names,
+                        self.partitions,
+                        topics=[Topic.SITES, Topic.CHECK_RESULTS],
+                        connect_timeout_s=10,
+                    )
+                    await producer.start()
+                except (KafkaError, OSError):
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                    raise
+                self._producer = producer
+        log.info("publisher connected", bootstrap=self.bootstrap)
 
     async def publish(self, topic: str, key: bytes, value: bytes | None) -> Published:
         producer = self._producer

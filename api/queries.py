@@ -7,9 +7,11 @@ first does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
 
+import msgspec
 import sqlalchemy as sa
 from msgspec import UNSET
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,43 +22,95 @@ from sitewatch.sink import tables as st
 from sitewatch.streams import records
 
 from . import cursor, models
-from .availability import AVAILABILITY_CHECKS, Span
+from .availability import AVAILABILITY_CHECKS
 from .problems import Kind, Problem
-from .timefmt import db_time, parse, to_ms, wire, wire_or_none
+from .timefmt import db_time, parse, to_ms, wire
 
 #: an event's columns as answered (not the internal open_key)
 EVENT_COLUMNS = tuple(c for c in st.events.c if c.name != "open_key")
 HIDDEN = "<hidden>"
 
+T = TypeVar("T")
+Answer = TypeVar("Answer", bound=msgspec.Struct)
+
+
+# -- rows as answers, rows as pages ---------------------------------------------------------
+
+
+def answer_of(shape: type[Answer], m: sa.RowMapping, **given: Any) -> Answer:
+    """`shape` with each field the column of its name (a time in the wire format), but
+    for the fields `given` says."""
+    fields = shape.__struct_fields__
+    return shape(**{f: given[f] if f in given else _wire_value(m[f]) for f in fields})
+
+
+def _wire_value(value: Any) -> Any:
+    return wire(value) if isinstance(value, datetime) else value
+
+
+def json_object(value: Any) -> dict[str, Any] | None:
+    """A JSON column that should hold an object; anything else answers null."""
+    return value if isinstance(value, dict) else None
+
+
+def ascending(
+    stmt: sa.Select[Any], key: sa.ColumnElement[int], listed: cursor.List, q: models.PageQuery
+) -> sa.Select[Any]:
+    """`stmt` as a page of `listed` in ascending `key` (an id) order, after the cursor's."""
+    stmt = stmt.order_by(key).limit(q.limit + 1)
+    if q.cursor is not UNSET:
+        (after,) = cursor.decode(listed, q.cursor, int)
+        stmt = stmt.where(key > after)
+    return stmt
+
+
+def newest_first(
+    stmt: sa.Select[Any],
+    at: sa.ColumnElement[datetime],
+    key: sa.ColumnElement[str],
+    listed: cursor.List,
+    q: models.PageQuery,
+) -> sa.Select[Any]:
+    """`stmt` as a page of `listed`, newest first (`at`, then `key`, descending), after
+    the cursor's row."""
+    stmt = stmt.order_by(at.desc(), key.desc()).limit(q.limit + 1)
+    if q.cursor is not UNSET:
+        stamp, last_key = cursor.decode(listed, q.cursor, int, str)
+        moment = db_time(clamp_ms(stamp))
+        # the first conjunct is what MariaDB can range-scan an index on; the OR refines it
+        stmt = stmt.where(at <= moment, sa.or_(at < moment, key < last_key))
+    return stmt
+
+
+async def read_page(
+    conn: AsyncConnection,
+    stmt: sa.Select[Any],
+    q: models.PageQuery,
+    of: Callable[[sa.RowMapping], T],
+    listed: cursor.List,
+    position: Callable[[sa.RowMapping], tuple[Any, ...]],
+) -> tuple[list[T], str | None]:
+    """The answers of a page (`stmt` reads one row more than `q.limit`), and the cursor of
+    the next page, the `position` of its last row, when that row was there."""
+    rows = (await conn.execute(stmt)).all()
+    data = [of(r._mapping) for r in rows[: q.limit]]
+    if len(rows) <= q.limit:
+        return data, None
+    return data, cursor.encode(listed, *position(rows[q.limit - 1]._mapping))
+
 
 # -- sites ----------------------------------------------------------------------------------
 
 
-def site_of(row: sa.Row[Any]) -> models.Site:
-    m = row._mapping
+def site_of(m: sa.RowMapping) -> models.Site:
     headers = m["custom_headers"]
-    return models.Site(
-        site_id=m["site_id"],
-        url=m["url"],
+    return answer_of(
+        models.Site,
+        m,
         active=bool(m["active"]),
-        check_interval_s=m["check_interval_s"],
-        timeout_s=m["timeout_s"],
-        recheck_interval_s=m["recheck_interval_s"],
-        num_of_checks=m["num_of_checks"],
-        peer_offline_limit=m["peer_offline_limit"],
-        verify_timeout_s=m["verify_timeout_s"],
-        keyword=m["keyword"],
-        redirect_policy=m["redirect_policy"],
         custom_headers={str(k): HIDDEN for k in headers} if isinstance(headers, dict) else None,
-        alert_cooldown_minutes=m["alert_cooldown_minutes"],
         maintenance=maintenance_windows(m["maintenance"]),
         checks=list(m["checks"] or ["http"]) if isinstance(m["checks"], list | None) else [],
-        current_state=m["current_state"],
-        current_severity=m["current_severity"],
-        active_event_id=m["active_event_id"],
-        site_status=m["site_status"],
-        last_status_change=wire_or_none(m["last_status_change"]),
-        created_at=wire_or_none(m["created_at"]),
     )
 
 
@@ -80,41 +134,23 @@ async def site_row(conn: AsyncConnection, site_id: int) -> sa.Row[Any] | None:
 
 async def sites_page(conn: AsyncConnection, q: models.SitesQuery) -> models.SitePage:
     s = st.sites
-    stmt = sa.select(s).order_by(s.c.site_id).limit(q.limit + 1)
-    if q.cursor is not UNSET:
-        (after,) = cursor.decode(cursor.List.SITES, q.cursor, int)
-        stmt = stmt.where(s.c.site_id > after)
+    stmt = sa.select(s)
     if q.state is not UNSET:
         stmt = stmt.where(s.c.current_state == q.state.value)
     if q.active is not UNSET:
         stmt = stmt.where(s.c.active == q.active)
-    rows = (await conn.execute(stmt)).all()
-    data = [site_of(r) for r in rows[: q.limit]]
-    more = len(rows) > q.limit
-    next_cursor = cursor.encode(cursor.List.SITES, data[-1].site_id) if more else None
+    stmt = ascending(stmt, s.c.site_id, cursor.List.SITES, q)
+    data, next_cursor = await read_page(
+        conn, stmt, q, site_of, cursor.List.SITES, lambda m: (m["site_id"],)
+    )
     return models.SitePage(data=data, next_cursor=next_cursor)
 
 
 # -- events ---------------------------------------------------------------------------------
 
 
-def event_of(row: sa.Row[Any]) -> models.Event:
-    m = row._mapping
-    return models.Event(
-        event_id=m["id"],
-        site_id=m["site_id"],
-        endpoint_id=m["endpoint_id"],
-        check_type=m["check_type"],
-        discriminator=m["discriminator"],
-        state=m["state"],
-        severity=m["severity"],
-        started_at=wire(m["started_at"]),
-        ended_at=wire_or_none(m["ended_at"]),
-        resolution_reason=m["resolution_reason"],
-        cause_event_id=m["cause_event_id"],
-        metadata=m["metadata"] if isinstance(m["metadata"], dict) else None,
-        created_at=wire(m["created_at"]),
-    )
+def event_of(m: sa.RowMapping) -> models.Event:
+    return answer_of(models.Event, m, event_id=m["id"], metadata=json_object(m["metadata"]))
 
 
 async def events_page(
@@ -122,9 +158,7 @@ async def events_page(
 ) -> models.EventPage:
     """Newest first (started_at, then id, descending)."""
     e = st.events
-    stmt = (
-        sa.select(*EVENT_COLUMNS).order_by(e.c.started_at.desc(), e.c.id.desc()).limit(q.limit + 1)
-    )
+    stmt = sa.select(*EVENT_COLUMNS)
     if site_id is not None:
         stmt = stmt.where(e.c.site_id == site_id)
     if q.state is models.EventStateFilter.OPEN:
@@ -145,20 +179,10 @@ async def events_page(
         stmt = stmt.where(e.c.started_at >= db_time(stamp_ms(q.from_, "from")))
     if q.to is not UNSET:
         stmt = stmt.where(e.c.started_at < db_time(stamp_ms(q.to, "to")))
-    if q.cursor is not UNSET:
-        started, last_id = cursor.decode(cursor.List.EVENTS, q.cursor, int, str)
-        at = db_time(clamp_ms(started))
-        # the first conjunct is what MariaDB can range-scan an index on; the OR refines it
-        stmt = stmt.where(
-            e.c.started_at <= at,
-            sa.or_(e.c.started_at < at, e.c.id < last_id),
-        )
-    rows = (await conn.execute(stmt)).all()
-    data = [event_of(r) for r in rows[: q.limit]]
-    next_cursor = None
-    if len(rows) > q.limit:
-        last = rows[q.limit - 1]._mapping
-        next_cursor = cursor.encode(cursor.List.EVENTS, to_ms(last["started_at"]), last["id"])
+    stmt = newest_first(stmt, e.c.started_at, e.c.id, cursor.List.EVENTS, q)
+    data, next_cursor = await read_page(
+        conn, stmt, q, event_of, cursor.List.EVENTS, lambda m: (to_ms(m["started_at"]), m["id"])
+    )
     return models.EventPage(data=data, next_cursor=next_cursor)
 
 
@@ -171,27 +195,11 @@ async def event_detail(conn: AsyncConnection, event_id: str) -> models.EventDeta
         sa.select(tr).where(tr.c.event_id == event_id).order_by(tr.c.seq, tr.c.id)
     )
     transitions = [
-        models.Transition(
-            transition_id=m["transition_id"],
-            seq=m["seq"],
-            reason=m["reason"],
-            state_before=m["state_before"],
-            state_after=m["state_after"],
-            severity_before=m["severity_before"],
-            severity_after=m["severity_after"],
-            source=m["source"],
-            at=wire(m["at"]),
-            metadata=m["metadata"] if isinstance(m["metadata"], dict) else None,
-            kafka_topic=m["kafka_topic"],
-            kafka_partition=m["kafka_partition"],
-            kafka_offset=m["kafka_offset"],
-        )
+        answer_of(models.Transition, m, metadata=json_object(m["metadata"]))
         for m in (r._mapping for r in rows)
     ]
-    ev = event_of(row)
-    return models.EventDetail(
-        **{f: getattr(ev, f) for f in ev.__struct_fields__}, transitions=transitions
-    )
+    ev = event_of(row._mapping)
+    return models.EventDetail(**msgspec.structs.asdict(ev), transitions=transitions)
 
 
 async def event_site(conn: AsyncConnection, event_id: str) -> tuple[int, bool] | None:
@@ -254,47 +262,20 @@ def spans_select(
     )
 
 
-async def uptime_inputs(
-    conn: AsyncConnection, site_id: int, start_ms: int, end_ms: int
-) -> tuple[Sequence[Span], int | None]:
-    """The site's availability events overlapping [start, end) as the report's spans, and
-    its first event's start."""
-    e = st.events
-    stmt = spans_select(conn.dialect.name, e.c.site_id == site_id, start_ms, end_ms)
-    # the rows go to the report as they are: it unpacks them by position
-    rows: Sequence[Span] = (await conn.execute(stmt)).all()  # type: ignore[assignment]
-    first = (
-        await conn.execute(sa.select(sa.func.min(e.c.started_at)).where(e.c.site_id == site_id))
-    ).scalar()
-    return rows, None if first is None else to_ms(first)
-
-
 # -- webhooks -------------------------------------------------------------------------------
 
 
-def webhook_of(row: sa.Row[Any]) -> models.Webhook:
-    m = row._mapping
-    return models.Webhook(
-        id=m["id"],
-        url=m["url"],
-        site_id=m["site_id"],
-        created_at=wire(m["created_at"]),
-        secret_sealed=is_sealed(str(m["secret"])),
-    )
+def webhook_of(m: sa.RowMapping) -> models.Webhook:
+    return answer_of(models.Webhook, m, secret_sealed=is_sealed(str(m["secret"])))
 
 
 async def webhooks_page(conn: AsyncConnection, q: models.PageQuery) -> models.WebhookPage:
     s = nt.subscriptions
-    stmt = sa.select(s).order_by(s.c.id).limit(q.limit + 1)
-    if q.cursor is not UNSET:
-        (after,) = cursor.decode(cursor.List.WEBHOOKS, q.cursor, int)
-        stmt = stmt.where(s.c.id > after)
-    rows = (await conn.execute(stmt)).all()
-    data = [webhook_of(r) for r in rows[: q.limit]]
-    more = len(rows) > q.limit
-    return models.WebhookPage(
-        data=data, next_cursor=cursor.encode(cursor.List.WEBHOOKS, data[-1].id) if more else None
+    stmt = ascending(sa.select(s), s.c.id, cursor.List.WEBHOOKS, q)
+    data, next_cursor = await read_page(
+        conn, stmt, q, webhook_of, cursor.List.WEBHOOKS, lambda m: (m["id"],)
     )
+    return models.WebhookPage(data=data, next_cursor=next_cursor)
 
 
 async def webhook_row(conn: AsyncConnection, webhook_id: int) -> sa.Row[Any] | None:
@@ -307,39 +288,16 @@ async def deliveries_page(
 ) -> models.DeliveryPage:
     """Newest first (created_at, then id, descending)."""
     d = nt.deliveries
-    stmt = (
-        sa.select(d)
-        .where(d.c.subscription_id == webhook_id)
-        .order_by(d.c.created_at.desc(), d.c.id.desc())
-        .limit(q.limit + 1)
+    stmt = sa.select(d).where(d.c.subscription_id == webhook_id)
+    stmt = newest_first(stmt, d.c.created_at, d.c.id, cursor.List.DELIVERIES, q)
+    data, next_cursor = await read_page(
+        conn,
+        stmt,
+        q,
+        lambda m: answer_of(models.Delivery, m),
+        cursor.List.DELIVERIES,
+        lambda m: (to_ms(m["created_at"]), m["id"]),
     )
-    if q.cursor is not UNSET:
-        created, last_id = cursor.decode(cursor.List.DELIVERIES, q.cursor, int, str)
-        at = db_time(clamp_ms(created))
-        stmt = stmt.where(d.c.created_at <= at, sa.or_(d.c.created_at < at, d.c.id < last_id))
-    rows = (await conn.execute(stmt)).all()
-    data = [
-        models.Delivery(
-            id=m["id"],
-            subscription_id=m["subscription_id"],
-            transition_id=m["transition_id"],
-            site_id=m["site_id"],
-            kind=m["kind"],
-            state=m["state"],
-            attempts=m["attempts"],
-            next_attempt_at=wire_or_none(m["next_attempt_at"]),
-            last_attempt_at=wire_or_none(m["last_attempt_at"]),
-            last_status=m["last_status"],
-            last_error=m["last_error"],
-            created_at=wire(m["created_at"]),
-            sent_at=wire_or_none(m["sent_at"]),
-        )
-        for m in (r._mapping for r in rows[: q.limit])
-    ]
-    next_cursor = None
-    if len(rows) > q.limit:
-        last = rows[q.limit - 1]._mapping
-        next_cursor = cursor.encode(cursor.List.DELIVERIES, to_ms(last["created_at"]), last["id"])
     return models.DeliveryPage(data=data, next_cursor=next_cursor)
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from dataclasses import asdict
+from functools import partial
 
 from aiohttp import web
 from msgspec import UNSET
 
+from sitewatch.clock import now_ms
 from sitewatch.streams import records
 from sitewatch.streams.enums import CommandKind
+from sitewatch.streams.topics import Topic
 
 from . import models, queries
 from .keys import Scope
@@ -20,22 +23,25 @@ from .routing import (
     api_key,
     body_json,
     connection,
-    context,
     convert,
+    found,
     path_param,
+    publish,
     query,
     route,
 )
-from .timefmt import from_ms, to_ms
+from .timefmt import from_ms
+
+#: the event routes (a site's own events are `GET /api/v1/sites/{site_id}/events`)
+events_route = partial(route, tag=Tag.EVENTS)
 
 
-@route(
+@events_route(
     "GET",
     "/api/v1/events",
     summary="Events, newest first",
     description="`state`: `open`, `closed`, or an event state; `from`/`to` bound "
     "`started_at` (from <= started_at < to).",
-    tag=Tag.EVENTS,
     scope=Scope.READ,
     query=models.EventsQuery,
     answer=models.EventPage,
@@ -48,11 +54,10 @@ async def list_events(request: web.Request) -> web.Response:
         return answer(await queries.events_page(conn, q, site_id))
 
 
-@route(
+@events_route(
     "GET",
     "/api/v1/events/{event_id}",
     summary="One event with its transitions in `seq` order",
-    tag=Tag.EVENTS,
     scope=Scope.READ,
     answer=models.EventDetail,
     errors=(400, 404),
@@ -61,18 +66,15 @@ async def get_event(request: web.Request) -> web.Response:
     event_id = path_param(request, "event_id")
     async with connection(request) as conn:
         detail = await queries.event_detail(conn, event_id)
-    if detail is None:
-        raise Problem(Kind.NOT_FOUND, f"no event {event_id}")
-    return answer(detail)
+    return answer(found(detail, f"event {event_id}"))
 
 
-@route(
+@events_route(
     "POST",
     "/api/v1/events/{event_id}/close",
     summary="Close an open event: publishes a `close_event` command (actor: the key's name)",
     description="The worker closes the event with `manual_override`, source "
     "`operator:<key name>`. Answered 202 with the command published to `check-results`.",
-    tag=Tag.EVENTS,
     scope=Scope.WRITE,
     body=models.CloseEventBody,
     body_required=False,
@@ -84,12 +86,8 @@ async def close_event(request: web.Request) -> web.Response:
     event_id = path_param(request, "event_id")
     raw = await body_json(request, required=False)
     body = models.CloseEventBody() if raw is None else convert(raw, models.CloseEventBody)
-    ctx = context(request)
     async with connection(request) as conn:
-        found = await queries.event_site(conn, event_id)
-    if found is None:
-        raise Problem(Kind.NOT_FOUND, f"no event {event_id}")
-    site_id, is_open = found
+        site_id, is_open = found(await queries.event_site(conn, event_id), f"event {event_id}")
     if not is_open:
         raise Problem(Kind.CONFLICT, f"event {event_id} is closed already")
     command = records.Command(
@@ -98,21 +96,11 @@ async def close_event(request: web.Request) -> web.Response:
         command=CommandKind.CLOSE_EVENT,
         event_id=event_id,
         actor=api_key(request).name,
-        issued_at=from_ms(to_ms(datetime.now(UTC))),
+        issued_at=from_ms(now_ms()),
         note=body.note,
     )
-    done = await ctx.publisher.publish(
-        ctx.names.check_results, records.site_key(site_id), records.encode(command)
+    done = await publish(request, Topic.CHECK_RESULTS, site_id, records.encode(command))
+    published = models.CommandPublished(
+        **asdict(done), key=str(site_id), command_id=command.command_id, value=command
     )
-    ctx.metrics.published.labels("check-results").inc()
-    return answer(
-        models.CommandPublished(
-            topic=done.topic,
-            partition=done.partition,
-            offset=done.offset,
-            key=str(site_id),
-            command_id=command.command_id,
-            value=command,
-        ),
-        status=202,
-    )
+    return answer(published, status=202)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from functools import partial
 from typing import Any, Final
 
 import msgspec
@@ -10,19 +12,37 @@ from msgspec import UNSET
 
 from sitewatch.clock import now_ms
 from sitewatch.crypto import SecretBox, SecretError, open_secret
-from sitewatch.sink.batch import REDACTED_VALUE
+from sitewatch.sink.rows import REDACTED_VALUE
 from sitewatch.sink.tables import SETTINGS_COLUMNS
 from sitewatch.streams import records
+from sitewatch.streams.topics import Topic
 
 from . import availability, models, queries
 from .keys import Scope
 from .problems import Kind, Problem
-from .routing import Tag, answer, body_json, connection, context, path_param, query, route
+from .routing import (
+    Tag,
+    answer,
+    body_json,
+    connection,
+    context,
+    found,
+    listed,
+    path_param,
+    publish,
+    query,
+    route,
+)
 from .timefmt import from_ms, parse, to_ms
 
 #: the uptime window when `from` is not given: this long before `to`
 DEFAULT_UPTIME_DAYS: Final = 30
 DAY_MS: Final = 86_400_000
+
+#: the writes: each publishes the site's record (or its tombstone) to `sites`, answered 202
+publishes = partial(
+    route, tag=Tag.SITES, scope=Scope.WRITE, answer=models.SitePublished, status=202
+)
 
 
 @route(
@@ -36,9 +56,7 @@ DAY_MS: Final = 86_400_000
     errors=(400,),
 )
 async def list_sites(request: web.Request) -> web.Response:
-    q = query(request, models.SitesQuery)
-    async with connection(request) as conn:
-        return answer(await queries.sites_page(conn, q))
+    return await listed(request, models.SitesQuery, queries.sites_page)
 
 
 @route(
@@ -53,23 +71,17 @@ async def list_sites(request: web.Request) -> web.Response:
 async def get_site(request: web.Request) -> web.Response:
     site_id = path_param(request, "site_id")
     async with connection(request) as conn:
-        row = await queries.site_row(conn, site_id)
-    if row is None:
-        raise Problem(Kind.NOT_FOUND, f"no site {site_id}")
-    return answer(queries.site_of(row))
+        row = found(await queries.site_row(conn, site_id), f"site {site_id}")
+    return answer(queries.site_of(row._mapping))
 
 
-@route(
+@publishes(
     "PUT",
     "/api/v1/sites/{site_id}",
     summary="Create or replace a site: validated as a `sites` record and published",
     description="The body is a `sites` record whose `site_id` is the path's. Answered 202 "
     "with what was published; the sink applies it to the database.",
-    tag=Tag.SITES,
-    scope=Scope.WRITE,
     body=records.SiteRecord,
-    answer=models.SitePublished,
-    status=202,
     errors=(400, 422, 503),
 )
 async def put_site(request: web.Request) -> web.Response:
@@ -85,42 +97,30 @@ async def put_site(request: web.Request) -> web.Response:
     return await publish_site(request, site_id, site)
 
 
-@route(
+@publishes(
     "POST",
     "/api/v1/sites/{site_id}/pause",
     summary="Pause a site: publishes its record with `active` false",
-    tag=Tag.SITES,
-    scope=Scope.WRITE,
-    answer=models.SitePublished,
-    status=202,
     errors=(400, 404, 409, 503),
 )
 async def pause_site(request: web.Request) -> web.Response:
     return await _set_active(request, False)
 
 
-@route(
+@publishes(
     "POST",
     "/api/v1/sites/{site_id}/resume",
     summary="Resume a site: publishes its record with `active` true",
-    tag=Tag.SITES,
-    scope=Scope.WRITE,
-    answer=models.SitePublished,
-    status=202,
     errors=(400, 404, 409, 503),
 )
 async def resume_site(request: web.Request) -> web.Response:
     return await _set_active(request, True)
 
 
-@route(
+@publishes(
     "DELETE",
     "/api/v1/sites/{site_id}",
     summary="Delete a site: publishes a tombstone (null value) to `sites`",
-    tag=Tag.SITES,
-    scope=Scope.WRITE,
-    answer=models.SitePublished,
-    status=202,
     errors=(400, 503),
 )
 async def delete_site(request: web.Request) -> web.Response:
@@ -142,8 +142,7 @@ async def site_events(request: web.Request) -> web.Response:
     site_id = path_param(request, "site_id")
     q = query(request, models.SiteEventsQuery)
     async with connection(request) as conn:
-        if await queries.site_row(conn, site_id) is None:
-            raise Problem(Kind.NOT_FOUND, f"no site {site_id}")
+        found(await queries.site_row(conn, site_id), f"site {site_id}")
         return answer(await queries.events_page(conn, q, site_id))
 
 
@@ -171,18 +170,18 @@ async def uptime(request: web.Request) -> web.Response:
     if end < start:
         raise Problem(Kind.INVALID_PARAMETER, "`to` is before `from`")
     async with connection(request) as conn:
-        row = await queries.site_row(conn, site_id)
-        if row is None:
-            raise Problem(Kind.NOT_FOUND, f"no site {site_id}")
-        spans, first_event = await queries.uptime_inputs(conn, site_id, start, end)
-    created = row._mapping["created_at"]
+        row = found(await queries.site_row(conn, site_id), f"site {site_id}")
+        created = row._mapping["created_at"]
+        created_ms = None if created is None else to_ms(created)
+        got = await context(request).uptime.inputs(conn, site_id, created_ms, start, end)
     rep = availability.report(
-        spans,
+        got.opened,
         maintenance_ms(row._mapping["maintenance"]),
         start,
         end,
-        site_created_ms=None if created is None else to_ms(created),
-        first_event_ms=first_event,
+        site_created_ms=created_ms,
+        first_event_ms=got.first_event_ms,
+        kept=got.kept,
     )
     return answer(uptime_answer(site_id, rep))
 
@@ -242,28 +241,15 @@ def check_site(site: records.SiteRecord) -> None:
 async def publish_site(
     request: web.Request, site_id: int, site: records.SiteRecord | None
 ) -> web.Response:
-    ctx = context(request)
     value = None if site is None else records.encode(site)
-    done = await ctx.publisher.publish(ctx.names.sites, records.site_key(site_id), value)
-    ctx.metrics.published.labels("sites").inc()
-    return answer(
-        models.SitePublished(
-            topic=done.topic,
-            partition=done.partition,
-            offset=done.offset,
-            key=str(site_id),
-            value=site,
-        ),
-        status=202,
-    )
+    done = await publish(request, Topic.SITES, site_id, value)
+    return answer(models.SitePublished(**asdict(done), key=str(site_id), value=site), status=202)
 
 
 async def _set_active(request: web.Request, active: bool) -> web.Response:
     site_id = path_param(request, "site_id")
     async with connection(request) as conn:
-        row = await queries.site_row(conn, site_id)
-    if row is None:
-        raise Problem(Kind.NOT_FOUND, f"no site {site_id}")
+        row = found(await queries.site_row(conn, site_id), f"site {site_id}")
     m = row._mapping
     fields = {c: m[c] for c in SETTINGS_COLUMNS if m[c] is not None}
     fields.update(site_id=site_id, active=active)

@@ -8,42 +8,53 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, datetime
+from functools import partial
 
+import msgspec
 import sqlalchemy as sa
 from aiohttp import web
 
 from sitewatch.notify import tables as nt
-from sitewatch.notify.webhooks_cmd import WebhookError, check_target
+from sitewatch.notify.subscriptions import WebhookError, check_target
 
 from . import models, queries
 from .keys import Scope
 from .problems import Kind, Problem
-from .routing import Tag, answer, body_json, connection, context, convert, path_param, query, route
+from .routing import (
+    Tag,
+    answer,
+    body_json,
+    connection,
+    context,
+    convert,
+    found,
+    listed,
+    path_param,
+    query,
+    route,
+)
+from .timefmt import db_now
+
+#: every webhook route: the notifier's configuration is the operator's, so admin only
+admin = partial(route, tag=Tag.WEBHOOKS, scope=Scope.ADMIN)
 
 
-@route(
+@admin(
     "GET",
     "/api/v1/webhooks",
     summary="Webhook subscriptions (secrets never shown)",
-    tag=Tag.WEBHOOKS,
-    scope=Scope.ADMIN,
     query=models.PageQuery,
     answer=models.WebhookPage,
     errors=(400,),
 )
 async def list_webhooks(request: web.Request) -> web.Response:
-    q = query(request, models.PageQuery)
-    async with connection(request) as conn:
-        return answer(await queries.webhooks_page(conn, q))
+    return await listed(request, models.PageQuery, queries.webhooks_page)
 
 
-@route(
+@admin(
     "POST",
     "/api/v1/webhooks",
     summary="Subscribe a URL to downs and recoveries; the secret is answered once",
-    tag=Tag.WEBHOOKS,
-    scope=Scope.ADMIN,
     body=models.WebhookBody,
     answer=models.WebhookCreated,
     status=201,
@@ -64,34 +75,28 @@ async def create_webhook(request: web.Request) -> web.Response:
     except WebhookError as exc:
         raise Problem(Kind.INVALID_BODY, f"url: {exc}") from None
     secret = body.secret or secrets.token_hex(24)
-    now = datetime.now(UTC).replace(tzinfo=None)
-    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
     async with context(request).engine.begin() as conn:
         res = await conn.execute(
             sa.insert(nt.subscriptions).values(
                 url=body.url,
                 secret=ctx.secrets.seal(secret),
                 site_id=body.site_id,
-                created_at=now,
+                created_at=db_now(),
             )
         )
         pk = res.inserted_primary_key
         assert pk is not None
         row = await queries.webhook_row(conn, int(pk[0]))
     assert row is not None
-    hook = queries.webhook_of(row)
-    created = models.WebhookCreated(
-        **{f: getattr(hook, f) for f in hook.__struct_fields__}, secret=secret
-    )
+    hook = queries.webhook_of(row._mapping)
+    created = models.WebhookCreated(**msgspec.structs.asdict(hook), secret=secret)
     return answer(created, status=201)
 
 
-@route(
+@admin(
     "DELETE",
     "/api/v1/webhooks/{webhook_id}",
     summary="Delete a subscription and its pending deliveries",
-    tag=Tag.WEBHOOKS,
-    scope=Scope.ADMIN,
     answer=None,
     status=204,
     errors=(400, 404),
@@ -107,12 +112,10 @@ async def delete_webhook(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@route(
+@admin(
     "GET",
     "/api/v1/webhooks/{webhook_id}/deliveries",
     summary="A subscription's deliveries, newest first",
-    tag=Tag.WEBHOOKS,
-    scope=Scope.ADMIN,
     query=models.PageQuery,
     answer=models.DeliveryPage,
     errors=(400, 404),
@@ -121,6 +124,5 @@ async def webhook_deliveries(request: web.Request) -> web.Response:
     webhook_id = path_param(request, "webhook_id")
     q = query(request, models.PageQuery)
     async with connection(request) as conn:
-        if await queries.webhook_row(conn, webhook_id) is None:
-            raise Problem(Kind.NOT_FOUND, f"no webhook {webhook_id}")
+        found(await queries.webhook_row(conn, webhook_id), f"webhook {webhook_id}")
         return answer(await queries.deliveries_page(conn, webhook_id, q))

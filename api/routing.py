@@ -18,16 +18,19 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sitewatch.crypto import SecretBox
-from sitewatch.streams.topics import TopicNames
+from sitewatch.streams import records
+from sitewatch.streams.topics import Topic, TopicNames
 
 from . import keys
 from .metrics import ApiMetrics
 from .models import EventIdParam, Id, SiteIdParam
 from .problems import Kind, Problem
-from .publisher import Publisher
+from .publisher import Published, Publisher
+from .uptime import UptimeReads
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 S = TypeVar("S")
+T = TypeVar("T")
 
 JSON: Final = "application/json"
 
@@ -51,6 +54,8 @@ class Context:
     secrets: SecretBox | None = None
     #: SITEWATCH_PROBE_ALLOW_PRIVATE: webhooks to loopback/private targets (tests, demo)
     allow_private_targets: bool = False
+    #: the uptime report's reads, each site's closed events kept between requests
+    uptime: UptimeReads = field(default_factory=UptimeReads)
 
 
 CONTEXT: Final = web.AppKey("context", Context)
@@ -158,6 +163,32 @@ async def connection(request: web.Request) -> AsyncIterator[AsyncConnection]:
         return
     async with context(request).engine.connect() as fresh:
         yield fresh
+
+
+async def listed(
+    request: web.Request, shape: type[S], read: Callable[[AsyncConnection, S], Awaitable[Any]]
+) -> web.Response:
+    """A list route's answer: its query parameters as `shape`, the page `read` makes of them."""
+    q = query(request, shape)
+    async with connection(request) as conn:
+        return answer(await read(conn, q))
+
+
+def found(value: T | None, what: str) -> T:
+    """`value`, or a 404 when there is none: `what` names it (`site 7`)."""
+    if value is None:
+        raise Problem(Kind.NOT_FOUND, f"no {what}")
+    return value
+
+
+async def publish(
+    request: web.Request, topic: Topic, site_id: int, value: bytes | None
+) -> Published:
+    """Publish a record keyed by its site (`value` None: a tombstone), counted by topic."""
+    ctx = context(request)
+    done = await ctx.publisher.publish(ctx.names.name(topic), records.site_key(site_id), value)
+    ctx.metrics.published.labels(topic.value).inc()
+    return done
 
 
 def api_key(request: web.Request) -> keys.ApiKey:

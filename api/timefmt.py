@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 from sitewatch.streams import timefmt
@@ -22,10 +23,6 @@ def wire(moment: datetime) -> str:
     return from_ms(to_ms(moment))
 
 
-def wire_or_none(moment: datetime | None) -> str | None:
-    return None if moment is None else wire(moment)
-
-
 def parse(stamp: str) -> int:
     """A wire timestamp (any ISO-8601 with an offset) to epoch ms; ValueError if not one."""
     return timefmt.to_ms(stamp)
@@ -36,9 +33,11 @@ _MILLIS = [f".{i:03d}Z" for i in range(1000)]
 _minutes: dict[int, str] = {}
 
 
+@functools.lru_cache(maxsize=65_536)
 def from_ms(ms: int) -> str:
     """Epoch ms as `2026-11-26T10:00:00.000Z`, as `streams.timefmt.from_ms` formats it
-    (a test checks), but from lookup tables: an uptime report formats thousands."""
+    (a test checks), but from lookup tables, and kept: an uptime report formats
+    thousands, the same ones on each request for the same site (its kept events)."""
     minute, rest = divmod(ms, 60_000)
     prefix = _minutes.get(minute)
     if prefix is None:
@@ -51,3 +50,9 @@ def from_ms(ms: int) -> str:
 
 def db_time(ms: int) -> datetime:
     return timefmt.to_datetime(ms)
+
+
+def db_now() -> datetime:
+    """Now as a DATETIME(3) column stores it: naive UTC, whole milliseconds."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)

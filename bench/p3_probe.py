@@ -42,8 +42,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sitewatch.commands.probing import run_loop
 from sitewatch.probes.checks import Checker, CheckerConfig, CheckSpec
-from sitewatch.probes.common import run_loop
 from sitewatch.probes.fleet import KEYWORD
 from sitewatch.streams.enums import CheckType
 

@@ -22,10 +22,12 @@ import argparse
 import asyncio
 import random
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -34,13 +36,16 @@ import sqlalchemy as sa
 
 from sitewatch.migrations.command import upgrade
 from sitewatch.sink import tables as t
-from sitewatch.sink.batch import TRANSITION_COLUMNS, BatchApplier, BatchResult
+from sitewatch.sink.batch import BatchApplier, BatchResult
 from sitewatch.sink.db import make_engine
 from sitewatch.sink.gate import WriteGate
 from sitewatch.sink.pipeline import Pipeline
-from sitewatch.sink.synthetic import as_messages, transitions
+from sitewatch.sink.rows import TRANSITION_COLUMNS
 from sitewatch.streams.message import ConsumedRecord
 from sitewatch.streams.topics import TopicNames
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from tests.sink.synthetic import as_messages, transitions
 
 
 def admin(sql: str) -> None:

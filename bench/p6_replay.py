@@ -33,6 +33,7 @@ from sitewatch.settings import Settings
 from sitewatch.streams import records, replay, timefmt
 from sitewatch.streams.enums import CheckType
 from sitewatch.streams.kafka_admin import ensure_topics
+from sitewatch.streams.message import Record
 from sitewatch.streams.state import Config
 from sitewatch.streams.topics import TopicNames
 
@@ -126,13 +127,14 @@ def core_only(
         rp.add_sites(
             p,
             [
-                replay.Raw(0, 0, records.site_key(i), s)
+                Record(names.sites, p, 0, records.site_key(i), s)
                 for i, s in enumerate(sites, start=1)
                 if replay.partition_of(i, parts) == p
             ],
         )
     raws = {
-        p: [replay.Raw(o, 1, k, v) for o, (k, v) in enumerate(items)] for p, items in rows.items()
+        p: [Record(names.check_results, p, o, k, v, 1) for o, (k, v) in enumerate(items)]
+        for p, items in rows.items()
     }
     with gcpolicy.rare():  # as run_replay does
         began = time.perf_counter()

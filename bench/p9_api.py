@@ -7,7 +7,9 @@ them) and one site with 10,000 events over 90 days, starts the real `sitewatch a
 process with a read key, and measures, one request at a time over a keep-alive connection:
 
 - `GET /api/v1/sites/{id}/uptime` over those 90 days (the whole report: key check, reads,
-  the pure `sitewatch-1` function, JSON);
+  the pure `sitewatch-1` function, JSON), repeated (the API keeps the site's closed
+  events while its transitions do not move) and each after a change to the site (a new
+  transition row: the events are read again; figure shown, not the target's);
 - `GET /api/v1/events?state=open` (first page, 50 newest open events of 100,000 sites),
   and a page deep in the list through its cursor;
 
@@ -31,6 +33,7 @@ from apibench import (
     HEAVY_EVENTS,
     HEAVY_SITE,
     SITEWATCH,
+    TRANSITION_SQL,
     api_env,
     connect,
     heavy_events,
@@ -41,6 +44,7 @@ from apibench import (
     running_api,
     scratch_database,
     timed,
+    transition_of,
 )
 
 from sitewatch.sink.db import make_engine
@@ -123,6 +127,23 @@ async def bench(requests: int) -> int:
                 f"down {report['down_s']} s, ratio {report['uptime_ratio']}"
             )
             api_uptime = await timed(requests, lambda: fetch(uptime_path))
+
+            # the same after each of a stream of changes to the site: every request
+            # then reads the site's events again (its version moved)
+            bump = connect(db)
+
+            def change(k: int) -> None:
+                row = (f"bump{k}", HEAVY_SITE, "http", "resolved", 4, END, END)
+                bump.cursor().execute(TRANSITION_SQL, transition_of(row))
+                bump.commit()
+
+            api_changed = []
+            for k in range(max(requests // 4, 20)):
+                await asyncio.to_thread(change, k)
+                began = time.perf_counter()
+                await fetch(uptime_path)
+                api_changed.append((time.perf_counter() - began) * 1000)
+            bump.close()
             api_open = await timed(requests, lambda: fetch("/api/v1/events?state=open"))
             api_deep = await timed(requests, lambda: fetch(deep_path))
 
@@ -146,6 +167,7 @@ async def bench(requests: int) -> int:
         await engine.dispose()
         print()
         print(line("GET /api/v1/sites/{id}/uptime (90 d, 10k ev)", api_uptime))
+        print(line("  the same, each after a change to the site", api_changed))
         print(line("  baseline: bare SQL of its events read", base_uptime))
         print(line("GET /api/v1/events?state=open", api_open))
         print(line("GET /api/v1/events?state=open, page 101", api_deep))

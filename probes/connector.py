@@ -2,66 +2,93 @@
 
 The probes' http check has its own client (`http1.py`); webhooks go through aiohttp,
 and this connector refuses blocked addresses at the moment of connecting, the same
-deny list as the checks (DNS rebinding cannot slip a private address past a check made
-earlier on the name).
+deny list as the checks (`safety.is_blocked`; DNS rebinding cannot slip a private
+address past a check made earlier on the name).
+
+Built on aiohttp's public hooks only (aiohttp 3.12+), so a release cannot silently
+bypass it: the `resolver=` drops the blocked addresses of every name it resolves (a
+name with some allowed addresses connects to those), and the `socket_factory=` sees
+each address right before it is connected, IP literals too (aiohttp resolves those
+without the resolver). `tests/probes/test_connector.py` drives both through real
+requests.
 """
 
 from __future__ import annotations
 
-import asyncio
+import socket
 from typing import Any
 
 import aiohappyeyeballs
 import aiohttp
-from aiohttp.client_exceptions import cert_errors, ssl_errors
-from aiohttp.helpers import ceil_timeout
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from .safety import BlockedTargetError, is_blocked
 
 
-class GuardedConnector(aiohttp.TCPConnector):
-    """TCPConnector that vets the address it connects to.
+def _blocked(host: str) -> BlockedTargetError:
+    return BlockedTargetError(f"{host} resolves only to blocked addresses")
 
-    Mirrors aiohttp's `_wrap_create_connection` (3.11+) with the guard before the
-    connect and again on the connected socket's peer address.
-    """
+
+class AddressGuard:
+    """The deny list at connect time, unless `allow_private`."""
+
+    def __init__(self, *, allow_private: bool) -> None:
+        self.allow_private = allow_private
+
+    def allowed(self, address: str) -> bool:
+        return self.allow_private or not is_blocked(address)
+
+    def vet(self, host: str, found: list[ResolveResult]) -> list[ResolveResult]:
+        """The allowed addresses of `host` (BlockedTargetError if none)."""
+        kept = [r for r in found if self.allowed(r["host"])]
+        if not kept:
+            raise _blocked(host)
+        return kept
+
+    def socket(self, addr_info: aiohappyeyeballs.AddrInfoType) -> socket.socket:
+        """aiohappyeyeballs' socket factory: the socket for the address it is about to
+        connect to, or BlockedTargetError. With the resolver's vetting, only an IP
+        literal can still be refused here, so the message is the one a name gets."""
+        family, type_, proto, _canonname, sockaddr = addr_info
+        address = str(sockaddr[0])
+        if not self.allowed(address):
+            raise _blocked(address)
+        return socket.socket(family=family, type=type_, proto=proto)
+
+
+class GuardedResolver(AbstractResolver):
+    """A resolver that answers only with the addresses the guard allows."""
+
+    def __init__(self, guard: AddressGuard, resolver: AbstractResolver) -> None:
+        self.guard = guard
+        self.resolver = resolver
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return self.guard.vet(host, await self.resolver.resolve(host, port, family))
+
+    async def close(self) -> None:
+        await self.resolver.close()
+
+
+class GuardedConnector(aiohttp.TCPConnector):
+    """TCPConnector that vets every address it connects to. A `resolver=` given is
+    asked first (and left open, as TCPConnector leaves it); else aiohttp's default."""
 
     def __init__(self, *, allow_private: bool, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._allow_private = allow_private
+        given: AbstractResolver | None = kwargs.pop("resolver", None)
+        self.address_guard = AddressGuard(allow_private=allow_private)
+        self.guarded_resolver = GuardedResolver(
+            self.address_guard, given or aiohttp.DefaultResolver()
+        )
+        self.owns_resolver = given is None
+        super().__init__(
+            resolver=self.guarded_resolver, socket_factory=self.address_guard.socket, **kwargs
+        )
 
-    async def _wrap_create_connection(  # type: ignore[override]
-        self,
-        *args: Any,
-        addr_infos: list[aiohappyeyeballs.AddrInfoType],
-        req: aiohttp.ClientRequest,
-        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp signature
-        client_error: type[Exception] = aiohttp.ClientConnectorError,
-        **kwargs: Any,
-    ) -> tuple[asyncio.Transport, aiohttp.client_proto.ResponseHandler]:
-        if not self._allow_private:
-            addr_infos = [ai for ai in addr_infos if not is_blocked(str(ai[4][0]))]
-            if not addr_infos:
-                raise BlockedTargetError(f"{req.url.host} resolves only to blocked addresses")
-        try:
-            async with ceil_timeout(timeout.sock_connect, ceil_threshold=timeout.ceil_threshold):
-                sock = await aiohappyeyeballs.start_connection(
-                    addr_infos=addr_infos,
-                    local_addr_infos=self._local_addr_infos,
-                    happy_eyeballs_delay=self._happy_eyeballs_delay,
-                    interleave=self._interleave,
-                    loop=self._loop,
-                )
-                if not self._allow_private and is_blocked(str(sock.getpeername()[0])):
-                    sock.close()  # belt and braces: the address actually connected
-                    raise BlockedTargetError(f"{req.url.host} connected to a blocked address")
-                transport, proto = await self._loop.create_connection(*args, **kwargs, sock=sock)
-                return transport, proto  # type: ignore[return-value]
-        except cert_errors as exc:
-            raise aiohttp.ClientConnectorCertificateError(req.connection_key, exc) from exc
-        except ssl_errors as exc:
-            raise aiohttp.ClientConnectorSSLError(req.connection_key, exc) from exc
-        except OSError as exc:
-            if exc.errno is None and isinstance(exc, asyncio.TimeoutError):
-                raise
-            raise client_error(req.connection_key, exc) from exc
+    async def close(self, **kwargs: Any) -> None:
+        # TCPConnector closes only a resolver it made itself: the default one is ours
+        await super().close(**kwargs)
+        if self.owns_resolver:
+            await self.guarded_resolver.close()

@@ -1,4 +1,5 @@
-"""A fleet of local demo sites on 127.0.0.1 with scripted, changeable behaviours.
+"""A fleet of local demo sites on 127.0.0.1 with scripted, changeable behaviours
+(`sitewatch fleet` serves the demo set: `sitewatch.commands.fleet`).
 
 Used by the tests, the demo and the benchmark. Every site has a listening port of its
 own (so `down` can really refuse connections, and come back on the same port), all
@@ -12,10 +13,8 @@ so a site can fail for the primary probe while verifiers see it up: a false alar
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import enum
-import json
 import socket
 import ssl
 import struct
@@ -27,10 +26,8 @@ from typing import Any
 import trustme
 from aiohttp import web
 
-from sitewatch.settings import Settings
 from sitewatch.streams.enums import Role
 
-from . import common
 from .checks import ROLE_HEADER
 
 KEYWORD = "sitewatch-ok"  # in every healthy page; `keyword_missing` leaves it out
@@ -318,45 +315,3 @@ async def start_demo_fleet(extra_up: int = 0, admin_port: int = 0) -> Fleet:
     for i in range(extra_up):
         await fleet.add(f"up-{i}")
     return fleet
-
-
-# -- `sitewatch fleet` -------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--extra-up", type=int, default=0, help="more always-up sites")
-    parser.add_argument("--admin-port", type=int, default=0, help="admin API port (0: any)")
-    parser.add_argument(
-        "--ca-out", type=Path, default=None, help="where to write the fleet CA (PEM)"
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-async def _serve_forever(args: argparse.Namespace, conf: Settings) -> int:
-    stop = common.stop_event()  # first: a SIGTERM during start-up still stops cleanly
-    fleet = await start_demo_fleet(args.extra_up, args.admin_port)
-    ca_path = fleet.write_ca(args.ca_out or conf.state_dir / "fleet-ca.pem")
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "admin": fleet.admin_url,
-                    "ca": str(ca_path),
-                    "sites": [s.describe() for s in fleet.sites.values()],
-                }
-            ),
-            flush=True,
-        )
-    else:
-        print(f'admin {fleet.admin_url}  (PUT /sites/<name> {{"behaviour": ...}})')
-        print(f"ca    {ca_path}  (SITEWATCH_PROBE_EXTRA_CA)")
-        for site in fleet.sites.values():
-            print(f"{site.name:22} {site.script.behaviour.value:20} {site.url}", flush=True)
-    await stop.wait()
-    await fleet.close()
-    return 0
-
-
-def run(args: argparse.Namespace, conf: Settings) -> int:
-    # plain asyncio: under uvloop this server died of the SIGTERM it handles (rc 143)
-    return asyncio.run(_serve_forever(args, conf))

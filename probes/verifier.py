@@ -1,4 +1,5 @@
-"""`sitewatch verifier --name LOCATION`: answer verify requests from another location.
+"""The verifier: answer verify requests from another location (`sitewatch verifier
+--name LOCATION`, started by `sitewatch.commands.verifier`).
 
 Each location is a consumer group of its own (`<prefix>verifier.<LOCATION>`), so every
 location sees every request; several processes of one location share the work. An
@@ -13,26 +14,21 @@ the records of sites that have headers, which it sends only to that record's ori
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-from collections import Counter
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from sitewatch import metrics
 from sitewatch.clock import now_ms
 from sitewatch.settings import Settings
-from sitewatch.streams import deadletter, records, timefmt
-from sitewatch.streams.broker import resolve_flavor
+from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import Role
-from sitewatch.streams.kafka_admin import ensure_topics, partitions_of
-from sitewatch.streams.topics import Topic, TopicNames
+from sitewatch.streams.kafka_admin import partitions_of
+from sitewatch.streams.message import ConsumedRecord
 
-from . import common
 from .checks import Checker, CheckSpec
-from .common import deadletter_error
+from .runner import CheckRunner, polled
 
 log = structlog.get_logger(__name__)
 
@@ -67,37 +63,35 @@ class SiteBook:
     def get(self, site_id: int) -> records.SiteRecord | None:
         return self.sites.get(site_id)
 
-    def apply(self, msg: ConsumerRecord[bytes, bytes]) -> None:
-        """Raises on a poison record (the caller dead-letters it)."""
-        site_id = records.parse_site_key(msg.key)
-        if msg.value is None:
-            self.sites.pop(site_id, None)
-            return
-        site = records.decode_site(msg.value)
-        if site.site_id != site_id:
-            raise ValueError(f"key {site_id} != site_id {site.site_id}")
-        if site.custom_headers:
+    def keep(self, site_id: int, site: records.SiteRecord | None) -> None:
+        """Apply a `sites` record (None: a tombstone)."""
+        if site is not None and site.custom_headers:
             self.sites[site_id] = site
         else:
             self.sites.pop(site_id, None)
 
-    async def run(self, consumer: AIOKafkaConsumer, topic: str, verifier: Verifier) -> None:
+    async def run(
+        self, consumer: AIOKafkaConsumer, topic: str, verifier: Verifier, stop: asyncio.Event
+    ) -> None:
         parts = await partitions_of(verifier.conf.bootstrap_servers, topic)
         tps = [TopicPartition(topic, p) for p in parts]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        while True:
-            if not self.ready.is_set() and await _read_up_to(consumer, ends):
-                self.ready.set()
-                log.info("sites read", sites_with_headers=len(self.sites))
-            batches = await consumer.getmany(timeout_ms=500, max_records=1000)
-            for msgs in batches.values():
-                for msg in msgs:
-                    try:
-                        self.apply(msg)
-                    except Exception as exc:
-                        await verifier.dead_letter(msg, deadletter_error(exc))
+        await self._check_ready(consumer, ends)
+        async for msgs in polled(consumer, stop):
+            for msg in msgs:
+                keyed = await verifier.keyed_site(msg)
+                if keyed is not None:
+                    self.keep(*keyed)
+            await self._check_ready(consumer, ends)
+
+    async def _check_ready(
+        self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]
+    ) -> None:
+        if not self.ready.is_set() and await _read_up_to(consumer, ends):
+            self.ready.set()
+            log.info("sites read", sites_with_headers=len(self.sites))
 
 
 async def _read_up_to(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
@@ -107,7 +101,9 @@ async def _read_up_to(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int
     return True
 
 
-class Verifier:
+class Verifier(CheckRunner):
+    role = Role.VERIFIER
+
     def __init__(
         self,
         conf: Settings,
@@ -118,25 +114,14 @@ class Verifier:
         concurrency: int,
         max_age_s: float,
     ) -> None:
-        self.conf = conf
-        self.names = TopicNames(conf.topic_prefix)
-        self.consumer = consumer
-        self.producer = producer
-        self.checker = checker
-        self.name = name
+        super().__init__(conf, consumer, producer, checker, name, concurrency)
         self.max_age_ms = int(max_age_s * 1000)
         self.book = SiteBook()
-        self._slots = asyncio.Semaphore(concurrency)
-        self.stats: Counter[str] = Counter()
 
-    async def dead_letter(self, msg: ConsumerRecord[bytes, bytes], error: str) -> None:
-        self.stats["dead_lettered"] += 1
-        letter = deadletter.dead_letter_for(
-            msg, error, f"{self.conf.topic_prefix}verifier.{self.name}", now_ms()
-        )
-        await deadletter.send_dead_letter(self.producer, letter, msg.key)
+    def dead_letter_as(self) -> str:
+        return f"{self.conf.topic_prefix}verifier.{self.name}"
 
-    async def handle(self, msg: ConsumerRecord[bytes, bytes]) -> None:
+    async def handle(self, msg: ConsumedRecord) -> None:
         try:
             if msg.value is None:
                 raise ValueError("null verify request")
@@ -146,7 +131,7 @@ class Verifier:
             if req.headers_ref not in (None, records.headers_ref(req.site_id)):
                 raise ValueError(f"headers_ref {req.headers_ref!r} names another site")
         except Exception as exc:  # any failure to decode is poison, even a RecursionError
-            await self.dead_letter(msg, deadletter_error(exc))
+            await self.dead_letter(msg, exc)
             return
         started = now_ms()
         if started - timefmt.to_ms(req.requested_at) > self.max_age_ms:
@@ -160,24 +145,14 @@ class Verifier:
         async with self._slots:
             spec = CheckSpec.from_request(req, site)
             observations = await self.checker.run(spec, [req.check_type])
+        key = records.site_key(req.site_id)
         for obs in observations:
-            result = common.to_result(
-                spec,
-                obs,
-                role=Role.VERIFIER,
-                probe=self.name,
-                observed_at_ms=started,
-                request_id=req.request_id,
-            )
-            await self.producer.send_and_wait(
-                self.names.check_results, records.encode(result), key=records.site_key(req.site_id)
-            )
+            value = self.result(spec, obs, started, req.request_id)
+            await self.producer.send_and_wait(self.names.check_results, value, key=key)
             self.stats["answers"] += 1
 
     async def consume(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            batches = await self.consumer.getmany(timeout_ms=500, max_records=1000)
-            msgs = [m for batch in batches.values() for m in batch]
+        async for msgs in polled(self.consumer, stop):
             if not msgs:
                 continue
             self.stats["requests"] += len(msgs)
@@ -186,80 +161,3 @@ class Verifier:
                 if isinstance(outcome, Exception):
                     log.error("verify request failed", error=repr(outcome))
             await self.consumer.commit()
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", required=True, help="this verifier's location name")
-    parser.add_argument(
-        "--max-age", type=float, default=300.0, help="ignore requests older than this (s)"
-    )
-    common.add_common_arguments(parser)
-
-
-async def main(args: argparse.Namespace, conf: Settings) -> int:
-    if not common.valid_name(args.name):
-        log.error(common.NAME_RULE, name=args.name[:100])
-        return 2
-    conf = await resolve_flavor(conf)
-    names = TopicNames(conf.topic_prefix)
-    await ensure_topics(
-        conf.bootstrap_servers,
-        names,
-        conf.partitions,
-        topics=[Topic.VERIFY_REQUESTS, Topic.CHECK_RESULTS, Topic.SITES],
-    )
-    group = f"{conf.topic_prefix}verifier.{args.name}"
-    stop = common.stop_event()
-    consumer = common.consumer(args, conf, group)
-    producer = common.producer(conf)
-    checker = Checker(common.checker_config(args, conf, Role.VERIFIER))
-    verifier = Verifier(
-        conf, consumer, producer, checker, args.name, args.concurrency, args.max_age
-    )
-    served = await metrics.start(
-        conf,
-        metrics.Process.VERIFIER,
-        [metrics.counts_stats(verifier.stats, STATS_METRICS)],
-        metrics.consumer_lag(lambda: consumer),
-    )
-    # `sites` whole, group-less: every verifier of every location needs every site's headers
-    sites_reader = AIOKafkaConsumer(
-        bootstrap_servers=conf.bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    consumer.subscribe([names.verify_requests])
-    await producer.start()
-    await consumer.start()
-    await sites_reader.start()
-    await checker.start()
-    log.info("verifier started", name=args.name, group=group)
-    tasks = [
-        asyncio.create_task(verifier.consume(stop)),
-        asyncio.create_task(verifier.book.run(sites_reader, names.sites, verifier)),
-    ]
-    code = 0
-    try:
-        done, _ = await asyncio.wait(
-            [*tasks, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED"
-        )
-        for task in done:
-            if task in tasks and task.exception() is not None:
-                log.error("verifier died", error=repr(task.exception()))
-                code = 1
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await sites_reader.stop()
-        await consumer.stop()
-        await producer.stop()
-        await checker.close()
-        if served is not None:
-            await served.close()
-        log.info("verifier stopped", name=args.name, **dict(verifier.stats))
-    return code
-
-
-def run(args: argparse.Namespace, conf: Settings) -> int:
-    return common.run_loop(main(args, conf))

@@ -1,11 +1,13 @@
-"""Async engine creation shared by the sink, the projection check and migrations."""
+"""Async engines, and one-shot connections, for whatever reads or writes the database."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -32,3 +34,19 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_recycle", 3600)
     return create_async_engine(url, **kwargs)
+
+
+@asynccontextmanager
+async def connect_once(url: str, *, begin: bool = False) -> AsyncIterator[AsyncConnection]:
+    """A connection on an engine of its own, disposed after: a command's one database
+    round. With `begin`, in a transaction committed when the block ends."""
+    engine = make_engine(url)
+    try:
+        if begin:
+            async with engine.begin() as conn:
+                yield conn
+        else:
+            async with engine.connect() as conn:
+                yield conn
+    finally:
+        await engine.dispose()

@@ -27,8 +27,9 @@ from sitewatch.clock import now_ms
 from sitewatch.streams.message import ConsumedRecord
 
 from . import dberrors
-from .batch import BatchApplier, BatchResult, Prepared, ShadowOverlay
+from .batch import BatchApplier, BatchResult, Prepared
 from .gate import WriteGate
+from .shadow import ShadowOverlay
 
 log = structlog.get_logger(__name__)
 

@@ -22,7 +22,9 @@ from sitewatch.streams.enums import (
 
 
 @dataclass(frozen=True, slots=True)
-class OpenEvent:
+class OpenEventRank:
+    """An open event as the projection ranks it (`worst`): severity, started_at, id."""
+
     event_id: str
     state: EventState
     severity: Severity
@@ -74,7 +76,7 @@ _SITE_STATE: dict[EventState, SiteState] = {
 _SEVERITY: tuple[Severity, ...] = tuple(Severity)
 
 
-def worst(open_events: Iterable[OpenEvent]) -> OpenEvent | None:
+def worst(open_events: Iterable[OpenEventRank]) -> OpenEventRank | None:
     """Worst severity, then earliest started_at, then smallest id (a total order)."""
     return min(
         open_events,
@@ -104,7 +106,7 @@ class Change:
 class SiteTracker:
     """Folds one site's transitions; `projection()` is the current projection."""
 
-    open_events: dict[str, OpenEvent] = field(default_factory=dict)
+    open_events: dict[str, OpenEventRank] = field(default_factory=dict)
     current_state: SiteState = SiteState.UP
     last_status_change: datetime | None = None
 
@@ -113,7 +115,7 @@ class SiteTracker:
             self.open_events.pop(change.event_id, None)
         else:
             severity = _SEVERITY[change.severity_after or 0]
-            self.open_events[change.event_id] = OpenEvent(
+            self.open_events[change.event_id] = OpenEventRank(
                 change.event_id, change.state_after, severity, change.started_at
             )
         state = self._state()
@@ -141,11 +143,3 @@ class SiteTracker:
         return Projection(
             state, top.severity, top.event_id, legacy_status(state), self.last_status_change
         )
-
-
-def rebuild(changes: Iterable[tuple[int, Change]]) -> dict[int, Projection]:
-    """Projection per site from (site_id, change) pairs in log order."""
-    trackers: dict[int, SiteTracker] = {}
-    for site_id, change in changes:
-        trackers.setdefault(site_id, SiteTracker()).apply(change)
-    return {site_id: t.projection() for site_id, t in trackers.items()}

@@ -39,6 +39,14 @@ class _Sender(Protocol):
     ) -> object: ...
 
 
+def error_of(exc: BaseException) -> str:
+    """The error a dead letter carries: the validator's own words, else the exception."""
+    text = str(exc)
+    if isinstance(exc, ValueError) and text:  # msgspec's errors are ValueErrors too
+        return text
+    return f"{type(exc).__name__}: {text}"
+
+
 def _scrub(node: Any) -> tuple[Any, bool]:
     """`node` with the values of secret fields replaced, at any depth (iteratively)."""
     found = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,20 @@ def mysql_url() -> Iterator[str]:
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name}")
         conn.close()
+
+
+@pytest.fixture
+async def db_url() -> AsyncIterator[str]:
+    """A migrated database of its own on the machine's MariaDB, dropped after the test."""
+    from sitewatch.migrations.command import upgrade
+    from tests.sink.conftest import drop_mysql_db, new_mysql_db
+
+    name, url = new_mysql_db()
+    try:
+        await upgrade(url)
+        yield url
+    finally:
+        drop_mysql_db(name)
 
 
 @pytest.fixture

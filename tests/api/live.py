@@ -24,8 +24,9 @@ from sitewatch.crypto import new_key
 from sitewatch.devbroker import free_port
 from sitewatch.migrations.command import upgrade
 from sitewatch.sink import tables as t
-from sitewatch.sink.db import make_engine
+from sitewatch.sink.db import connect_once
 from sitewatch.streams.topics import TopicNames
+from tests import mysql_util
 from tests.conftest import MYSQL_SERVER_URL
 from tests.kafka_util import SITEWATCH, spawn, stop
 
@@ -80,20 +81,7 @@ class LiveApi:
             return resp.status, body, resp
 
     def sql(self, sql: str, *args: object) -> list[dict[str, Any]]:
-        conn = pymysql.connect(
-            host="127.0.0.1",
-            user="root",
-            password="",
-            database=self.db_name,
-            autocommit=True,
-            cursorclass=pymysql.cursors.DictCursor,
-        )
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, args)
-                return list(cur.fetchall())
-        finally:
-            conn.close()
+        return mysql_util.rows(self.db_name, sql, *args)
 
 
 def new_database() -> tuple[str, str]:
@@ -173,17 +161,13 @@ async def seed(
     events: list[dict[str, Any]] = (),  # type: ignore[assignment]
     transitions: list[dict[str, Any]] = (),  # type: ignore[assignment]
 ) -> None:
-    engine = make_engine(url)
-    try:
-        async with engine.begin() as conn:
-            if sites:
-                await conn.execute(sa.insert(t.sites), list(sites))
-            if events:
-                await conn.execute(sa.insert(t.events), list(events))
-            if transitions:
-                await conn.execute(sa.insert(t.transitions), list(transitions))
-    finally:
-        await engine.dispose()
+    async with connect_once(url, begin=True) as conn:
+        if sites:
+            await conn.execute(sa.insert(t.sites), list(sites))
+        if events:
+            await conn.execute(sa.insert(t.events), list(events))
+        if transitions:
+            await conn.execute(sa.insert(t.transitions), list(transitions))
 
 
 def site_row(site_id: int, **kw: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sitewatch.api.availability import EventSpan, Report, report
+from sitewatch.api.availability import EventSpan, Report, report, timeline
 from sitewatch.streams.enums import CheckType, Severity
 
 H = 3_600_000
@@ -111,6 +111,48 @@ def test_report_classifies_every_millisecond_as_the_definition_does(
         want["down"],
         want["seems_down"],
     )
+    # and each incident's own downtime: its milliseconds in the window that are neither
+    # unknown nor maintenance
+    start: int = case["start_ms"]  # type: ignore[assignment]
+    end: int = case["end_ms"]  # type: ignore[assignment]
+    known = [t for t in (case["site_created_ms"], case["first_event_ms"]) if t is not None]
+    known_since: int = min(known) if known else end  # type: ignore[type-var,assignment]
+    maint: list[tuple[int, int]] = case["maintenance"]  # type: ignore[assignment]
+    for inc in got.incidents:
+        until = end if inc.ended_ms is None else inc.ended_ms
+        own = sum(
+            1
+            for t in range(max(start, inc.started_ms), min(end, until))
+            if t >= known_since and not any(a <= t < b for a, b in maint)
+        )
+        assert inc.down_ms == own, inc
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases(), st.data())
+def test_a_kept_timeline_counts_as_its_events_would(
+    case: dict[str, object], data: st.DataObject
+) -> None:
+    """What the API keeps of a site's closed events gives the report they would."""
+    events: list[EventSpan] = case["events"]  # type: ignore[assignment]
+    closed = [e for e in events if e.ended_ms is not None]
+    kept = data.draw(st.lists(st.sampled_from(closed), unique=True)) if closed else []
+    rest = [e for e in events if e not in kept]
+    got = report(
+        rest,
+        case["maintenance"],  # type: ignore[arg-type]
+        case["start_ms"],  # type: ignore[arg-type]
+        case["end_ms"],  # type: ignore[arg-type]
+        site_created_ms=case["site_created_ms"],  # type: ignore[arg-type]
+        first_event_ms=case["first_event_ms"],  # type: ignore[arg-type]
+        kept=timeline(kept),
+    )
+    assert got == run(case)
+
+
+def test_a_timeline_holds_closed_events_only() -> None:
+    with pytest.raises(ValueError, match="open"):
+        timeline([EventSpan("e", CheckType.HTTP, 4, 0, None)])
 
 
 @settings(max_examples=150, deadline=None)

@@ -103,8 +103,8 @@ async def test_site_row_gets_created_at_from_the_database_also_for_rows_before_0
 async def test_uptime_read_computes_epoch_milliseconds_exactly_in_the_database(url: str) -> None:
     from datetime import datetime
 
-    from sitewatch.api import queries
     from sitewatch.api.timefmt import to_ms
+    from sitewatch.api.uptime import UptimeReads
 
     await upgrade(url)
     stamps = [
@@ -130,7 +130,8 @@ async def test_uptime_read_computes_epoch_milliseconds_exactly_in_the_database(u
                     )
                 )
         async with engine.connect() as conn:
-            rows, first = await queries.uptime_inputs(conn, 1, 0, 2**42)
+            got = await UptimeReads().inputs(conn, 1, None, 0, 2**42)
+            rows, first = got.spans, got.first_event_ms
     finally:
         await engine.dispose()
     assert sorted((r[3], r[4]) for r in rows) == sorted((to_ms(t), to_ms(t)) for t in stamps)

@@ -25,8 +25,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sitewatch import crypto
 from sitewatch.devbroker import free_port
-from sitewatch.migrations.command import upgrade
-from sitewatch.sink.synthetic import transitions as synthetic_transitions
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import CheckType
 from sitewatch.streams.kafka_admin import ensure_topics
@@ -34,7 +32,7 @@ from sitewatch.streams.topics import TopicNames
 from tests.kafka_util import SITEWATCH, RunningBroker, produce, spawn, stop
 from tests.notify.receiver import Receiver, serve
 from tests.notify.test_notify import outage
-from tests.sink.conftest import drop_mysql_db, new_mysql_db
+from tests.sink.synthetic import transitions as synthetic_transitions
 
 PARTITIONS = "4"
 
@@ -124,13 +122,9 @@ def base_env(broker: RunningBroker, prefix: str, tmp_path: Path) -> dict[str, st
 
 
 @pytest.fixture
-async def database() -> AsyncIterator[str]:
-    name, url = new_mysql_db()
-    try:
-        await upgrade(url)
-        yield url
-    finally:
-        drop_mysql_db(name)
+def database(db_url: str) -> str:
+    """The shared migrated MariaDB database (tests/conftest.py)."""
+    return db_url
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from sitewatch.probes.fleet import Fleet, SiteScript
 from sitewatch.streams import records
 from sitewatch.streams.kafka_admin import ensure_topics, partitions_of
 from sitewatch.streams.topics import TopicNames
+from tests import mysql_util
 from tests.conftest import MYSQL_SERVER_URL
 from tests.kafka_util import produce, spawn, stop
 
@@ -44,21 +45,7 @@ class Pipeline:
     env: dict[str, str] = field(default_factory=dict)
 
     def query(self, sql: str, *args: object) -> list[dict[str, Any]]:
-        conn = pymysql.connect(
-            host="127.0.0.1",
-            port=3306,
-            user="root",
-            password="",
-            database=self.db,
-            autocommit=True,
-            cursorclass=pymysql.cursors.DictCursor,
-        )
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, args)
-                return list(cur.fetchall())
-        finally:
-            conn.close()
+        return mysql_util.rows(self.db, sql, *args)
 
     async def sql(self, sql: str, *args: object) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.query, sql, *args)

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sitewatch.migrations.command import upgrade
-from sitewatch.notify.service import Notifier
+from sitewatch.notify.notifier import Notifier
 from sitewatch.probes.probe import Probe
 from sitewatch.probes.schedule import SiteTable
 from sitewatch.probes.verifier import Verifier
@@ -30,7 +30,7 @@ from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import CheckType
 from sitewatch.streams.message import Record
 from sitewatch.streams.processor import Processor
-from sitewatch.streams.replay import Raw, Replay, Window, record_stamp
+from sitewatch.streams.replay import Replay, Window, record_stamp
 from sitewatch.streams.state import Config
 from sitewatch.streams.stores import MemoryStore
 from sitewatch.streams.topics import Topic, TopicNames
@@ -287,13 +287,14 @@ def test_replay_survives_any_records(
     t0 = timefmt.to_ms(VALID_T)
     window = Window(start_ms=t0 - 1000, end_ms=t0 + 60_000, lookback_ms=3_600_000, grace_ms=0)
     replay = Replay(Config(), NAMES, window)
-    site_rows = [Raw(n, 0, k, v) for n, (k, v) in enumerate(sites)]
-    site_rows.append(Raw(len(sites), 0, records.site_key(GOOD_SITE), good_site()))
+    site_rows = [Record(NAMES.sites, 0, n, k, v) for n, (k, v) in enumerate(sites)]
+    site_rows.append(Record(NAMES.sites, 0, len(sites), records.site_key(GOOD_SITE), good_site()))
     replay.add_sites(0, site_rows)
     for _, v in rows:
         record_stamp(v)  # never raises
-    feed = [Raw(0, 1, records.site_key(GOOD_SITE), good_failure())]  # starts the range
-    feed += [Raw(n + 1, 1, k, v) for n, (k, v) in enumerate(rows)]
+    results = NAMES.check_results
+    feed = [Record(results, 0, 0, records.site_key(GOOD_SITE), good_failure(), 1)]  # the start
+    feed += [Record(results, 0, n + 1, k, v, 1) for n, (k, v) in enumerate(rows)]
     replay.feed(0, feed)
     replay.finish()
     assert any(t.site_id == GOOD_SITE for t in replay.result())

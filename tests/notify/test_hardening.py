@@ -20,14 +20,18 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 from aiokafka import TopicPartition
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sitewatch import crypto
+from sitewatch.clock import now_ms
 from sitewatch.devbroker import free_port
 from sitewatch.migrations.command import upgrade
-from sitewatch.notify import service, signing
+from sitewatch.notify import signing
 from sitewatch.notify import tables as t
-from sitewatch.notify.service import Kind, Notifier, delivery_body
-from sitewatch.notify.webhooks_cmd import WebhookError, check_target
+from sitewatch.notify.decide import Kind
+from sitewatch.notify.deliver import MAX_PER_SUBSCRIPTION, Deliverer, delivery_body
+from sitewatch.notify.notifier import Notifier
+from sitewatch.notify.subscriptions import WebhookError, check_target
 from sitewatch.settings import Settings
 from sitewatch.sink.db import make_engine
 from sitewatch.streams import records, timefmt
@@ -140,7 +144,7 @@ async def pending(db: str, sub_id: int, n: int) -> list[str]:
                         kind=Kind.DOWN.value,
                         state="pending",
                         attempts=0,
-                        next_attempt_at=timefmt.to_datetime(service.now_ms() - MIN),
+                        next_attempt_at=timefmt.to_datetime(now_ms() - MIN),
                         body=delivery_body(did, Kind.DOWN, tr).decode(),
                     )
                 )
@@ -163,12 +167,20 @@ async def rows(db: str) -> dict[str, tuple[Any, ...]]:
         await engine.dispose()
 
 
-async def deliver_for(notifier: Notifier, seconds: float) -> None:
-    task = asyncio.create_task(notifier.deliver_loop())
-    await asyncio.sleep(seconds)
-    assert not task.done(), task.exception() if task.done() else None
-    notifier.stop()
-    await asyncio.wait_for(task, 10)
+async def deliver_for(
+    settings: Settings, seconds: float, engine: AsyncEngine | None = None
+) -> None:
+    """The delivery loop for `seconds`, then stopped (it must still be running)."""
+    engine = engine or make_engine(settings.db_url)
+    deliverer = Deliverer(settings, engine)
+    try:
+        task = asyncio.create_task(deliverer.run())
+        await asyncio.sleep(seconds)
+        assert not task.done(), task.exception() if task.done() else None
+        deliverer.stop()
+        await asyncio.wait_for(task, 10)
+    finally:
+        await engine.dispose()
 
 
 def webhooks_cli(
@@ -260,7 +272,7 @@ async def test_legacy_plaintext_secret_still_signs_and_seal_seals_it(
     receiver = await hook(hooks, check)
     sub = await subscribe(db, receiver.url, SECRET)  # as stored before 0003
     await pending(db, sub, 1)
-    await deliver_for(Notifier(conf(db)), 1.0)
+    await deliver_for(conf(db), 1.0)
     assert got == [True]
     env = {"SITEWATCH_DATABASE_URL": db, "SITEWATCH_SECRET_KEY": KEY}
     assert "sealed 1" in webhooks_cli(env, "seal").stdout
@@ -271,7 +283,7 @@ async def test_notifier_cannot_sign_without_the_key(db: str, hooks: list[Hook]) 
     receiver = await hook(hooks)
     sub = await subscribe(db, receiver.url, crypto.SecretBox([KEY]).seal(SECRET))
     (did,) = await pending(db, sub, 1)
-    await deliver_for(Notifier(conf(db, secret_key=None)), 1.0)
+    await deliver_for(conf(db, secret_key=None), 1.0)
     assert receiver.hits == 0
     _, attempts, _, error = (await rows(db))[did]
     assert attempts >= 1 and "cannot sign" in error and "SITEWATCH_SECRET_KEY" in error
@@ -287,7 +299,7 @@ async def test_webhook_redirect_is_a_failed_delivery(db: str, hooks: list[Hook])
     bouncer = await hook(hooks, redirect)
     sub = await subscribe(db, bouncer.url, crypto.SecretBox([KEY]).seal(SECRET))
     (did,) = await pending(db, sub, 1)
-    await deliver_for(Notifier(conf(db)), 1.5)
+    await deliver_for(conf(db), 1.5)
     assert bouncer.hits >= 1 and landing.hits == 0
     state, _, status, error = (await rows(db))[did]
     assert state in ("pending", "failed") and status == 307
@@ -299,7 +311,7 @@ async def test_webhook_to_private_address_refused_at_delivery(db: str, hooks: li
     receiver = await hook(hooks)
     sub = await subscribe(db, receiver.url, crypto.SecretBox([KEY]).seal(SECRET))
     (did,) = await pending(db, sub, 1)
-    await deliver_for(Notifier(conf(db, probe_allow_private=False)), 1.0)
+    await deliver_for(conf(db, probe_allow_private=False), 1.0)
     assert receiver.hits == 0
     _, attempts, status, error = (await rows(db))[did]
     assert attempts >= 1 and status is None and "blocked" in error
@@ -328,7 +340,7 @@ async def test_webhook_response_is_read_only_a_few_kb(db: str, hooks: list[Hook]
     sub = await subscribe(db, receiver.url, crypto.SecretBox([KEY]).seal(SECRET))
     (did,) = await pending(db, sub, 1)
     began = time.monotonic()
-    await deliver_for(Notifier(conf(db)), 1.5)
+    await deliver_for(conf(db), 1.5)
     assert (await rows(db))[did][:2] == ("sent", 1)
     assert time.monotonic() - began < 5
     assert written and written[0] < 32 * 1024 * 1024  # stopped by the closed connection
@@ -345,10 +357,10 @@ async def test_dead_endpoint_cannot_starve_other_subscriptions(db: str, hooks: l
     healthy_sub = await subscribe(db, healthy.url, box.seal(SECRET))
     await pending(db, dead_sub, 40)  # queued first, so first in line
     healthy_ids = await pending(db, healthy_sub, 5)
-    await deliver_for(Notifier(conf(db)), 1.5)
+    await deliver_for(conf(db), 1.5)
     states = await rows(db)
     assert all(states[i][0] == "sent" for i in healthy_ids)  # not stuck behind 40 stalls
-    assert dead.most_in_flight <= service.MAX_PER_SUBSCRIPTION
+    assert dead.most_in_flight <= MAX_PER_SUBSCRIPTION
 
 
 class _Msg(NamedTuple):
@@ -378,10 +390,8 @@ async def test_notifier_backs_off_on_database_errors(db: str) -> None:
     await engine.dispose()
     assert decided == ["notify"]
     # and the delivery loop lives through it too
-    broken = Notifier(
-        conf(db), engine=make_engine(f"mysql+asyncmy://root@127.0.0.1:{free_port()}/x")
-    )
-    await deliver_for(broken, 1.5)
+    broken = make_engine(f"mysql+asyncmy://root@127.0.0.1:{free_port()}/x")
+    await deliver_for(conf(db), 1.5, broken)
 
 
 async def test_poison_on_site_events_is_dead_lettered_by_the_notifier(db: str) -> None:

@@ -15,21 +15,18 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pymysql
 import pytest
 
 from sitewatch import crypto
-from sitewatch.migrations.command import upgrade
 from sitewatch.streams import ids, records, timefmt
 from sitewatch.streams.enums import CheckType, EventState, Reason
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import TopicNames
 from tests.kafka_util import SITEWATCH, RunningBroker, produce, spawn, stop
 from tests.notify.receiver import Receiver, serve
-from tests.sink.conftest import drop_mysql_db, new_mysql_db
 
 pytestmark = pytest.mark.integration
 
@@ -84,13 +81,9 @@ def outage(
 
 
 @pytest.fixture
-async def db() -> AsyncIterator[str]:
-    name, url = new_mysql_db()
-    try:
-        await upgrade(url)
-        yield url
-    finally:
-        drop_mysql_db(name)
+def db(db_url: str) -> str:
+    """The shared migrated MariaDB database (tests/conftest.py)."""
+    return db_url
 
 
 def sql(url: str, query: str, *args: object) -> list[tuple[object, ...]]:

@@ -260,7 +260,7 @@ def test_public_addresses_are_allowed(address: str) -> None:
 def test_verifier_names_longer_than_source_allows_are_refused_at_start() -> None:
     from pydantic import ValidationError
 
-    from sitewatch.probes.common import valid_name
+    from sitewatch.probes.names import valid_name
     from sitewatch.settings import Settings
 
     assert valid_name("eu-west.1") and not valid_name("v" * 65) and not valid_name("a b")

@@ -42,17 +42,6 @@ def drop_mysql_db(name: str) -> None:
 
 
 @pytest.fixture
-async def db_url() -> AsyncIterator[str]:
-    """A migrated database of its own on the machine's MariaDB."""
-    name, url = new_mysql_db()
-    try:
-        await upgrade(url)
-        yield url
-    finally:
-        drop_mysql_db(name)
-
-
-@pytest.fixture
 async def sqlite_url(tmp_path: Path) -> str:
     url = f"sqlite+aiosqlite:///{tmp_path / 'sink.db'}"
     await upgrade(url)

@@ -15,12 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sitewatch.sink import tables as t
 from sitewatch.sink.batch import BatchApplier
 from sitewatch.sink.db import make_engine
+from sitewatch.sink.drift import check
 from sitewatch.sink.gate import WriteGate
-from sitewatch.sink.projection_cmd import check
 from sitewatch.streams import records
 from sitewatch.streams.enums import CheckType, EventState, Reason
 
-from . import scenarios
+from . import synthetic
 from .conftest import snapshot
 from .helpers import GROUP, NOW_MS, SITEWATCH, TOPICS, Log, feed, run_cli
 
@@ -157,8 +157,8 @@ async def test_scripted_transitions_give_expected_rows_and_projection(engine: As
 
 
 async def test_replayed_transitions_are_no_ops(engine: AsyncEngine) -> None:
-    items = list(scenarios.transitions(random.Random(7), n_sites=20, count=600))
-    msgs = scenarios.as_messages(TOPICS.site_events, items)
+    items = list(synthetic.transitions(random.Random(7), n_sites=20, count=600))
+    msgs = synthetic.as_messages(TOPICS.site_events, items)
     await feed(engine, msgs, batch=97)
     first = await snapshot(engine)
     # the same messages again (a redelivery), and duplicates inside one batch
@@ -171,8 +171,8 @@ async def test_replayed_transitions_are_no_ops(engine: AsyncEngine) -> None:
 async def test_invariant_2_every_event_change_writes_exactly_one_transition(
     engine: AsyncEngine,
 ) -> None:
-    items = list(scenarios.transitions(random.Random(11), n_sites=30, count=1500))
-    await feed(engine, scenarios.as_messages(TOPICS.site_events, items), batch=200)
+    items = list(synthetic.transitions(random.Random(11), n_sites=30, count=1500))
+    await feed(engine, synthetic.as_messages(TOPICS.site_events, items), batch=200)
     async with engine.connect() as conn:
         per_event = dict(
             (
@@ -209,8 +209,8 @@ async def test_invariant_1_event_transition_projection_one_transaction(
     engine: AsyncEngine,
 ) -> None:
     """A batch is all or nothing: kill its connection before commit, nothing is visible."""
-    items = list(scenarios.transitions(random.Random(3), n_sites=10, count=300))
-    msgs = scenarios.as_messages(TOPICS.site_events, items)
+    items = list(synthetic.transitions(random.Random(3), n_sites=10, count=300))
+    msgs = synthetic.as_messages(TOPICS.site_events, items)
     before = await snapshot(engine)
     gate, applier = WriteGate(engine, True), BatchApplier(TOPICS, GROUP)
     with pytest.raises(sa.exc.DBAPIError):
@@ -274,9 +274,9 @@ async def test_shadow_mode_writes_nothing_and_reports(engine: AsyncEngine) -> No
     log = Log()
     await feed(engine, [log.transition(tr("h1", 1, Reason.OPENED, U, S, 0, 3, T0, T0))])
     before = await snapshot(engine)
-    items = list(scenarios.transitions(random.Random(5), n_sites=10, count=400))
+    items = list(synthetic.transitions(random.Random(5), n_sites=10, count=400))
     msgs = [log.site(records.SiteRecord(site_id=3, url="https://b.example")), log.tombstone(1)]
-    msgs += scenarios.as_messages(TOPICS.site_events, items)
+    msgs += synthetic.as_messages(TOPICS.site_events, items)
     results = await feed(engine, msgs, writes=False, batch=100)
     assert await snapshot(engine) == before
     total = sum((r.counts for r in results), start=results[0].counts.__class__())
@@ -289,8 +289,8 @@ async def test_shadow_mode_writes_nothing_and_reports(engine: AsyncEngine) -> No
 
 
 async def test_sqlite_applies_the_same(sqlite_url: str) -> None:
-    items = list(scenarios.transitions(random.Random(9), n_sites=15, count=500))
-    msgs = scenarios.as_messages(TOPICS.site_events, items)
+    items = list(synthetic.transitions(random.Random(9), n_sites=15, count=500))
+    msgs = synthetic.as_messages(TOPICS.site_events, items)
     engine = make_engine(sqlite_url)
     try:
         await feed(engine, msgs, batch=73)
@@ -324,14 +324,14 @@ async def test_invariant_9_rebuild_equals_live(
     engine: AsyncEngine, rng: random.Random, n_sites: int, count: int, batch: int
 ) -> None:
     await _truncate(engine)
-    items = list(scenarios.transitions(rng, n_sites, count))
-    await feed(engine, scenarios.as_messages(TOPICS.site_events, items), batch=batch)
+    items = list(synthetic.transitions(rng, n_sites, count))
+    await feed(engine, synthetic.as_messages(TOPICS.site_events, items), batch=batch)
     assert await check(WriteGate(engine, True)) == []
 
 
 async def test_projection_check_reports_and_repairs_drift(engine: AsyncEngine, db_url: str) -> None:
-    items = list(scenarios.transitions(random.Random(21), n_sites=5, count=200))
-    await feed(engine, scenarios.as_messages(TOPICS.site_events, items))
+    items = list(synthetic.transitions(random.Random(21), n_sites=5, count=200))
+    await feed(engine, synthetic.as_messages(TOPICS.site_events, items))
     async with engine.begin() as conn:
         await conn.execute(
             sa.text("UPDATE jetpack_monitor_sites SET current_state='down', site_status=2")

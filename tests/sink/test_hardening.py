@@ -21,14 +21,15 @@ from sitewatch.migrations.command import upgrade
 from sitewatch.settings import Settings
 from sitewatch.sink import dberrors
 from sitewatch.sink import tables as t
-from sitewatch.sink.batch import REDACTED_VALUE, BatchApplier
+from sitewatch.sink.batch import BatchApplier
+from sitewatch.sink.consumer import Sink
 from sitewatch.sink.db import make_engine
 from sitewatch.sink.dberrors import DbFailure
 from sitewatch.sink.gate import WriteGate
-from sitewatch.sink.service import Sink
+from sitewatch.sink.rows import REDACTED_VALUE
 from sitewatch.streams import records
 
-from . import scenarios
+from . import synthetic
 from .conftest import drop_mysql_db, new_mysql_db, snapshot
 from .helpers import GROUP, NOW_MS, TOPICS, Log, feed
 
@@ -43,7 +44,7 @@ async def test_transition_longer_than_its_columns_is_refused_at_the_edge(
     engine: AsyncEngine,
 ) -> None:
     log = Log()
-    items = list(scenarios.transitions(random.Random(3), n_sites=3, count=30))
+    items = list(synthetic.transitions(random.Random(3), n_sites=3, count=30))
     opened = next(x for x in items if x.reason.value == "opened")
     msgs = [log.transition(x) for x in items[:15]]
     for change in (
@@ -99,7 +100,7 @@ async def test_transient_error_retries_the_whole_batch_without_splitting(
     db_url: str, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = Log()
-    items = list(scenarios.transitions(random.Random(4), n_sites=2, count=20))
+    items = list(synthetic.transitions(random.Random(4), n_sites=2, count=20))
     msgs = [log.transition(x) for x in items]
     sink = Sink(Settings(database_url=db_url, topic_prefix="sinktest."), engine=engine)
     calls: list[int] = []

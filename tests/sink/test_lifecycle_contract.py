@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sitewatch.sink import tables as t
+from sitewatch.sink.drift import check
 from sitewatch.sink.gate import WriteGate
-from sitewatch.sink.projection_cmd import check
 from sitewatch.streams import lifecycle, records, timefmt
 from sitewatch.streams.enums import CheckType
 from sitewatch.streams.message import Record

@@ -23,7 +23,7 @@ from sitewatch.sink.pipeline import Pipeline
 from sitewatch.streams import records
 from sitewatch.streams.message import ConsumedRecord
 
-from . import scenarios
+from . import synthetic
 from .conftest import drop_mysql_db, new_mysql_db, snapshot
 from .helpers import GROUP, NOW_MS, TOPICS, Log, feed
 
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 def log_with_sites(seed: int, n_sites: int, count: int) -> list[ConsumedRecord]:
     """Transitions of `n_sites` sites, with settings, a tombstone and a site that comes back."""
     log = Log()
-    items = list(scenarios.transitions(random.Random(seed), n_sites=n_sites, count=count))
+    items = list(synthetic.transitions(random.Random(seed), n_sites=n_sites, count=count))
     msgs: list[ConsumedRecord] = [log.transition(x) for x in items]
     msgs.insert(len(msgs) // 3, log.site(records.SiteRecord(site_id=1, url="http://a.test/")))
     msgs.insert(len(msgs) // 2, log.tombstone(2))

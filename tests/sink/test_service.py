@@ -20,13 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sitewatch.migrations.command import upgrade
 from sitewatch.sink import tables as t
 from sitewatch.sink.db import make_engine
+from sitewatch.sink.drift import check
 from sitewatch.sink.gate import WriteGate
-from sitewatch.sink.projection_cmd import check
 from sitewatch.streams import records
 from sitewatch.streams.message import Record
 from tests.kafka_util import RunningBroker
 
-from . import scenarios
+from . import synthetic
 from .conftest import PrivateMariaDB, drop_mysql_db, new_mysql_db, snapshot
 from .helpers import (
     feed,
@@ -78,7 +78,7 @@ async def test_sink_process_writes_rows_and_dead_letters_poison(
     broker: RunningBroker, engine: AsyncEngine, db_url: str, unique_prefix: str, tmp_path: Path
 ) -> None:
     names = await make_topics(broker.bootstrap, unique_prefix)
-    items = list(scenarios.transitions(random.Random(2), n_sites=20, count=500))
+    items = list(synthetic.transitions(random.Random(2), n_sites=20, count=500))
     site = records.SiteRecord(site_id=3, url="https://c.example", timeout_s=7)
     sends = transitions_for(names.site_events, items[:250])
     sends.append((names.site_events, b"4", b'{"poison": true}'))
@@ -105,7 +105,7 @@ async def test_shadow_mode_process_leaves_tables_byte_identical(
     broker: RunningBroker, engine: AsyncEngine, db_url: str, unique_prefix: str, tmp_path: Path
 ) -> None:
     names = await make_topics(broker.bootstrap, unique_prefix)
-    items = list(scenarios.transitions(random.Random(4), n_sites=20, count=800))
+    items = list(synthetic.transitions(random.Random(4), n_sites=20, count=800))
     # the database already holds some history (written by a writing sink)
     ends = await produce(broker.bootstrap, transitions_for(names.site_events, items[:300]))
     history = await read_all(broker.bootstrap, [names.site_events], ends)
@@ -166,7 +166,7 @@ async def test_invariant_11_sink_sigkill_loses_and_duplicates_nothing(
     """SIGKILL the sink ≥10 times mid-run over 50,000 transitions; compare with a clean run."""
     names = await make_topics(broker.bootstrap, unique_prefix)
     count = 50_000
-    items = list(scenarios.transitions(random.Random(1111), n_sites=1000, count=count))
+    items = list(synthetic.transitions(random.Random(1111), n_sites=1000, count=count))
     sends = transitions_for(names.site_events, items)
     for site_id in range(1, 60):  # settings interleaved with the transitions
         rec = records.SiteRecord(site_id=site_id, url=f"https://s{site_id}.example")
@@ -229,7 +229,7 @@ async def test_mariadb_restart_mid_run_loses_and_duplicates_nothing(
     url = f"{private_mariadb.server_url}/sink"
     await upgrade(url)
     names = await make_topics(broker.bootstrap, unique_prefix)
-    items = list(scenarios.transitions(random.Random(2024), n_sites=500, count=30_000))
+    items = list(synthetic.transitions(random.Random(2024), n_sites=500, count=30_000))
     ends = await produce(broker.bootstrap, transitions_for(names.site_events, items))
     group = f"{unique_prefix}sink"
     engine = make_engine(url)
@@ -277,10 +277,10 @@ async def test_record_refused_by_the_database_is_dead_lettered_and_the_rest_appl
     from aiokafka import AIOKafkaProducer
 
     from sitewatch.settings import Settings
-    from sitewatch.sink.service import Sink
+    from sitewatch.sink.consumer import Sink
 
     names = await make_topics(broker.bootstrap, unique_prefix)
-    items = list(scenarios.transitions(random.Random(8), n_sites=3, count=40))
+    items = list(synthetic.transitions(random.Random(8), n_sites=3, count=40))
     opened = next(i for i, x in enumerate(items) if x.reason.value == "opened")
     bad = msgspec.structs.replace(
         items[opened], event_id="poison", transition_id="poison:1", discriminator="poison"

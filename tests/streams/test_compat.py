@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from sitewatch import dev
-from sitewatch.notify.service import Kind, kind_of
+from sitewatch.notify.decide import Kind, kind_of
 from sitewatch.streams import records
 from sitewatch.streams.enums import ErrorKind, EventState, Reason, RedirectPolicy, Role
 from sitewatch.streams.message import ConsumedRecord, Record

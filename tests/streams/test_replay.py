@@ -195,18 +195,18 @@ def test_replay_start_and_stop_follow_record_times_not_batches() -> None:
     names = TopicNames("x.")
     base = timefmt.to_ms("2026-11-26T10:00:00.000Z")
     site = records.encode(records.SiteRecord(site_id=1, url="http://one.test/"))
-    rows: list[replay.Raw] = []
+    rows: list[Record] = []
     for i in range(40):
         ok = not (10 <= i < 20)
         _, value = result(1, ok, base + i * 1000, f"r{i}")
-        rows.append(replay.Raw(i, 100 + i, b"1", value))
+        rows.append(Record(names.check_results, 0, i, b"1", value, timestamp=100 + i))
     window = replay.Window(
         start_ms=base + 5000, end_ms=base + 25_000, lookback_ms=2000, grace_ms=1000
     )
 
     def run(chunk: int) -> list[bytes]:
         rp = replay.Replay(Config(), names, window)
-        rp.add_sites(0, [replay.Raw(0, 0, b"1", site)])
+        rp.add_sites(0, [Record(names.sites, 0, 0, b"1", site)])
         for i in range(0, len(rows), chunk):
             if not rp.feed(0, rows[i : i + chunk]):
                 break

@@ -1,4 +1,5 @@
-"""Synthetic lifecycle-like transition sequences (tests, bench P4); valid by construction.
+"""Synthetic lifecycle-like transition sequences (the sink tests, bench P4); valid by
+construction.
 
 Per tuple: open seems_down -> maybe verifier_confirmed down -> close; or a TLS warning
 that moves between warning and degraded and closes; sometimes a cause_linked change.

@@ -1,10 +1,9 @@
-"""`sitewatch api`: the REST API /api/v1, the status pages and /metrics on SITEWATCH_API_LISTEN."""
+"""The API server: its parts put together (database, publisher, app) and served on
+SITEWATCH_API_LISTEN until told to stop (`sitewatch api`, `sitewatch.commands.api`)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
 import sys
 
 import structlog
@@ -23,27 +22,27 @@ from .routing import Context
 log = structlog.get_logger(__name__)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`sitewatch api` is configured by SITEWATCH_API_LISTEN and the common settings."""
-
-
-async def serve(settings: Settings, stop: asyncio.Event) -> int:
-    host, port = settings.api_address
-    engine = (
-        make_engine(settings.db_url, pool_size=10, max_overflow=10)
-        if not (settings.db_url.startswith("sqlite"))
-        else make_engine(settings.db_url)
-    )
+def assemble(settings: Settings) -> Context:
+    """What every handler shares: the database, the publisher, the metrics, the secrets."""
+    # a pool for concurrent requests (SQLite's engine takes no pool sizes)
+    pool = {} if settings.db_url.startswith("sqlite") else {"pool_size": 10, "max_overflow": 10}
     names = TopicNames(settings.topic_prefix)
-    publisher = Publisher(settings.bootstrap_servers, names, settings.partitions)
-    ctx = Context(
-        engine=engine,
-        publisher=publisher,
+    return Context(
+        engine=make_engine(settings.db_url, **pool),
+        publisher=Publisher(settings.bootstrap_servers, names, settings.partitions),
         names=names,
         metrics=ApiMetrics(),
         secrets=settings.secret_box,
         allow_private_targets=settings.probe_allow_private,
     )
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> int:
+    """The REST API /api/v1, the status pages and /metrics until `stop` is set; the exit
+    code (2: the address cannot be listened on)."""
+    host, port = settings.api_address
+    ctx = assemble(settings)
+    engine, publisher = ctx.engine, ctx.publisher
     runner = web.AppRunner(build(ctx), access_log=None, handle_signals=False)
     await runner.setup()
     # the modules and app built so far live as long as the process: keep them out of the
@@ -70,14 +69,3 @@ async def serve(settings: Settings, stop: asyncio.Event) -> int:
         await runner.cleanup()
         await publisher.stop()
         await engine.dispose()
-
-
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    async def main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        return await serve(settings, stop)
-
-    return asyncio.run(main())

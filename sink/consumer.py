@@ -1,4 +1,4 @@
-"""`sitewatch sink`: consume `site-events` and `sites`, write them in one transaction per batch.
+"""The sink's consumer: `site-events` and `sites` into the database, one transaction per batch.
 
 Exactly-once effect without Kafka transactions (ADR 3): the consumer offsets live in
 `sitewatch_offsets`, written in the same transaction as the data, and on every partition
@@ -9,9 +9,7 @@ transition_id). Losing the database means retrying the same batch with back-off.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sitewatch import metrics
 from sitewatch.clock import now_ms
+from sitewatch.retry import backoff
 from sitewatch.settings import Settings
-from sitewatch.streams.broker import group_timeouts, resolve_flavor
+from sitewatch.streams import broker
 from sitewatch.streams.deadletter import send_dead_letter
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.message import ConsumedRecord
@@ -46,6 +45,8 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class Sink:
+    """The consumer group `<prefix>sink`: `run()` until `stop()`; `process()` one batch."""
+
     def __init__(
         self,
         settings: Settings,
@@ -72,20 +73,18 @@ class Sink:
 
     async def _retrying(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
         """Back-off: 0.2 s doubling to 10 s, for as long as the database is away."""
-        delay = 0.2
-        while True:
-            try:
+
+        def on_retry(exc: BaseException, _seconds: float) -> None:
+            metrics.SINK_RETRIES.inc()
+            log.warning(
+                "database unavailable, retrying", what=what, error=dberrors.describe(exc)[:300]
+            )
+
+        async for retry in backoff(
+            first_s=0.2, max_s=10.0, retry_if=_retryable, on_retry=on_retry, stop=self._stop
+        ):
+            with retry:
                 await attempt()
-                return
-            except Exception as exc:
-                if not _retryable(exc) or self._stop.is_set():
-                    raise
-                metrics.SINK_RETRIES.inc()
-                log.warning(
-                    "database unavailable, retrying", what=what, error=dberrors.describe(exc)[:300]
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     async def stored_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         found: dict[TopicPartition, int] = {}
@@ -203,28 +202,26 @@ class Sink:
 
     async def run(self) -> None:
         await self.check_schema()
-        s = self.settings = await resolve_flavor(self.settings)
+        s = self.settings = await broker.resolve_flavor(self.settings)
         await ensure_topics(
             s.bootstrap_servers, self.topics, s.partitions, topics=[Topic.SITES, Topic.SITE_EVENTS]
         )
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
-            group_id=self.group,
-            enable_auto_commit=False,  # offsets live in the database
-            auto_offset_reset="earliest",
+        consumer = broker.group_consumer(
+            s,
+            self.group,
+            session_ms=self.session_timeout_ms,
             max_poll_records=self.max_batch,
             # Tansu answers a waiting fetch only at its end, even when records arrive:
             # aiokafka's 500 ms would be a hop of P5's latency (Kafka answers at once)
             fetch_max_wait_ms=100,
-            **group_timeouts(s, self.session_timeout_ms),
-        )
+        )  # offsets live in the database: never committed to the broker
         served = await metrics.start(
             s,
             metrics.Process.SINK,
             [metrics.sink_stats(self.totals, self.gate.writes)],
             metrics.consumer_lag(lambda: consumer),
         )
-        self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers)
+        self.producer = broker.producer(s.bootstrap_servers)
         await self.producer.start()
         consumer.subscribe(
             [self.topics.site_events, self.topics.sites], listener=_SeekToStored(self, consumer)
@@ -297,33 +294,3 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
 
 class SchemaMissing(RuntimeError):
     """The sink's tables are not there."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--batch-size", type=int, default=10_000, help="most records per transaction"
-    )
-    parser.add_argument(
-        "--session-timeout-ms",
-        type=int,
-        default=None,
-        help="consumer group session timeout (default 6000 on Tansu, 10000 on Kafka)",
-    )
-
-
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    async def main() -> None:
-        sink = Sink(settings, max_batch=args.batch_size, session_timeout_ms=args.session_timeout_ms)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, sink.stop)
-        await sink.run()
-
-    if settings.db_url.startswith("sqlite"):
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        asyncio.run(main())
-    except SchemaMissing as exc:
-        log.error(str(exc))
-        return 2
-    return 0

@@ -1,5 +1,5 @@
 """`sitewatch keys create|list|revoke`: API keys (the token is printed once, alone on the
-last line; only its SHA-256 is stored)."""
+last line; only its SHA-256 is stored). The keys themselves: `sitewatch.api.keys`."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import argparse
 import asyncio
 import sys
 
+from sitewatch.api import keys
+from sitewatch.api.timefmt import wire
 from sitewatch.settings import Settings
-from sitewatch.sink.db import make_engine
-
-from . import keys
-from .timefmt import wire
+from sitewatch.sink.db import connect_once
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,30 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _create(settings: Settings, name: str, scope: keys.Scope) -> tuple[keys.ApiKey, str]:
-    engine = make_engine(settings.db_url)
-    try:
-        async with engine.begin() as conn:
-            return await keys.create(conn, name, scope)
-    finally:
-        await engine.dispose()
+    async with connect_once(settings.db_url, begin=True) as conn:
+        return await keys.create(conn, name, scope)
 
 
 async def _list(settings: Settings) -> list[keys.ApiKey]:
-    engine = make_engine(settings.db_url)
-    try:
-        async with engine.connect() as conn:
-            return await keys.list_keys(conn)
-    finally:
-        await engine.dispose()
+    async with connect_once(settings.db_url) as conn:
+        return await keys.list_keys(conn)
 
 
 async def _revoke(settings: Settings, name: str) -> int:
-    engine = make_engine(settings.db_url)
-    try:
-        async with engine.begin() as conn:
-            return await keys.revoke(conn, name)
-    finally:
-        await engine.dispose()
+    async with connect_once(settings.db_url, begin=True) as conn:
+        return await keys.revoke(conn, name)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,29 +1,24 @@
-"""`sitewatch projection check [--repair]`: rebuild the projection from the transitions.
+"""Drift of the site projection: rebuilt from the transitions, compared, repaired.
 
-Folds `jetmon_event_transitions` in log order (`id`) through the same `SiteTracker` the
-live sink uses, compares with the projection columns of every site row, reports the
-sites that drift (exit 1) and, with `--repair`, rewrites them through the write gate.
+What `sitewatch projection check [--repair]` runs. Folds `jetmon_event_transitions` in
+log order (`id`) through the same `SiteTracker` the live sink uses, compares with the
+projection columns of every site row, reports the sites that drift and, with `repair`,
+rewrites them through the write gate.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
-import structlog
 
-from sitewatch.settings import Settings
-from sitewatch.streams.enums import EventState, Reason
+from sitewatch.streams.enums import EventState, LegacySiteStatus, Reason, Severity, SiteState
 
 from . import tables as t
-from .batch import projection_of, upsert
-from .db import make_engine
 from .gate import Tx, WriteGate
 from .projection import UP, Change, Projection, SiteTracker
-
-log = structlog.get_logger(__name__)
+from .write import upsert
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +66,17 @@ async def rebuild(tx: Tx) -> dict[int, Projection]:
     return {site_id: tracker.projection() for site_id, tracker in trackers.items()}
 
 
+def projection_of(row: Any) -> Projection:
+    """The stored projection of a `jetpack_monitor_sites` row."""
+    return Projection(
+        SiteState(row.current_state),
+        Severity(row.current_severity),
+        row.active_event_id,
+        LegacySiteStatus(row.site_status),
+        row.last_status_change,
+    )
+
+
 async def check(gate: WriteGate, repair: bool = False) -> list[Drift]:
     async with gate.transaction() as tx:
         rebuilt = await rebuild(tx)
@@ -88,26 +94,3 @@ async def check(gate: WriteGate, repair: bool = False) -> list[Drift]:
                 [{"site_id": d.site_id, **d.rebuilt.as_row()} for d in drifts],
             )
     return drifts
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["check"], help="rebuild and compare")
-    parser.add_argument(
-        "--repair", action="store_true", help="rewrite drifting sites (obeys SITEWATCH_SINK_WRITES)"
-    )
-
-
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    async def main() -> list[Drift]:
-        engine = make_engine(settings.db_url)
-        try:
-            return await check(WriteGate(engine, settings.sink_writes), repair=args.repair)
-        finally:
-            await engine.dispose()
-
-    drifts = asyncio.run(main())
-    for d in drifts:
-        print(f"site {d.site_id}: live {d.live} != rebuilt {d.rebuilt}")
-    repaired = args.repair and settings.sink_writes
-    print(f"{len(drifts)} drifting site(s)" + (", repaired" if repaired and drifts else ""))
-    return 1 if drifts else 0  # drift found is reported as failure, repaired or not
