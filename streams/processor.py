@@ -26,14 +26,13 @@ import msgspec
 import structlog
 
 from . import lifecycle, records, retention
-from .deadletter import dead_letter_for
+from .deadletter import dead_letter_for, error_of
 from .enums import CheckType, Role
 from .message import ConsumedRecord, Record
 from .outputs import Keyed, Output, Stats
 from .retention import MAX_STATE_BYTES, TIME_UNKNOWN
 from .state import Config, LifecycleState, SiteConfig, dump_state, load_state
 from .stores import DELETED, Recent, SiteRecordStore, StateStore
-from .stores import MemoryStore as MemoryStore  # where replay imports it from
 from .timers import Timers
 
 log = structlog.get_logger(__name__)
@@ -106,7 +105,7 @@ class Processor:
             try:
                 inp = decode(msg.value or b"")
             except Exception as exc:  # any failure to decode is poison, even a RecursionError
-                self._dead_letter(b.out, msg, _describe(exc), now_ms)
+                self._dead_letter(b.out, msg, error_of(exc), now_ms)
                 continue
             if isinstance(inp, records.Tick):  # narrows the union for mypy
                 self._tick(inp, msg, b, now_ms)
@@ -172,7 +171,7 @@ class Processor:
         except Exception as exc:
             # stored by an older version under looser limits: unusable until the next
             # `sites` record of the site; it counts as deleted, loudly, not as a crash
-            log.error("stored site settings do not decode", key=key, error=_describe(exc))
+            log.error("stored site settings do not decode", key=key, error=error_of(exc))
             site = None
         self._decoded.put(key, partition, (raw, site))
         return site
@@ -188,7 +187,7 @@ class Processor:
                 self._delete_site(key, msg, b)
                 return
         except Exception as exc:
-            self._dead_letter(b.out, msg, _describe(exc), now_ms)
+            self._dead_letter(b.out, msg, error_of(exc), now_ms)
             return
         self.stats.sites += 1
         value = msg.value
@@ -214,7 +213,7 @@ class Processor:
                     inp = records.decode_input(item.value)
                     assert not isinstance(inp, records.Tick)
                 except Exception as exc:  # parked under older, looser limits
-                    self._dead_letter(b.out, held, _describe(exc), now_ms)
+                    self._dead_letter(b.out, held, error_of(exc), now_ms)
                     continue
                 self._apply(key, inp.site_id, inp, held, value, b, now_ms)
 
@@ -367,7 +366,7 @@ class Processor:
             log.exception("applying a record failed; dead-lettered", key=key, offset=msg.offset)
             if snapshot is not None:
                 b.states[key] = load_state(snapshot)
-            self._dead_letter(b.out, msg, f"internal error applying it: {_describe(exc)}", now_ms)
+            self._dead_letter(b.out, msg, f"internal error applying it: {error_of(exc)}", now_ms)
             return
         b.states[key] = state
         out = b.out
@@ -400,8 +399,3 @@ class Processor:
     def _dead_letter(self, out: Output, msg: ConsumedRecord, error: str, now_ms: int) -> None:
         self.stats.dead_letters += 1
         out.dead_letters.append((msg.key, dead_letter_for(msg, error, self.consumer, now_ms)))
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return text if isinstance(exc, ValueError) and text else f"{type(exc).__name__}: {text}"
