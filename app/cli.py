@@ -13,27 +13,29 @@ from collections.abc import Sequence
 
 from . import logs, settings
 
-#: name -> (module, one-line help). Add a command by adding a row.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "dev": ("sitewatch.commands.dev", "the whole system locally with a live view (no setup)"),
-    "broker": (
-        "sitewatch.commands.broker",
-        "run the bundled Tansu broker on loopback (dev, tests)",
-    ),
-    "worker": ("sitewatch.streams.worker", "the Faust lifecycle agent"),
-    "settings": ("sitewatch.commands.settings", "list every SITEWATCH_* setting with its default"),
-    "probe": ("sitewatch.commands.probe", "check the sites this process owns (consumer group)"),
-    "verifier": ("sitewatch.commands.verifier", "answer verify requests as --name LOCATION"),
-    "fleet": ("sitewatch.commands.fleet", "serve local demo sites with scripted behaviours"),
-    "migrate": ("sitewatch.commands.migrate", "create/upgrade the database schema (Alembic)"),
-    "sink": ("sitewatch.commands.sink", "write site-events and sites into the database"),
-    "projection": ("sitewatch.commands.projection", "check (and --repair) the site projection"),
-    "replay": ("sitewatch.commands.replay", "re-run the lifecycle over a time range (--diff)"),
-    "notify": ("sitewatch.commands.notify", "send signed webhooks for downs and recoveries"),
-    "webhooks": ("sitewatch.commands.webhooks", "manage webhook subscriptions"),
-    "api": ("sitewatch.commands.api", "serve the REST API /api/v1 and /metrics"),
-    "keys": ("sitewatch.commands.keys", "manage API keys (create prints the token once)"),
+#: name -> one-line help. Each command is the module `sitewatch.commands.<name>`
+#: (`app/commands/`); add one by adding its module and a row here.
+COMMANDS: dict[str, str] = {
+    "dev": "the whole system locally with a live view (no setup)",
+    "broker": "run the bundled Tansu broker on loopback (dev, tests)",
+    "worker": "the Faust lifecycle agent",
+    "settings": "list every SITEWATCH_* setting with its default",
+    "probe": "check the sites this process owns (consumer group)",
+    "verifier": "answer verify requests as --name LOCATION",
+    "fleet": "serve local demo sites with scripted behaviours",
+    "migrate": "create/upgrade the database schema (Alembic)",
+    "sink": "write site-events and sites into the database",
+    "projection": "check (and --repair) the site projection",
+    "replay": "re-run the lifecycle over a time range (--diff)",
+    "notify": "send signed webhooks for downs and recoveries",
+    "webhooks": "manage webhook subscriptions",
+    "api": "serve the REST API /api/v1 and /metrics",
+    "keys": "manage API keys (create prints the token once)",
 }
+
+
+def command_module(name: str) -> str:
+    return f"sitewatch.commands.{name}"
 
 
 def build_parser(chosen: str | None) -> argparse.ArgumentParser:
@@ -43,7 +45,8 @@ def build_parser(chosen: str | None) -> argparse.ArgumentParser:
         "(`sitewatch settings` lists them).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
+    for name, help_text in COMMANDS.items():
+        module = command_module(name)
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.set_defaults(_module=module)
         if name == chosen:

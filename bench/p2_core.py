@@ -20,8 +20,9 @@ from sitewatch import gcpolicy
 from sitewatch.streams import lifecycle, records, timefmt
 from sitewatch.streams.enums import CheckType
 from sitewatch.streams.message import Record
-from sitewatch.streams.processor import MemoryStore, Processor
-from sitewatch.streams.state import Config, SiteConfig, SiteState
+from sitewatch.streams.processor import Processor
+from sitewatch.streams.state import Config, LifecycleState, SiteConfig
+from sitewatch.streams.stores import MemoryStore
 
 BASE = timefmt.to_ms("2026-11-26T00:00:00.000Z")
 
@@ -57,10 +58,10 @@ def progress(label: str, done: int, total: int) -> None:
 
 def bench_core(inputs: list[records.CheckResult], sites: int) -> float:
     configs = {
-        s: lifecycle.SiteSettings(s, SiteConfig(site_id=s, url="http://x/"), Config())
+        s: lifecycle.SiteContext(s, SiteConfig(site_id=s, url="http://x/"), Config())
         for s in range(1, sites + 1)
     }
-    states: dict[int, SiteState | None] = {}
+    states: dict[int, LifecycleState | None] = {}
     apply = lifecycle.apply
     start = time.perf_counter()
     for pos, inp in enumerate(inputs):

@@ -39,22 +39,6 @@ class _Sender(Protocol):
     ) -> object: ...
 
 
-def dead_letter_for(
-    msg: ConsumedRecord, error: str, consumer: str, now_ms: int
-) -> records.DeadLetter:
-    """The dead letter of a consumed message."""
-    return make_dead_letter(
-        topic=msg.topic,
-        partition=msg.partition,
-        offset=msg.offset,
-        key=msg.key,
-        value=msg.value,
-        error=error,
-        consumer=consumer,
-        now_ms=now_ms,
-    )
-
-
 def error_of(exc: BaseException) -> str:
     """The error a dead letter carries: the validator's own words, else the exception."""
     text = str(exc)
@@ -113,18 +97,12 @@ def _text_of(data: bytes, truncated: bool) -> tuple[str, str]:
     return text, "utf-8"
 
 
-def make_dead_letter(
-    *,
-    topic: str,
-    partition: int,
-    offset: int,
-    key: bytes | None,
-    value: bytes | None,
-    error: str,
-    consumer: str,
-    now_ms: int,
+def dead_letter_for(
+    msg: ConsumedRecord, error: str, consumer: str, now_ms: int
 ) -> records.DeadLetter:
-    """Wrap an unusable message: a redacted prefix of its value, its size and digest."""
+    """The dead letter of a consumed message: a redacted prefix of its value, its size
+    and digest."""
+    key, value = msg.key, msg.value
     text: str | None = None
     encoding = "utf-8"
     size: int | None = None
@@ -141,9 +119,9 @@ def make_dead_letter(
         if len(key_text) > KEY_CHARS:
             key_text = key_text[:KEY_CHARS] + "…"
     return records.DeadLetter(
-        topic=topic,
-        partition=partition,
-        offset=offset,
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
         key=key_text,
         value=text,
         value_encoding=encoding,  # type: ignore[arg-type]
@@ -183,14 +161,14 @@ async def send_dead_letter(
     return True
 
 
+def _origin(letter: records.DeadLetter) -> dict[str, object]:
+    """Where the dead-lettered record is: the first fields of both log events."""
+    return {"topic": letter.topic, "partition": letter.partition, "offset": letter.offset}
+
+
 def log_dead_letter(letter: records.DeadLetter) -> None:
     log.warning(
-        "dead-lettered record",
-        topic=letter.topic,
-        partition=letter.partition,
-        offset=letter.offset,
-        error=letter.error,
-        consumer=letter.consumer,
+        "dead-lettered record", **_origin(letter), error=letter.error, consumer=letter.consumer
     )
 
 
@@ -198,9 +176,7 @@ def log_unsent(letter: records.DeadLetter, exc: BaseException) -> None:
     """A dead letter that could not be published: said once, then skipped."""
     log.error(
         "dead letter not sent; skipped",
-        topic=letter.topic,
-        partition=letter.partition,
-        offset=letter.offset,
+        **_origin(letter),
         value_sha256=letter.value_sha256,
         error=f"{type(exc).__name__}: {exc}"[:300],
     )

@@ -3,138 +3,44 @@
 It takes messages of `check-results` and `sites` in their partition order, runs
 `lifecycle.apply` with each site's state loaded once per batch, keeps the index of
 pending timers that ticks fire, and returns what to publish. No Faust, no Kafka
-client: state and settings come through two small protocols, so the worker backs
-them with Faust tables and replay with dicts.
+client: lifecycle states and raw `sites` records come through two small store protocols,
+so the worker backs them with Faust tables and replay with dicts.
 
 Nothing orders records across the two topics, so a result can overtake the first
 `sites` record of its site. Such a result is parked in the site's state (durably, with
-its offset) and applied when the settings arrive, never dropped or misapplied.
+its offset) and applied when its `sites` record arrives, never dropped or misapplied.
 
 Nothing a record holds can stop the batch or grow a site's state without bound: any
 failure to decode (or to apply) a record dead-letters it; parked results are capped in
-count and bytes and expire after `PARKED_TTL_MS` of stream time; a deleted site is
-purged from both tables and the timer index once its events are closed and its outbox
-has aged out; the settings cache is bounded; and a tick looks only at what is due.
+count and bytes and expire after `retention.PARKED_TTL_MS` of stream time; a deleted site
+is purged from both tables and the timer index once its events are closed and its outbox
+has aged out; the site-record cache is bounded; and a tick looks only at what is due.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from itertools import islice
-from typing import Final, Generic, NamedTuple, Protocol, TypeVar
+from typing import Final
 
 import msgspec
 import structlog
 
-from . import lifecycle, records
-from .deadletter import dead_letter_for
+from . import lifecycle, records, retention
+from .deadletter import dead_letter_for, error_of
 from .enums import CheckType, Role
 from .message import ConsumedRecord, Record
-from .state import OUTBOX_HORIZON_MS, Config, Parked, SiteConfig, SiteState, dump_state, load_state
+from .outputs import Keyed, Output, Stats
+from .retention import MAX_STATE_BYTES, TIME_UNKNOWN
+from .state import Config, LifecycleState, SiteConfig, dump_state, load_state
+from .stores import DELETED, Recent, SiteRecordStore, StateStore
+from .timers import Timers
 
 log = structlog.get_logger(__name__)
 
-V = TypeVar("V")
-
-#: settings value of a deleted site (a tombstone on `sites`) while its state lasts
-DELETED: Final = b""
-#: results parked per site while its settings are unknown; older ones are dropped
-MAX_PARKED: Final = 1000
-MAX_PARKED_BYTES: Final = 128 * 1024
-#: a parked result whose site got no settings for this long (stream time) is dropped
-PARKED_TTL_MS: Final = 3_600_000
-#: a site state encoded larger than this is trimmed (parked, then outbox) before it is
-#: stored: the changelog's messages must stay under the broker's 1 MiB limit
-MAX_STATE_BYTES: Final = 768 * 1024
-#: decoded settings kept; past this the oldest half goes (cheap, and bounded)
+#: decoded site records kept; past this the oldest half goes (cheap, and bounded)
 MAX_CACHED_SETTINGS: Final = 8_192
 #: decoded states kept between batches; past this the oldest half goes
 MAX_CACHED_STATES: Final = 8_192
-#: `deleted_at` of a site deleted before its partition's stream time was known
-_TIME_UNKNOWN: Final = -1
-
-
-class StateStore(Protocol):
-    def get(self, key: bytes, msg: ConsumedRecord) -> bytes | None: ...
-
-    def put(self, key: bytes, value: bytes, msg: ConsumedRecord) -> None: ...
-
-    def delete(self, key: bytes, msg: ConsumedRecord) -> None: ...
-
-
-class SettingsStore(Protocol):
-    """Raw `sites` values by key: None never seen (or purged), DELETED after a tombstone."""
-
-    def get(self, key: bytes, msg: ConsumedRecord) -> bytes | None: ...
-
-    def put(self, key: bytes, value: bytes, msg: ConsumedRecord) -> None: ...
-
-    def delete(self, key: bytes, msg: ConsumedRecord) -> None: ...
-
-
-class Keyed(NamedTuple):
-    key: bytes
-    value: bytes
-
-
-@dataclass
-class Output:
-    transitions: list[Keyed] = field(default_factory=list)
-    verify_requests: list[Keyed] = field(default_factory=list)
-    dead_letters: list[tuple[bytes | None, records.DeadLetter]] = field(default_factory=list)
-    applied: int = 0
-
-
-@dataclass
-class Stats:
-    inputs: int = 0
-    ticks: int = 0
-    sites: int = 0
-    transitions: int = 0
-    verify_requests: int = 0
-    dead_letters: int = 0
-    redelivered: int = 0
-    parked: int = 0
-    dropped_parked: int = 0
-    purged: int = 0
-
-
-class Recent(Generic[V]):
-    """Decoded values of the sites seen lately, by key, with their partition.
-
-    The processor is the only writer of its stores, so what it decoded or wrote stays
-    true until it writes again: reading back and decoding every input's state and
-    settings is what this saves. Bounded (the oldest half goes past `limit`), and a
-    partition's entries are dropped when it is revoked (another worker may write it).
-    """
-
-    __slots__ = ("entries", "limit")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.entries: dict[bytes, tuple[int, V]] = {}
-
-    def get(self, key: bytes) -> tuple[int, V] | None:
-        return self.entries.get(key)
-
-    def put(self, key: bytes, partition: int, value: V) -> None:
-        entries = self.entries
-        entries.pop(key, None)  # newest last: the oldest are first to go
-        entries[key] = (partition, value)
-        if len(entries) > self.limit:
-            for old in list(islice(entries, len(entries) - self.limit // 2)):
-                del entries[old]
-
-    def pop(self, key: bytes) -> None:
-        self.entries.pop(key, None)
-
-    def forget(self, partitions: set[int]) -> None:
-        self.entries = {k: v for k, v in self.entries.items() if v[0] not in partitions}
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
 
 class _Batch:
@@ -143,61 +49,12 @@ class _Batch:
     __slots__ = ("dirty", "out", "parts", "purged", "states")
 
     def __init__(self) -> None:
-        self.states: dict[bytes, SiteState | None] = {}
+        self.states: dict[bytes, LifecycleState | None] = {}
         #: partition of each key in `states`
         self.parts: dict[bytes, int] = {}
         self.dirty: dict[bytes, ConsumedRecord] = {}
         self.purged: dict[bytes, ConsumedRecord] = {}
         self.out = Output()
-
-
-class Timers:
-    """Pending timers: `due` is the truth (key -> (partition, deadline)); a heap per
-    partition finds what is due without scanning every timer. Heap entries that no
-    longer match `due` are stale and skipped; the heaps are rebuilt when stale entries
-    outnumber live ones."""
-
-    def __init__(self) -> None:
-        self.due: dict[bytes, tuple[int, int]] = {}
-        self._heaps: dict[int, list[tuple[int, bytes]]] = {}
-        self._entries = 0
-
-    def schedule(self, key: bytes, partition: int, deadline: int | None) -> None:
-        if deadline is None:
-            self.due.pop(key, None)
-            return
-        if self.due.get(key) == (partition, deadline):
-            return
-        self.due[key] = (partition, deadline)
-        heapq.heappush(self._heaps.setdefault(partition, []), (deadline, key))
-        self._entries += 1
-        if self._entries > 2 * len(self.due) + 1024:
-            self._rebuild()
-
-    def pop_due(self, partition: int, at: int) -> list[bytes]:
-        """Keys of `partition` whose deadline is at or before `at` (sorted), unscheduled."""
-        heap = self._heaps.get(partition)
-        found: list[bytes] = []
-        while heap and heap[0][0] <= at:
-            deadline, key = heapq.heappop(heap)
-            self._entries -= 1
-            if self.due.get(key) == (partition, deadline):
-                del self.due[key]
-                found.append(key)
-        return sorted(found)
-
-    def forget(self, partitions: set[int]) -> None:
-        self.due = {k: v for k, v in self.due.items() if v[0] not in partitions}
-        self._rebuild()
-
-    def _rebuild(self) -> None:
-        heaps: dict[int, list[tuple[int, bytes]]] = {}
-        for key, (partition, deadline) in self.due.items():
-            heaps.setdefault(partition, []).append((deadline, key))
-        for heap in heaps.values():
-            heapq.heapify(heap)
-        self._heaps = heaps
-        self._entries = len(self.due)
 
 
 _CheckResult: Final = records.CheckResult
@@ -210,14 +67,14 @@ class Processor:
         self,
         config: Config,
         states: StateStore,
-        settings: SettingsStore,
+        site_records: SiteRecordStore,
         results_topic: str,
         sites_topic: str,
         consumer: str,
     ) -> None:
         self.config = config
         self.states = states
-        self.settings = settings
+        self.site_records = site_records
         self.results_topic = results_topic
         self.sites_topic = sites_topic
         self.consumer = consumer
@@ -225,9 +82,9 @@ class Processor:
         #: partition -> newest input time seen on it (anchors the worker's ticks)
         self.stream_time: dict[int, int] = {}
         self.stats = Stats()
-        #: raw settings (what the store holds) and their decoded form, by site key
+        #: raw site records (what the store holds) and their decoded form, by site key
         self._decoded: Recent[tuple[bytes, SiteConfig | None]] = Recent(MAX_CACHED_SETTINGS)
-        self._states: Recent[SiteState] = Recent(MAX_CACHED_STATES)
+        self._states: Recent[LifecycleState] = Recent(MAX_CACHED_STATES)
 
     @property
     def deadlines(self) -> dict[bytes, tuple[int, int]]:
@@ -248,7 +105,7 @@ class Processor:
             try:
                 inp = decode(msg.value or b"")
             except Exception as exc:  # any failure to decode is poison, even a RecursionError
-                self._dead_letter(b.out, msg, _describe(exc), now_ms)
+                self._dead_letter(b.out, msg, error_of(exc), now_ms)
                 continue
             if isinstance(inp, records.Tick):  # narrows the union for mypy
                 self._tick(inp, msg, b, now_ms)
@@ -263,7 +120,7 @@ class Processor:
             self.stats.inputs += 1
             newest[msg.partition] = inp
             known = self._decoded.get(key)
-            raw = known[1][0] if known is not None else self.settings.get(key, msg)
+            raw = known[1][0] if known is not None else self.site_records.get(key, msg)
             if raw is None or self._has_parked(key, msg, b):
                 self._park(key, inp, msg, b)
             else:
@@ -293,7 +150,7 @@ class Processor:
         for key, partition, raw in items:
             state = self._decode_state(key, raw)
             if state is not None:
-                self.timers.schedule(key, partition, self._deadline(state))
+                self.timers.schedule(key, partition, retention.next_deadline(state, self.config))
 
     def forget_partitions(self, partitions: set[int]) -> None:
         self.timers.forget(partitions)
@@ -314,7 +171,7 @@ class Processor:
         except Exception as exc:
             # stored by an older version under looser limits: unusable until the next
             # `sites` record of the site; it counts as deleted, loudly, not as a crash
-            log.error("stored site settings do not decode", key=key, error=_describe(exc))
+            log.error("stored site settings do not decode", key=key, error=error_of(exc))
             site = None
         self._decoded.put(key, partition, (raw, site))
         return site
@@ -330,7 +187,7 @@ class Processor:
                 self._delete_site(key, msg, b)
                 return
         except Exception as exc:
-            self._dead_letter(b.out, msg, _describe(exc), now_ms)
+            self._dead_letter(b.out, msg, error_of(exc), now_ms)
             return
         self.stats.sites += 1
         value = msg.value
@@ -338,7 +195,7 @@ class Processor:
             # the worker needs to know there are headers, never their values
             blank = {name: "" for name in rec.custom_headers}
             value = records.encode(msgspec.structs.replace(rec, custom_headers=blank))
-        self.settings.put(key, value, msg)
+        self.site_records.put(key, value, msg)
         self._decoded.pop(key)  # decoded again on its next use
         state = self._load(key, msg, b)
         if state is None:
@@ -356,7 +213,7 @@ class Processor:
                     inp = records.decode_input(item.value)
                     assert not isinstance(inp, records.Tick)
                 except Exception as exc:  # parked under older, looser limits
-                    self._dead_letter(b.out, held, _describe(exc), now_ms)
+                    self._dead_letter(b.out, held, error_of(exc), now_ms)
                     continue
                 self._apply(key, inp.site_id, inp, held, value, b, now_ms)
 
@@ -367,20 +224,20 @@ class Processor:
         if state is None:
             # kept briefly all the same, so that its late results change nothing rather
             # than wait parked for settings
-            state = b.states[key] = SiteState()
+            state = b.states[key] = LifecycleState()
         if state.parked:
             self.stats.dropped_parked += len(state.parked)
             state.parked = []
-        self.settings.put(key, DELETED, msg)
+        self.site_records.put(key, DELETED, msg)
         self._decoded.put(key, msg.partition, (DELETED, None))
         if state.deleted_at is None:
-            state.deleted_at = self.stream_time.get(msg.partition, _TIME_UNKNOWN)
+            state.deleted_at = self.stream_time.get(msg.partition, TIME_UNKNOWN)
         b.dirty[key] = msg
         self._schedule(key, msg.partition, state)
 
     def _purge(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> None:
         """Forget a site everywhere: state, settings, timers, the settings cache."""
-        self.settings.delete(key, msg)
+        self.site_records.delete(key, msg)
         b.states[key] = None
         b.dirty.pop(key, None)
         b.purged[key] = msg
@@ -395,7 +252,7 @@ class Processor:
         if at > self.stream_time.get(msg.partition, -1):
             self.stream_time[msg.partition] = at
         for key in self.timers.pop_due(msg.partition, at):
-            raw = self.settings.get(key, msg)
+            raw = self.site_records.get(key, msg)
             state = self._load(key, msg, b)
             if state is None:
                 continue
@@ -407,48 +264,36 @@ class Processor:
             self._housekeep(key, state, at, msg, b)
 
     def _housekeep(
-        self, key: bytes, state: SiteState, at: int, msg: ConsumedRecord, b: _Batch
+        self, key: bytes, state: LifecycleState, at: int, msg: ConsumedRecord, b: _Batch
     ) -> None:
         """Expire parked results and purge a deleted site whose time has come."""
         if state.parked:
-            keep = [p for p in state.parked if p.at + PARKED_TTL_MS > at]
-            if len(keep) != len(state.parked):
-                self.stats.dropped_parked += len(state.parked) - len(keep)
+            dropped = retention.expire_parked(state, at)
+            if dropped:
+                self.stats.dropped_parked += dropped
                 log.warning("dropped parked results: their site never got settings", key=key)
-                state.parked = keep
                 b.dirty[key] = msg
         if state.deleted_at is not None and not state.open:
-            if state.deleted_at == _TIME_UNKNOWN:
+            if state.deleted_at == TIME_UNKNOWN:
                 state.deleted_at = at
                 b.dirty[key] = msg
-            elif at >= _purge_at(state):
+            elif at >= retention.purge_at(state):
                 self._purge(key, msg, b)
                 return
         if (
             not state.open
             and not state.parked
             and state.deleted_at is None
-            and self.settings.get(key, msg) is None
+            and self.site_records.get(key, msg) is None
         ):
             self._purge(key, msg, b)  # only parked results kept it: they are gone
             return
         self._schedule(key, msg.partition, state)
 
-    def _deadline(self, state: SiteState) -> int | None:
-        """When this site next needs a tick: core timers, parked expiry, its purge."""
-        best = lifecycle.next_deadline(state, self.config) if state.open else None
-        if state.parked:
-            expiry = min(p.at for p in state.parked) + PARKED_TTL_MS
-            best = expiry if best is None else min(best, expiry)
-        if state.deleted_at is not None and not state.open:
-            purge = 0 if state.deleted_at == _TIME_UNKNOWN else _purge_at(state)
-            best = purge if best is None else min(best, purge)
-        return best
+    def _schedule(self, key: bytes, partition: int, state: LifecycleState) -> None:
+        self.timers.schedule(key, partition, retention.next_deadline(state, self.config))
 
-    def _schedule(self, key: bytes, partition: int, state: SiteState) -> None:
-        self.timers.schedule(key, partition, self._deadline(state))
-
-    def _decode_state(self, key: bytes, raw: bytes) -> SiteState | None:
+    def _decode_state(self, key: bytes, raw: bytes) -> LifecycleState | None:
         try:
             return load_state(raw)
         except Exception as exc:
@@ -457,13 +302,13 @@ class Processor:
             log.error("stored site state does not decode; starting afresh", key=key, error=str(exc))
             return None
 
-    def _load(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> SiteState | None:
+    def _load(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> LifecycleState | None:
         states = b.states
         if key in states:
             return states[key]
         hit = self._states.get(key)
         if hit is not None:
-            state: SiteState | None = hit[1]
+            state: LifecycleState | None = hit[1]
         else:
             raw = self.states.get(key, msg)
             state = self._decode_state(key, raw) if raw else None
@@ -478,18 +323,14 @@ class Processor:
     def _park(self, key: bytes, inp: lifecycle.Input, msg: ConsumedRecord, b: _Batch) -> None:
         state = self._load(key, msg, b)
         if state is None:
-            state = b.states[key] = SiteState()
-        if any(p.position == msg.offset for p in state.parked):
-            return  # redelivered while still parked
+            state = b.states[key] = LifecycleState()
         assert msg.value is not None
-        state.parked.append(
-            Parked(position=msg.offset, value=msg.value, at=lifecycle.input_time(inp))
-        )
-        size = sum(len(p.value) for p in state.parked)
-        while len(state.parked) > 1 and (len(state.parked) > MAX_PARKED or size > MAX_PARKED_BYTES):
-            size -= len(state.parked.pop(0).value)
-            self.stats.dropped_parked += 1
+        dropped = retention.park(state, msg.offset, msg.value, lifecycle.input_time(inp))
+        if dropped is None:
+            return  # redelivered while still parked
+        for _ in range(dropped):
             log.warning("dropped a parked result: its site never got settings", key=key)
+        self.stats.dropped_parked += dropped
         b.dirty[key] = msg
         self.stats.parked += 1
         self._schedule(key, msg.partition, state)
@@ -500,13 +341,13 @@ class Processor:
         site_id: int,
         inp: lifecycle.Input,
         msg: ConsumedRecord,
-        raw_settings: bytes,
+        raw_site: bytes,
         b: _Batch,
         now_ms: int,
     ) -> None:
         state = self._load(key, msg, b)
-        site = self.site_config(key, raw_settings, msg.partition)
-        settings = lifecycle.SiteSettings(site_id, site, self.config)
+        site = self.site_config(key, raw_site, msg.partition)
+        context = lifecycle.SiteContext(site_id, site, self.config)
         before = state.position if state is not None else -1
         # the core updates the state in place: keep a copy unless this is its trivial
         # path (a healthy primary result with nothing open), to undo a failed apply
@@ -520,12 +361,12 @@ class Processor:
         ):
             snapshot = dump_state(state)
         try:
-            state, effects = lifecycle.apply(state, inp, settings, msg.offset)
+            state, effects = lifecycle.apply(state, inp, context, msg.offset)
         except Exception as exc:
             log.exception("applying a record failed; dead-lettered", key=key, offset=msg.offset)
             if snapshot is not None:
                 b.states[key] = load_state(snapshot)
-            self._dead_letter(b.out, msg, f"internal error applying it: {_describe(exc)}", now_ms)
+            self._dead_letter(b.out, msg, f"internal error applying it: {error_of(exc)}", now_ms)
             return
         b.states[key] = state
         out = b.out
@@ -546,51 +387,15 @@ class Processor:
         if state.open or key in self.timers.due:
             self._schedule(key, msg.partition, state)
 
-    def _dump(self, key: bytes, state: SiteState) -> bytes:
+    def _dump(self, key: bytes, state: LifecycleState) -> bytes:
         data = dump_state(state)
         if len(data) <= MAX_STATE_BYTES:
             return data
-        # a last resort (the core bounds marks, ids, open events and the outbox): lose
-        # parked results first, then the oldest re-emission records, never the events
         log.error("site state too large; trimming it", key=key, bytes=len(data))
-        while len(data) > MAX_STATE_BYTES and (state.parked or len(state.outbox) > 1):
-            if state.parked:
-                self.stats.dropped_parked += 1
-                state.parked.pop(0)
-            else:
-                state.outbox.pop(0)
-            data = dump_state(state)
+        data, dropped = retention.trim(state, data)
+        self.stats.dropped_parked += dropped
         return data
 
     def _dead_letter(self, out: Output, msg: ConsumedRecord, error: str, now_ms: int) -> None:
         self.stats.dead_letters += 1
         out.dead_letters.append((msg.key, dead_letter_for(msg, error, self.consumer, now_ms)))
-
-
-def _purge_at(state: SiteState) -> int:
-    """When a deleted site's state may go: once no redelivered input can still need what
-    its outbox would re-emit."""
-    assert state.deleted_at is not None
-    last = max((e.at for e in state.outbox), default=state.deleted_at)
-    return max(state.deleted_at, last) + OUTBOX_HORIZON_MS
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return text if isinstance(exc, ValueError) and text else f"{type(exc).__name__}: {text}"
-
-
-class MemoryStore:
-    """A dict behind the store protocols: replay, tests and benchmarks."""
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-
-    def get(self, key: bytes, msg: ConsumedRecord) -> bytes | None:
-        return self.data.get(key)
-
-    def put(self, key: bytes, value: bytes, msg: ConsumedRecord) -> None:
-        self.data[key] = value
-
-    def delete(self, key: bytes, msg: ConsumedRecord) -> None:
-        self.data.pop(key, None)

@@ -10,6 +10,10 @@ one pass (`decode_*` also bound the whole value); anything still invalid after t
 any exception a reader gets (a `RecursionError` from a deeply nested value, ...), makes
 the record poison for the dead-letter topic.
 
+What a field admits (sizes, lengths, timestamp formats) is in `limits`, the lenient
+second pass of the readers in `lenient`, the message keys in `keys`; the names the rest
+of the code uses are all read from here.
+
 The JSON Schema files under `schemas/` are generated from these classes
 (`python -m sitewatch.streams.schemas_gen`) and checked in tests, so the files
 downstream consumers read never drift from the code.
@@ -17,18 +21,16 @@ downstream consumers read never drift from the code.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, Final, Generic, Literal, TypeVar
+import inspect
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
-import msgspec.inspect as mi
 
 from .enums import (
     LEGACY_ERROR_KINDS,
     SEVERITY_OF,
     CheckType,
     CommandKind,
-    ErrorCause,
     ErrorKind,
     EventState,
     Reason,
@@ -36,105 +38,61 @@ from .enums import (
     Role,
 )
 
-SCHEMA_VERSION: Final = 1
+# `records` is where the rest of the code reads these from ("as": re-exported)
+from .keys import headers_ref as headers_ref
+from .keys import parse_site_key as parse_site_key
+from .keys import site_key as site_key
+from .lenient import Fixups
+from .lenient import Reader as Reader
+from .limits import (
+    MAX_ACTOR,
+    CertificateTime,
+    EndpointId,
+    ErrorCauseText,
+    EventId,
+    Headers,
+    Id,
+    Keyword,
+    Millis,
+    Name,
+    NonNegativeInt,
+    Offset,
+    PositiveInt,
+    SeverityNumber,
+    SiteId,
+    Text,
+    Url,
+)
+from .limits import MAX_METADATA_DEPTH as MAX_METADATA_DEPTH
+from .limits import MAX_NAME as MAX_NAME
+from .limits import Timestamp as Timestamp
 
-# -- limits ---------------------------------------------------------------------------
-# Sizes and lengths match the database columns (sink/tables.py, migrations/) and keep one
-# site's worker state well under the broker's 1 MiB message limit: a record over them is
-# refused where it is read (a dead letter saying which field), never half-stored.
+SCHEMA_VERSION: Final = 1
+#: how the `Reader`s take what other producers write (see the module docstring)
+LIBERAL: Final = (
+    "Read liberally: an absent or null optional field takes its default, an unknown\n"
+    "field is ignored."
+)
 
 #: largest value a reader decodes, per record type (checked before decoding)
 MAX_SITE_BYTES: Final = 64 * 1024
 MAX_INPUT_BYTES: Final = 16 * 1024
 MAX_VERIFY_REQUEST_BYTES: Final = 16 * 1024
 MAX_TRANSITION_BYTES: Final = 64 * 1024
-#: JSON nesting allowed in `metadata` (MariaDB refuses JSON nested 32 deep)
-MAX_METADATA_DEPTH: Final = 16
-#: signed 64-bit: BIGINT columns
-MAX_BIGINT: Final = 2**63 - 1
-#: signed 32-bit: INTEGER columns
-MAX_INT: Final = 2**31 - 1
-#: probe and verifier names; `verifier:<name>` must fit `source` (255)
-MAX_NAME: Final = 64
-#: operator names; `operator:<actor>` must fit `source` (255)
-MAX_ACTOR: Final = 128
-
-
-def _timestamp_pattern(years: str, leap_years: str) -> str:
-    """ISO-8601 UTC that is a real calendar moment: month 1-12, the month's own days,
-    29 February only in leap years. Anything this accepts parses, so no reader meets a
-    `month must be in 1..12` after decoding."""
-    month_day = (
-        r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])"
-        r"|(?:0[13-9]|1[0-2])-(?:29|30)"
-        r"|(?:0[13578]|1[02])-31)"
-    )
-    clock = r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|[+-]00:00)"
-    return f"^(?:{years}-{month_day}|{leap_years}-02-29){clock}$"
-
-
-#: stream times (inputs, transitions): 1970 to 8999, so that deadlines computed from them
-#: (plus any timeout) still format as a four-digit year
-_STREAM_YEARS: Final = r"(?:19[7-9]\d|[2-8]\d{3})"
-_STREAM_LEAP_YEARS: Final = (
-    r"(?:19(?:7[26]|8[048]|9[26])|[2-8]\d(?:0[48]|[2468][048]|[13579][26])"
-    r"|(?:[2468][048]|[357][26])00)"
-)
-#: certificate dates: X.509 uses 9999-12-31 for "no expiry"
-_ANY_YEARS: Final = r"[1-9]\d{3}"
-_ANY_LEAP_YEARS: Final = (
-    r"(?:[1-9]\d(?:0[48]|[2468][048]|[13579][26])|(?:[2468][048]|[13579][26])00)"
-)
-
-Timestamp = Annotated[
-    str,
-    msgspec.Meta(
-        pattern=_timestamp_pattern(_STREAM_YEARS, _STREAM_LEAP_YEARS),
-        description="ISO-8601 UTC (years 1970-8999); emitted with milliseconds: "
-        "2026-11-26T10:00:00.000Z",
-    ),
-]
-CertificateTime = Annotated[
-    str,
-    msgspec.Meta(
-        pattern=_timestamp_pattern(_ANY_YEARS, _ANY_LEAP_YEARS),
-        description="ISO-8601 UTC (years 1000-9999), a certificate's notAfter",
-    ),
-]
-SiteId = Annotated[
-    int, msgspec.Meta(gt=0, le=MAX_BIGINT, description="positive site id; also the key")
-]
-EndpointId = Annotated[int, msgspec.Meta(gt=0, le=MAX_BIGINT)]
-PositiveInt = Annotated[int, msgspec.Meta(gt=0, le=MAX_INT)]
-NonNegativeInt = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
-Offset = Annotated[int, msgspec.Meta(ge=0, le=MAX_BIGINT)]
-SeverityNumber = Annotated[int, msgspec.Meta(ge=0, le=4, description="0 up .. 4 down")]
-Millis = Annotated[float, msgspec.Meta(ge=0)]
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME)]
-Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
-Keyword = Annotated[str, msgspec.Meta(max_length=1024)]
-Text = Annotated[str, msgspec.Meta(max_length=2048)]
-#: an HTTP field name (RFC 9110 token) and a value without CR, LF or NUL
-HeaderName = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-]
-HeaderValue = Annotated[str, msgspec.Meta(max_length=4096, pattern=r"^[^\r\n\x00]*$")]
-Headers = Annotated[dict[HeaderName, HeaderValue], msgspec.Meta(max_length=32)]
-#: free text, not an enum on the wire: a reader must not refuse a cause it does not know
-ErrorCauseText = Annotated[
-    str,
-    msgspec.Meta(
-        description="the finer cause behind `error` (which stays one of its classes); "
-        "readers accept any value",
-        examples=[c.value for c in ErrorCause],
-    ),
-]
 
 
 class Record(msgspec.Struct, kw_only=True):
     schema_version: Literal[1] = 1
+
+
+R = TypeVar("R", bound=Record)
+
+
+def _read_liberally(cls: type[R]) -> type[R]:
+    """A record that other teams' producers write too: its docstring (and so its JSON
+    Schema description) says how it is read."""
+    cls.__doc__ = f"{inspect.cleandoc(cls.__doc__ or '')}\n\n{LIBERAL}"
+    return cls
 
 
 class MaintenanceWindow(msgspec.Struct, kw_only=True):
@@ -142,12 +100,9 @@ class MaintenanceWindow(msgspec.Struct, kw_only=True):
     end: Timestamp
 
 
+@_read_liberally
 class SiteRecord(Record, kw_only=True):
-    """Value of the compacted `sites` topic (a null value deletes the site).
-
-    Read liberally: an absent or null optional field takes its default, an unknown
-    field is ignored.
-    """
+    """Value of the compacted `sites` topic (a null value deletes the site)."""
 
     site_id: SiteId
     url: Url
@@ -183,12 +138,9 @@ class Timings(msgspec.Struct, kw_only=True, omit_defaults=True):
     total: Millis | None = None
 
 
+@_read_liberally
 class CheckResult(Record, kw_only=True, tag="result", tag_field="kind"):
-    """One observation by a probe (`primary`) or a verifier (answering `request_id`).
-
-    Read liberally: an absent or null optional field takes its default, an unknown
-    field is ignored.
-    """
+    """One observation by a probe (`primary`) or a verifier (answering `request_id`)."""
 
     result_id: Id
     site_id: SiteId
@@ -207,12 +159,9 @@ class CheckResult(Record, kw_only=True, tag="result", tag_field="kind"):
     error_cause: ErrorCauseText | None = None
 
 
+@_read_liberally
 class Command(Record, kw_only=True, tag="command", tag_field="kind"):
-    """An operator's instruction, ordered with the results of its site.
-
-    Read liberally: an absent or null optional field takes its default, an unknown
-    field is ignored.
-    """
+    """An operator's instruction, ordered with the results of its site."""
 
     command_id: Id
     site_id: SiteId
@@ -238,12 +187,9 @@ class Tick(Record, kw_only=True, tag="tick", tag_field="kind"):
 CheckInput = CheckResult | Command | Tick
 
 
+@_read_liberally
 class VerifyRequest(Record, kw_only=True):
-    """The worker asks every verifier location to check one failing site.
-
-    Read liberally: an absent or null optional field takes its default, an unknown
-    field is ignored.
-    """
+    """The worker asks every verifier location to check one failing site."""
 
     request_id: Id
     site_id: SiteId
@@ -262,12 +208,9 @@ class VerifyRequest(Record, kw_only=True):
     requested_at: Timestamp
 
 
+@_read_liberally
 class Transition(Record, kw_only=True):
-    """One change to one event: a record of `site-events`, the canonical history.
-
-    Read liberally: an absent or null optional field takes its default, an unknown
-    field is ignored.
-    """
+    """One change to one event: a record of `site-events`, the canonical history."""
 
     transition_id: Id
     event_id: EventId
@@ -337,86 +280,6 @@ class DeadLetter(Record, kw_only=True):
 # One encoder for every record: dict keys sorted, so equal records are equal bytes.
 _encoder = msgspec.json.Encoder(order="deterministic")
 
-T = TypeVar("T")
-
-
-class Reader(Generic[T]):
-    """Decodes one topic's records, liberally (module docstring).
-
-    Our own records, and most others, take the strict decoder in one pass. Only a
-    record it refuses is decoded again to plain JSON, cleaned up (`_lenient`) and
-    validated by `msgspec.convert`, so leniency costs nothing on the common path and
-    the error of a record that is invalid either way names the field at fault.
-    """
-
-    __slots__ = ("_finish", "_info", "_strict", "_type")
-
-    def __init__(self, type_: Any, finish: Callable[[T], T] | None = None) -> None:
-        self._type = type_
-        self._strict: msgspec.json.Decoder[T] = msgspec.json.Decoder(type_)
-        self._info = mi.type_info(type_)
-        #: completes a decoded record from its other fields (both paths)
-        self._finish = finish
-
-    def decode(self, data: bytes | str) -> T:
-        try:
-            rec = self._strict.decode(data)
-        except msgspec.ValidationError:
-            return self.convert(msgspec.json.decode(data))
-        return rec if self._finish is None else self._finish(rec)
-
-    def convert(self, raw: Any) -> T:
-        """Validate an already decoded JSON value (e.g. a `sites` record edited in place)."""
-        rec: T = msgspec.convert(_lenient(raw, self._info), self._type)
-        return rec if self._finish is None else self._finish(rec)
-
-
-def _accepts_null(node: mi.Type) -> bool:
-    if isinstance(node, mi.Metadata):
-        node = node.type
-    if isinstance(node, mi.NoneType):
-        return True
-    return isinstance(node, mi.UnionType) and any(_accepts_null(t) for t in node.types)
-
-
-def _lenient(value: Any, node: mi.Type) -> Any:
-    """`value` with what a liberal reader forgives made explicit (see `Reader`)."""
-    if isinstance(node, mi.Metadata):
-        node = node.type
-    if isinstance(node, mi.StructType):
-        return _lenient_struct(value, node) if isinstance(value, dict) else value
-    if isinstance(node, mi.UnionType):
-        structs = [t for t in node.types if isinstance(t, mi.StructType)]
-        if isinstance(value, dict) and structs:
-            for st in structs:  # a tagged union: the member its tag names
-                if st.tag_field is None or value.get(st.tag_field) == st.tag:
-                    return _lenient_struct(value, st)
-            return value
-        lists = [t for t in node.types if isinstance(t, mi.ListType)]
-        if isinstance(value, list) and lists:
-            return _lenient(value, lists[0])
-        return value
-    if isinstance(node, mi.ListType) and isinstance(value, list):
-        return [_lenient(v, node.item_type) for v in value]
-    return value
-
-
-def _lenient_struct(value: dict[str, Any], node: mi.StructType) -> dict[str, Any]:
-    out = dict(value)
-    for f in node.fields:
-        name = f.encode_name
-        if name not in out:
-            continue
-        if out[name] is None:
-            if not f.required and not _accepts_null(f.type):
-                del out[name]  # null means "not given": the default applies
-        else:
-            out[name] = _lenient(out[name], f.type)
-    fixup = _FIXUPS.get(node.cls)
-    if fixup is not None:
-        fixup(out)
-    return out
-
 
 def _endpoint_zero_is_null(raw: dict[str, Any]) -> None:
     # the event tuple reads `endpoint_id or 0`: 0 is the site itself, like null
@@ -461,43 +324,21 @@ def _finish_transition(tr: Transition) -> Transition:
     return tr
 
 
-_FIXUPS: Final[dict[type, Callable[[dict[str, Any]], None]]] = {
+_FIXUPS: Final[Fixups] = {
     CheckResult: _fix_result,
     VerifyRequest: _endpoint_zero_is_null,
     Transition: _fix_transition,
 }
 
-site_decoder: Final[Reader[SiteRecord]] = Reader(SiteRecord)
-input_decoder: Final[Reader[CheckInput]] = Reader(CheckInput)
-verify_request_decoder: Final[Reader[VerifyRequest]] = Reader(VerifyRequest)
-transition_decoder: Final[Reader[Transition]] = Reader(Transition, _finish_transition)
-dead_letter_decoder: Final[Reader[DeadLetter]] = Reader(DeadLetter)
+site_decoder: Final[Reader[SiteRecord]] = Reader(SiteRecord, _FIXUPS)
+input_decoder: Final[Reader[CheckInput]] = Reader(CheckInput, _FIXUPS)
+verify_request_decoder: Final[Reader[VerifyRequest]] = Reader(VerifyRequest, _FIXUPS)
+transition_decoder: Final[Reader[Transition]] = Reader(Transition, _FIXUPS, _finish_transition)
+dead_letter_decoder: Final[Reader[DeadLetter]] = Reader(DeadLetter, _FIXUPS)
 
 
 def encode(record: msgspec.Struct) -> bytes:
     return _encoder.encode(record)
-
-
-def site_key(site_id: int) -> bytes:
-    """Message key of every per-site record: the decimal site id."""
-    return str(site_id).encode()
-
-
-def headers_ref(site_id: int) -> str:
-    """A verify request's reference to the custom headers of its site's `sites` record."""
-    return f"sites:{site_id}"
-
-
-def parse_site_key(key: bytes | None) -> int:
-    """The site id of a message key: canonical decimal only (`42`, not `042` or `٤٢`),
-    so that a key the readers accept is the key the producers partition by."""
-    if key is None or not 0 < len(key) <= 19 or not key.isdigit() or key[:1] == b"0":
-        shown = key if key is None or len(key) <= 40 else key[:40] + b"..."
-        raise ValueError(f"message key must be the decimal site id, got {shown!r}")
-    site_id = int(key)
-    if site_id > MAX_BIGINT:
-        raise ValueError(f"site id {site_id} is out of range")
-    return site_id
 
 
 def check_size(value: bytes, limit: int) -> None:

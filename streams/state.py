@@ -29,18 +29,33 @@ MAX_MARK_IDS: Final = 8
 MAX_OPEN_EVENTS: Final = 64
 
 
+#: a `sites` record with only what it requires: its defaults are SiteConfig's
+_DEFAULT: Final = records.SiteRecord(site_id=1, url="https://example.invalid/")
+#: what a SiteConfig takes from its `sites` record as it is
+_AS_RECORDED: Final = (
+    "site_id",
+    "url",
+    "active",
+    "timeout_s",
+    "num_of_checks",
+    "peer_offline_limit",
+    "keyword",
+    "redirect_policy",
+)
+
+
 class SiteConfig(msgspec.Struct, frozen=True, kw_only=True):
     """What the core needs from a `sites` record, with times pre-parsed."""
 
     site_id: int
     url: str
-    active: bool = True
-    timeout_s: int = 10
-    num_of_checks: int = 3
-    peer_offline_limit: int = 3
-    verify_timeout_ms: int = 15_000
-    keyword: str | None = None
-    redirect_policy: RedirectPolicy = RedirectPolicy.FOLLOW
+    active: bool = _DEFAULT.active
+    timeout_s: int = _DEFAULT.timeout_s
+    num_of_checks: int = _DEFAULT.num_of_checks
+    peer_offline_limit: int = _DEFAULT.peer_offline_limit
+    verify_timeout_ms: int = _DEFAULT.effective_verify_timeout_s * 1000
+    keyword: str | None = _DEFAULT.keyword
+    redirect_policy: RedirectPolicy = _DEFAULT.redirect_policy
     #: whether verifiers should use the site's custom headers; the values themselves
     #: never reach the worker's state (verifiers read them from `sites`)
     has_custom_headers: bool = False
@@ -50,15 +65,8 @@ class SiteConfig(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def from_record(cls, rec: records.SiteRecord) -> SiteConfig:
         return cls(
-            site_id=rec.site_id,
-            url=rec.url,
-            active=rec.active,
-            timeout_s=rec.timeout_s,
-            num_of_checks=rec.num_of_checks,
-            peer_offline_limit=rec.peer_offline_limit,
+            **{name: getattr(rec, name) for name in _AS_RECORDED},
             verify_timeout_ms=rec.effective_verify_timeout_s * 1000,
-            keyword=rec.keyword,
-            redirect_policy=rec.redirect_policy,
             has_custom_headers=bool(rec.custom_headers),
             maintenance=tuple(
                 (timefmt.to_ms(w.start), timefmt.to_ms(w.end)) for w in rec.maintenance
@@ -86,7 +94,7 @@ class Verification(msgspec.Struct, kw_only=True, array_like=True):
     answers: dict[str, bool] = msgspec.field(default_factory=dict)
 
 
-class OpenEvent(msgspec.Struct, kw_only=True, array_like=True):
+class TrackedEvent(msgspec.Struct, kw_only=True, array_like=True):
     event_id: str
     endpoint_id: int | None
     check_type: CheckType
@@ -137,9 +145,9 @@ class Parked(msgspec.Struct, kw_only=True, array_like=True):
     at: int = 0
 
 
-class SiteState(msgspec.Struct, kw_only=True, array_like=True):
+class LifecycleState(msgspec.Struct, kw_only=True, array_like=True):
     #: tuple key -> the open event of that tuple
-    open: dict[str, OpenEvent] = msgspec.field(default_factory=dict)
+    open: dict[str, TrackedEvent] = msgspec.field(default_factory=dict)
     marks: dict[str, TupleMark] = msgspec.field(default_factory=dict)
     #: position (partition offset) of the last input applied; -1 before any
     position: int = -1
@@ -170,12 +178,12 @@ def tuple_key(endpoint_id: int | None, check_type: CheckType, discriminator: str
 
 
 _state_encoder = msgspec.msgpack.Encoder()
-_state_decoder = msgspec.msgpack.Decoder(SiteState)
+_state_decoder = msgspec.msgpack.Decoder(LifecycleState)
 
 
-def dump_state(state: SiteState) -> bytes:
+def dump_state(state: LifecycleState) -> bytes:
     return _state_encoder.encode(state)
 
 
-def load_state(data: bytes) -> SiteState:
+def load_state(data: bytes) -> LifecycleState:
     return _state_decoder.decode(data)

@@ -1,4 +1,5 @@
-"""`sitewatch worker`: the Faust app that runs the lifecycle over `check-results`.
+"""The Faust app that runs the lifecycle over `check-results` (`sitewatch worker`,
+started by `sitewatch.commands.worker`).
 
 A thin shell around `Processor`. Faust owns the consumer group, the assignment, the
 state tables (RocksDB locally, changelog topics in Kafka) and their recovery, and the
@@ -18,13 +19,10 @@ redelivered input produced, and downstream dedups by `transition_id`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
-import sys
+import dataclasses
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +30,17 @@ import faust
 import structlog
 from aiokafka import AIOKafkaProducer
 
-from sitewatch import gcpolicy, logs, metrics
+from sitewatch import gcpolicy, metrics
 from sitewatch.clock import now_ms
 from sitewatch.settings import Settings
 
-from . import records, timefmt
-from .broker import group_timeouts, resolve_flavor
-from .deadletter import log_dead_letter, log_unsent, message_key
+from . import broker, records, timefmt
 from .faust_batching import BatchConsumer, BatchTransport, Fetched, TableRows
-from .kafka_admin import ensure_topics
+from .flights import Flight, land, send_changelog, send_letter
 from .message import ConsumedRecord
 from .processor import Processor
 from .state import Config
-from .topics import Topic, TopicNames
+from .topics import TopicNames
 
 log = structlog.get_logger(__name__)
 
@@ -90,50 +86,6 @@ class RowStore:
         self.rows.put(msg.partition, key, None)  # a tombstone on the changelog
 
 
-async def _send_rows(
-    producer: AIOKafkaProducer,
-    topic: str,
-    partition: int,
-    items: list[tuple[bytes, bytes | None]],
-) -> list[tuple[int, list[tuple[bytes, bytes | None]], Any]]:
-    """Send table rows to their changelog partition as producer batches: for each batch,
-    (partition, its rows, the future of its base offset)."""
-    sent = []
-    start = 0
-    while start < len(items):
-        batch = producer.create_batch()
-        end = start
-        while end < len(items):
-            key, value = items[end]
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                break  # full: the rest goes in the next one
-            end += 1
-        if end == start:
-            raise ValueError(f"a {topic} row does not fit in a producer batch")
-        fut = await producer.send_batch(batch, topic, partition=partition)
-        sent.append((partition, items[start:end], fut))
-        start = end
-    return sent
-
-
-@dataclass
-class _Flight:
-    """A batch processed and sent, waiting for the broker's confirmations."""
-
-    fetched: Fetched
-    started: float
-    #: per table: its rows by partition
-    rows: list[tuple[TableRows, dict[int, list[tuple[bytes, bytes | None]]]]] = field(
-        default_factory=list
-    )
-    #: per table, once sent: (partition, rows, future of the producer batch's base offset)
-    changelog: list[tuple[TableRows, list[tuple[int, list[tuple[bytes, bytes | None]], Any]]]] = (
-        field(default_factory=list)
-    )
-    outputs: list[Any] = field(default_factory=list)
-    letters: list[tuple[records.DeadLetter, Any]] = field(default_factory=list)
-
-
 class Worker:
     """The lifecycle agent's shell around one Faust app."""
 
@@ -158,7 +110,7 @@ class Worker:
         # number, so it sees both in order per topic and never waits on the other.
         self.inputs = app.topic(names.check_results, names.sites, partitions=partitions, **_RAW)
         # key/value `bytes`: the raw codec; the processor encodes state itself
-        self.state_rows, self.settings_rows = (
+        self.state_rows, self.site_rows = (
             TableRows(
                 app.Table(
                     name, partitions=partitions, key_type=bytes, value_type=bytes, options=ROCKSDB
@@ -166,14 +118,14 @@ class Worker:
             )
             for name in ("site-state", "site-settings")
         )
-        self.tables = (self.state_rows, self.settings_rows)
+        self.tables = (self.state_rows, self.site_rows)
         #: outputs confirmed before the changelog rows are sent (not on Tansu: see
         #: complete_batch)
         self.outputs_first = not conf.is_tansu
         self.processor = Processor(
             Config(verifiers=conf.verifier_names, auto_timeout_ms=conf.auto_timeout_s * 1000),
             RowStore(self.state_rows),
-            RowStore(self.settings_rows),
+            RowStore(self.site_rows),
             results_topic=names.check_results,
             sites_topic=names.sites,
             consumer=f"{conf.topic_prefix}worker",
@@ -195,7 +147,7 @@ class Worker:
         app.timer(interval=10.0)(self.report)
 
     def _broker_options(self) -> dict[str, Any]:
-        group = group_timeouts(self.conf)
+        group = broker.group_timeouts(self.conf)
         opts: dict[str, Any] = {
             "broker_session_timeout": group["session_timeout_ms"] / 1000,
             "broker_heartbeat_interval": group["heartbeat_interval_ms"] / 1000,
@@ -211,8 +163,8 @@ class Worker:
         # acks=all, no idempotence (Tansu cannot); on Tansu no lingering either: its
         # end offsets are wrong for multi-record batches (docs/contract.md, broker facts)
         linger = 0 if self.conf.is_tansu else 5
-        return AIOKafkaProducer(
-            bootstrap_servers=self.conf.bootstrap_servers,
+        return broker.producer(
+            self.conf.bootstrap_servers,
             acks="all",
             linger_ms=linger,
             max_batch_size=256 * 1024,
@@ -232,7 +184,7 @@ class Worker:
         gcpolicy.settle()  # Faust and the app are built: keep them out of the collector
         self.producer = producer = self._new_producer()
         await producer.start()
-        flights: asyncio.Queue[_Flight] = asyncio.Queue(IN_FLIGHT)
+        flights: asyncio.Queue[Flight] = asyncio.Queue(IN_FLIGHT)
         completer = asyncio.create_task(self._completer(flights))
         try:
             while True:
@@ -251,7 +203,7 @@ class Worker:
             self.producer = None
             await producer.stop()
 
-    async def _completer(self, flights: asyncio.Queue[_Flight]) -> None:
+    async def _completer(self, flights: asyncio.Queue[Flight]) -> None:
         while True:
             flight = await flights.get()
             try:
@@ -294,7 +246,7 @@ class Worker:
             pending=len(self.processor.deadlines),
         )
 
-    async def send_batch(self, fetched: Fetched) -> _Flight:
+    async def send_batch(self, fetched: Fetched) -> Flight:
         """Process one fetched batch and send all it caused: changelog rows, transitions,
         verify requests, dead letters. Nothing is awaited but the sends' queueing."""
         started = time.perf_counter()
@@ -303,15 +255,18 @@ class Worker:
         producer = self.producer
         assert producer is not None
         # the rows stay visible to later batches (TableRows' overlay) until applied
-        flight = _Flight(fetched, started, [(t, t.take()) for t in self.tables])
+        flight = Flight(fetched, started, [(t, t.take()) for t in self.tables])
         if not self.outputs_first:
-            await self._send_changelog(flight)
+            await send_changelog(producer, flight)
         send = producer.send
         for key, value in out.transitions:
             flight.outputs.append(await send(self.names.site_events, value, key=key))
         for key, value in out.verify_requests:
             flight.outputs.append(await send(self.names.verify_requests, value, key=key))
-        flight.letters = [await self._send_letter(key, letter) for key, letter in out.dead_letters]
+        flight.letters = [
+            await send_letter(producer, self.names.dead_letter(letter.topic), key, letter)
+            for key, letter in out.dead_letters
+        ]
         mono = time.monotonic()
         anchors = self.anchors
         for part, stream_ms in self.processor.stream_time.items():
@@ -319,18 +274,7 @@ class Worker:
                 anchors[part] = (stream_ms, mono)
         return flight
 
-    async def _send_changelog(self, flight: _Flight) -> None:
-        """A batch's table rows to their changelog partitions, one producer batch per
-        partition (their partition is known)."""
-        producer = self.producer
-        assert producer is not None
-        for table, by_part in flight.rows:
-            sent = []
-            for part, items in by_part.items():
-                sent += await _send_rows(producer, table.changelog, part, items)
-            flight.changelog.append((table, sent))
-
-    async def complete_batch(self, flight: _Flight) -> None:
+    async def complete_batch(self, flight: Flight) -> None:
         """Once the broker confirmed all a batch sent: the local store, then the
         acknowledgement, so Faust commits nothing whose effects are not durable. Batches
         complete in order.
@@ -341,24 +285,8 @@ class Worker:
         NOT_LEADER_FOR_PARTITION until it times out, about one run in five of the crash
         test's uninterrupted worker), so there the rows go out with the outputs and the
         outbox covers the window (ADR 6)."""
-        if self.outputs_first:
-            if flight.outputs:
-                await asyncio.gather(*flight.outputs)
-            await self._send_changelog(flight)
-        futures = [fut for _, sent in flight.changelog for *_, fut in sent]
-        futures += flight.outputs
-        if futures:
-            await asyncio.gather(*futures)
-        # a dead letter that fails is logged and skipped: it must not stop the worker
-        letters = [(letter, fut) for letter, fut in flight.letters if fut is not None]
-        outcomes = await asyncio.gather(*(fut for _, fut in letters), return_exceptions=True)
-        for (letter, _), outcome in zip(letters, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                log_unsent(letter, outcome)
-        for table, sent in flight.changelog:
-            table.applied(
-                [(p, items, fut.result().offset + len(items) - 1) for p, items, fut in sent]
-            )
+        assert self.producer is not None
+        await land(self.producer, flight, self.outputs_first)
         self.consumer.ack_all(flight.fetched)
         metrics.observe_batch(
             metrics.WORKER_BATCH_RECORDS,
@@ -366,20 +294,6 @@ class Worker:
             len(flight.fetched.messages),
             flight.started,
         )
-
-    async def _send_letter(
-        self, key: bytes | None, letter: records.DeadLetter
-    ) -> tuple[records.DeadLetter, Any]:
-        """The send's future, or None if it could not even be queued (logged, skipped)."""
-        log_dead_letter(letter)
-        assert self.producer is not None
-        topic = self.names.dead_letter(letter.topic)
-        try:
-            fut = await self.producer.send(topic, records.encode(letter), key=message_key(key))
-        except Exception as exc:
-            log_unsent(letter, exc)
-            return letter, None
-        return letter, fut
 
     async def tick(self) -> None:
         """Stream clock: one tick per owned partition, anchored on its stream time."""
@@ -401,21 +315,8 @@ class Worker:
 
     async def report(self) -> None:
         gcpolicy.tidy()
-        s = self.processor.stats
-        log.info(
-            "worker stats",
-            inputs=s.inputs,
-            ticks=s.ticks,
-            transitions=s.transitions,
-            verify_requests=s.verify_requests,
-            dead_letters=s.dead_letters,
-            redelivered=s.redelivered,
-            sites=s.sites,
-            parked=s.parked,
-            dropped_parked=s.dropped_parked,
-            purged=s.purged,
-            pending_timers=len(self.processor.deadlines),
-        )
+        stats = dataclasses.asdict(self.processor.stats)
+        log.info("worker stats", **stats, pending_timers=len(self.processor.deadlines))
 
     def input_lag(self) -> metrics.LagReader:
         """Lag of the worker's inputs: end offset minus committed offset per owned
@@ -440,60 +341,3 @@ class Worker:
             return out
 
         return read
-
-
-class _Worker(faust.Worker):  # type: ignore[misc]
-    """Faust's worker, keeping sitewatch's structured logs instead of its own format."""
-
-    conf: Settings
-
-    def _setup_logging(self) -> None:
-        logs.configure(self.conf.log_level, self.conf.log_format)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--loglevel", default="warning", help="Faust's own log level")
-
-
-def run(args: argparse.Namespace, conf: Settings) -> int:
-    # Until Faust installs its own handlers, a stop request simply ends the process.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    names = TopicNames(conf.topic_prefix)
-    loop = _new_loop()
-    asyncio.set_event_loop(loop)
-    conf = loop.run_until_complete(resolve_flavor(conf))
-    counts = loop.run_until_complete(ensure_topics(conf.bootstrap_servers, names, conf.partitions))
-    partitions = counts.get(names.name(Topic.CHECK_RESULTS), conf.partitions)
-    if counts.get(names.sites, partitions) != partitions:
-        log.error(
-            "sites and check-results must have the same partition count",
-            sites=counts.get(names.sites),
-            check_results=partitions,
-        )
-        return 2
-    (Path(conf.state_dir) / "worker").mkdir(parents=True, exist_ok=True)
-    worker = Worker(conf, partitions)
-    # on the worker's own loop, before Faust starts: scrapes read the processor in-loop
-    loop.run_until_complete(
-        metrics.start(
-            conf,
-            metrics.Process.WORKER,
-            [metrics.worker_stats(worker.processor)],
-            worker.input_lag(),
-        )
-    )
-    runner = _Worker(
-        worker.app, loglevel=args.loglevel, loop=loop, quiet=True, redirect_stdouts=False
-    )
-    runner.conf = conf
-    runner.execute_from_commandline()
-    return 0
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where it is installed: a cheaper loop for the worker's many small awaits."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()

@@ -7,8 +7,9 @@ from collections.abc import Iterable, Sequence
 
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.message import Record
-from sitewatch.streams.processor import MemoryStore, Processor
+from sitewatch.streams.processor import Processor
 from sitewatch.streams.state import Config
+from sitewatch.streams.stores import MemoryStore
 from sitewatch.streams.topics import TopicNames
 
 from .whatif import WhatIf

@@ -29,9 +29,10 @@ from sitewatch.sink.gate import WriteGate
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import CheckType
 from sitewatch.streams.message import Record
-from sitewatch.streams.processor import MemoryStore, Processor
+from sitewatch.streams.processor import Processor
 from sitewatch.streams.replay import Replay, Window, record_stamp
 from sitewatch.streams.state import Config
+from sitewatch.streams.stores import MemoryStore
 from sitewatch.streams.topics import Topic, TopicNames
 
 from .hostile import VALID, hostile, poison

@@ -68,7 +68,7 @@ async def test_lifecycle_transitions_apply_without_contradiction(engine: AsyncEn
     produced: list[records.Transition] = []
     open_events: set[str] = set()
     for site_id in range(1, 16):
-        settings = lifecycle.SiteSettings(
+        settings = lifecycle.SiteContext(
             site_id, SiteConfig(site_id=site_id, url="https://x.example", num_of_checks=2), config
         )
         state = None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from sitewatch.streams import lifecycle, records, timefmt
 from sitewatch.streams.enums import CheckType, CommandKind, Role
-from sitewatch.streams.state import Config, SiteConfig, SiteState
+from sitewatch.streams.state import Config, LifecycleState, SiteConfig
 
 T0 = timefmt.to_ms("2026-11-26T10:00:00.000Z")
 
@@ -75,7 +75,7 @@ class Run:
     )
     config: Config = field(default_factory=Config)
     site_id: int = 1
-    state: SiteState | None = None
+    state: LifecycleState | None = None
     position: int = 0
     transitions: list[records.Transition] = field(default_factory=list)
     requests: list[records.VerifyRequest] = field(default_factory=list)
@@ -84,7 +84,7 @@ class Run:
         out: list[records.Transition] = []
         for inp in inputs:
             self.position += 1
-            settings = lifecycle.SiteSettings(self.site_id, self.site, self.config)
+            settings = lifecycle.SiteContext(self.site_id, self.site, self.config)
             self.state, effects = lifecycle.apply(self.state, inp, settings, self.position)
             out.extend(effects.transitions)
             self.requests.extend(effects.verify_requests)

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from sitewatch.streams import processor, records, timefmt
+from sitewatch.streams import outputs, processor, records, retention, stores, timefmt
 from sitewatch.streams.message import ConsumedRecord, Record
-from sitewatch.streams.processor import MemoryStore, Processor, Timers
+from sitewatch.streams.processor import Processor
 from sitewatch.streams.state import (
     MAX_MARK_IDS,
     MAX_MARKS,
@@ -24,6 +24,8 @@ from sitewatch.streams.state import (
     Config,
     load_state,
 )
+from sitewatch.streams.stores import MemoryStore
+from sitewatch.streams.timers import Timers
 
 from .scenario import T0, result, tick
 
@@ -45,24 +47,24 @@ class Worker:
         self.offsets[topic] += 1
         return Record(topic, 0, off, key, value)
 
-    def site(self, site_id: int = 1, **fields: Any) -> processor.Output:
+    def site(self, site_id: int = 1, **fields: Any) -> outputs.Output:
         rec = records.SiteRecord(site_id=site_id, url="http://x.test/", **fields)
         return self.feed(self._msg(S, records.site_key(site_id), records.encode(rec)))
 
-    def delete(self, site_id: int = 1) -> processor.Output:
+    def delete(self, site_id: int = 1) -> outputs.Output:
         return self.feed(self._msg(S, records.site_key(site_id), None))
 
-    def result(self, rec: records.CheckResult) -> processor.Output:
+    def result(self, rec: records.CheckResult) -> outputs.Output:
         return self.feed(self._msg(R, records.site_key(rec.site_id), records.encode(rec)))
 
-    def tick(self, t: float) -> processor.Output:
+    def tick(self, t: float) -> outputs.Output:
         return self.feed(self._msg(R, None, records.encode(tick(t))))
 
-    def feed(self, *msgs: ConsumedRecord) -> processor.Output:
+    def feed(self, *msgs: ConsumedRecord) -> outputs.Output:
         return self.proc.process(list(msgs), 0)
 
 
-def reasons(out: processor.Output) -> list[str]:
+def reasons(out: outputs.Output) -> list[str]:
     return [records.decode_transition(t.value).reason.value for t in out.transitions]
 
 
@@ -72,7 +74,7 @@ def test_deleted_site_is_purged_from_every_table_and_index() -> None:
     w.result(result(False, 0))  # an open event, a timer
     assert b"1" in w.proc.deadlines
     w.delete()
-    assert w.settings.data[b"1"] == processor.DELETED  # late results change nothing
+    assert w.settings.data[b"1"] == stores.DELETED  # late results change nothing
     assert w.result(result(False, 10)).transitions == [] and w.proc.stats.parked == 0
     # rule 7: the deleted site's event times out on stream time...
     assert reasons(w.tick(HOUR + 1)) == ["auto_timeout"]
@@ -120,18 +122,18 @@ def test_parked_bytes_are_capped_per_site() -> None:
         rec = result(False, n)
         w.result(records.CheckResult(**{**_fields(rec), "detail": big}))
     state = load_state(w.states.data[b"1"])
-    assert sum(len(p.value) for p in state.parked) <= processor.MAX_PARKED_BYTES
+    assert sum(len(p.value) for p in state.parked) <= retention.MAX_PARKED_BYTES
     assert w.proc.stats.dropped_parked > 0
-    assert len(w.states.data[b"1"]) < processor.MAX_PARKED_BYTES + 10_000
+    assert len(w.states.data[b"1"]) < retention.MAX_PARKED_BYTES + 10_000
 
 
 def test_parked_results_of_a_site_that_never_comes_expire() -> None:
     w = Worker()
     w.result(result(False, 0))
     assert b"1" in w.proc.deadlines
-    w.tick(processor.PARKED_TTL_MS / 1000 - 1)
+    w.tick(retention.PARKED_TTL_MS / 1000 - 1)
     assert b"1" in w.states.data
-    w.tick(processor.PARKED_TTL_MS / 1000 + 1)
+    w.tick(retention.PARKED_TTL_MS / 1000 + 1)
     assert w.states.data == {} and w.proc.deadlines == {}
 
 
@@ -157,7 +159,7 @@ def test_endless_endpoint_ids_keep_a_sites_state_bounded() -> None:
         w.result(result(False, 3000 + n, endpoint_id=10_000 + n))
     state = load_state(w.states.data[b"1"])
     assert len(state.marks) <= MAX_MARKS and len(state.open) == MAX_OPEN_EVENTS
-    assert len(w.states.data[b"1"]) < processor.MAX_STATE_BYTES
+    assert len(w.states.data[b"1"]) < retention.MAX_STATE_BYTES
 
 
 def test_results_sharing_one_timestamp_keep_few_ids() -> None:

@@ -19,9 +19,10 @@ from sitewatch.notify.decide import Kind, kind_of
 from sitewatch.streams import records
 from sitewatch.streams.enums import ErrorKind, EventState, Reason, RedirectPolicy, Role
 from sitewatch.streams.message import ConsumedRecord, Record
-from sitewatch.streams.processor import MemoryStore, Processor
+from sitewatch.streams.processor import Processor
 from sitewatch.streams.replay import parse_what_if
 from sitewatch.streams.state import Config
+from sitewatch.streams.stores import MemoryStore
 from tests.wire_samples import FULL, UNKNOWN, Variant, variant, wire
 
 VARIANTS = list(Variant)

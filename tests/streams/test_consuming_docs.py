@@ -16,8 +16,9 @@ import pytest
 from sitewatch.streams import records, schemas_gen
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.message import Record
-from sitewatch.streams.processor import MemoryStore, Processor
+from sitewatch.streams.processor import Processor
 from sitewatch.streams.state import Config
+from sitewatch.streams.stores import MemoryStore
 from sitewatch.streams.topics import TopicNames
 from tests.kafka_util import RunningBroker, produce
 

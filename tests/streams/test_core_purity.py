@@ -7,7 +7,22 @@ from importlib import resources
 
 import pytest
 
-CORE = ["lifecycle.py", "state.py", "records.py", "enums.py", "timefmt.py", "processor.py"]
+CORE = [
+    "lifecycle.py",
+    "state.py",
+    "records.py",
+    "enums.py",
+    "timefmt.py",
+    "processor.py",
+    "stores.py",
+    "timers.py",
+    "retention.py",
+    "rules.py",
+    "limits.py",
+    "lenient.py",
+    "keys.py",
+    "outputs.py",
+]
 FORBIDDEN_MODULES = {
     "faust",
     "aiokafka",

@@ -234,7 +234,7 @@ def test_several_open_events_of_different_tuples() -> None:
 def test_redelivered_input_reemits_what_it_produced() -> None:
     run = Run()
     run.feed(result(False, 0))
-    settings = lifecycle.SiteSettings(1, run.site, run.config)
+    settings = lifecycle.SiteContext(1, run.site, run.config)
     state, effects = lifecycle.apply(run.state, result(False, 0), settings, position=1)
     assert effects.transitions == run.transitions
     state, effects = lifecycle.apply(state, result(False, 5), settings, position=1)

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from sitewatch.streams import deadletter, lifecycle, records
 from sitewatch.streams.message import ConsumedRecord, Record
-from sitewatch.streams.processor import MemoryStore, Processor
+from sitewatch.streams.processor import Processor
 from sitewatch.streams.state import Config
+from sitewatch.streams.stores import MemoryStore
 
 from .scenario import result
 
@@ -67,9 +68,7 @@ def test_deeply_nested_record_is_dead_lettered() -> None:
 
 def test_control_byte_record_gives_a_small_dead_letter() -> None:
     value = bytes(range(32)) * 6400  # 200 KB of control bytes: 6 bytes each as JSON text
-    letter = deadletter.make_dead_letter(
-        topic=R, partition=0, offset=7, key=b"1", value=value, error="bad", consumer="c", now_ms=0
-    )
+    letter = deadletter.dead_letter_for(Record(R, 0, 7, b"1", value), "bad", "c", 0)
     encoded = records.encode(letter)
     assert len(encoded) < 8 * 1024  # was 1.2 MB: over the producer's 1 MiB request limit
     assert letter.value_size == len(value) and letter.value_truncated
@@ -86,9 +85,7 @@ def test_control_byte_record_gives_a_small_dead_letter() -> None:
 
 def test_huge_key_does_not_make_a_huge_dead_letter() -> None:
     key = b"9" * 500_000
-    letter = deadletter.make_dead_letter(
-        topic=R, partition=0, offset=0, key=key, value=b"{", error="e", consumer="c", now_ms=0
-    )
+    letter = deadletter.dead_letter_for(Record(R, 0, 0, key, b"{"), "e", "c", 0)
     assert letter.key is not None and len(letter.key) <= deadletter.KEY_CHARS + 1
     assert len(deadletter.message_key(key) or b"") == 64  # its SHA-256, not the key
 
@@ -102,9 +99,7 @@ def test_huge_key_does_not_make_a_huge_dead_letter() -> None:
 def test_any_dead_letter_is_small_and_valid(
     value: bytes | None, key: bytes | None, error: str
 ) -> None:
-    letter = deadletter.make_dead_letter(
-        topic=R, partition=0, offset=0, key=key, value=value, error=error, consumer="c", now_ms=0
-    )
+    letter = deadletter.dead_letter_for(Record(R, 0, 0, key, value), error, "c", 0)
     encoded = records.encode(letter)
     assert len(encoded) < 40 * 1024
     assert records.dead_letter_decoder.decode(encoded) == letter
@@ -117,9 +112,7 @@ def test_dead_letter_redacts_custom_headers() -> None:
     unparsable = parsable[:-1] + b",,}"
     deep = json.dumps(rec)[:-1].encode() + b',"x":' + b"[" * 3000 + b"}"
     for value in (parsable, unparsable, deep):
-        letter = deadletter.make_dead_letter(
-            topic=S, partition=0, offset=0, key=b"1", value=value, error="e", consumer="c", now_ms=0
-        )
+        letter = deadletter.dead_letter_for(Record(S, 0, 0, b"1", value), "e", "c", 0)
         assert letter.value is not None and letter.value_redacted
         assert "s3cr3t" not in letter.value and "s3cr3t" not in records.encode(letter).decode()
         assert letter.value_sha256 == hashlib.sha256(value).hexdigest()
@@ -280,8 +273,6 @@ class _BrokenProducer:
 
 async def test_dead_letter_that_cannot_be_sent_is_logged_not_fatal() -> None:
     producer = _BrokenProducer()
-    letter = deadletter.make_dead_letter(
-        topic=R, partition=0, offset=0, key=b"1", value=b"{", error="e", consumer="c", now_ms=0
-    )
+    letter = deadletter.dead_letter_for(Record(R, 0, 0, b"1", b"{"), "e", "c", 0)
     assert await deadletter.send_dead_letter(producer, letter, b"1") is False
     assert producer.calls == 1

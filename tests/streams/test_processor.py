@@ -5,8 +5,9 @@ from __future__ import annotations
 from sitewatch.streams import records
 from sitewatch.streams.enums import Reason
 from sitewatch.streams.message import ConsumedRecord, Record
-from sitewatch.streams.processor import MemoryStore, Processor
+from sitewatch.streams.processor import Processor
 from sitewatch.streams.state import Config
+from sitewatch.streams.stores import MemoryStore
 
 from .scenario import result, tick
 

@@ -20,8 +20,9 @@ from sitewatch.streams import records, replay, timefmt
 from sitewatch.streams.enums import CheckType, Role
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.message import Record
-from sitewatch.streams.processor import MemoryStore, Processor
+from sitewatch.streams.processor import Processor
 from sitewatch.streams.state import Config
+from sitewatch.streams.stores import MemoryStore
 from sitewatch.streams.topics import TopicNames
 from tests.kafka_util import SITEWATCH, RunningBroker, produce, read_all, spawn, stop
 

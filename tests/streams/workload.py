@@ -14,10 +14,12 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from sitewatch.streams import processor as proc_mod
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.enums import CheckType
+from sitewatch.streams.message import Record
+from sitewatch.streams.processor import Processor
 from sitewatch.streams.state import Config
+from sitewatch.streams.stores import MemoryStore
 from sitewatch.streams.topics import partition_of
 from tests.kafka_util import RunningBroker, read_all
 
@@ -77,17 +79,15 @@ def env_for(broker: RunningBroker, prefix: str, state: Path) -> dict[str, str]:
 
 def expected_by_core(rows: list[tuple[bytes, bytes]]) -> dict[str, bytes]:
     """What the pure core yields, partition by partition as Kafka orders it."""
-    settings = proc_mod.MemoryStore()
+    site_records = MemoryStore()
     for key, value in sites():
-        settings.data[key] = value
-    processor = proc_mod.Processor(
-        Config(), proc_mod.MemoryStore(), settings, "results", "sites", "test"
-    )
+        site_records.data[key] = value
+    processor = Processor(Config(), MemoryStore(), site_records, "results", "sites", "test")
     offsets = [0] * PARTITIONS
     out: dict[str, bytes] = {}
     for key, value in rows:
         part = partition_of(key, PARTITIONS)
-        msg = proc_mod.Message("results", part, offsets[part], key, value)
+        msg = Record("results", part, offsets[part], key, value)
         offsets[part] += 1
         for _, tr in processor.process([msg], 0).transitions:
             out[records.transition_decoder.decode(tr).transition_id] = tr

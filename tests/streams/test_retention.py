@@ -1,0 +1,66 @@
+"""The rules that bound the processor's bookkeeping in a site's state (streams/retention.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sitewatch.streams import records, retention
+from sitewatch.streams.state import (
+    OUTBOX_HORIZON_MS,
+    Config,
+    Emitted,
+    LifecycleState,
+    SiteConfig,
+    dump_state,
+)
+
+
+def test_site_config_defaults_are_the_sites_record_defaults() -> None:
+    rec = records.SiteRecord(site_id=7, url="https://x.test/")
+    assert SiteConfig.from_record(rec) == SiteConfig(site_id=7, url="https://x.test/")
+
+
+def test_park_skips_a_redelivery_and_keeps_within_the_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(retention, "MAX_PARKED", 3)
+    state = LifecycleState()
+    assert [retention.park(state, pos, b"r", 10 * pos) for pos in range(3)] == [0, 0, 0]
+    assert retention.park(state, 2, b"r", 20) is None  # parked already
+    assert retention.park(state, 3, b"r", 30) == 1  # the oldest made room
+    assert [p.position for p in state.parked] == [1, 2, 3]
+
+
+def test_expired_parked_results_go_and_set_the_deadline() -> None:
+    state = LifecycleState()
+    retention.park(state, 0, b"old", 0)
+    retention.park(state, 1, b"new", 1000)
+    assert retention.next_deadline(state, Config()) == retention.PARKED_TTL_MS
+    assert retention.expire_parked(state, retention.PARKED_TTL_MS) == 1
+    assert [p.position for p in state.parked] == [1]
+    assert retention.expire_parked(state, retention.PARKED_TTL_MS) == 0
+
+
+def test_a_deleted_site_is_due_for_purge_once_its_outbox_aged_out() -> None:
+    state = LifecycleState(deleted_at=5000)
+    state.outbox.append(Emitted(position=1, at=9000, transitions=[], verify_requests=[]))
+    assert retention.purge_at(state) == 9000 + OUTBOX_HORIZON_MS
+    assert retention.next_deadline(state, Config()) == 9000 + OUTBOX_HORIZON_MS
+    unknown = LifecycleState(deleted_at=retention.TIME_UNKNOWN)
+    assert retention.next_deadline(unknown, Config()) == 0  # its time is set on the next tick
+
+
+def test_trim_drops_parked_then_old_outbox_never_the_newest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(retention, "MAX_STATE_BYTES", 64)
+    state = LifecycleState()
+    retention.park(state, 0, b"p" * 100, 0)
+    for pos in range(3):
+        state.outbox.append(
+            Emitted(position=pos, at=pos, transitions=[b"t" * 50], verify_requests=[])
+        )
+    data, dropped = retention.trim(state, dump_state(state))
+    assert dropped == 1 and not state.parked
+    assert [e.position for e in state.outbox] == [2]
+    assert data == dump_state(state)
