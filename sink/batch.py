@@ -23,8 +23,6 @@ from .gate import Tx
 from .load import load
 from .shadow import ShadowOverlay
 
-CONSUMER = "sitewatch-sink"
-
 
 @dataclass(slots=True)
 class BatchResult:
@@ -34,9 +32,9 @@ class BatchResult:
     dead_letters: list[tuple[records.DeadLetter, bytes | None]] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
-    def dead(self, msg: ConsumedRecord, error: str, now_ms: int) -> None:
-        """Dead-letter `msg` with `error`."""
-        self.dead_letters.append((dead_letter_for(msg, error, CONSUMER, now_ms), msg.key))
+    def dead(self, msg: ConsumedRecord, error: str, consumer: str, now_ms: int) -> None:
+        """Dead-letter `msg` with `error`, found by `consumer` (the sink's group)."""
+        self.dead_letters.append((dead_letter_for(msg, error, consumer, now_ms), msg.key))
         self.counts["dead_letters"] += 1
 
 
@@ -85,10 +83,10 @@ class BatchApplier:
         res = BatchResult()
         offsets.advance(res.offsets, messages)
         for msg, error in batch.poison:
-            res.dead(msg, error, now_ms)
+            res.dead(msg, error, self.group, now_ms)
         res.counts.update(changes.counts)
         for c in changes.contradicted:
-            res.dead(c.msg, f"contradicts the database: {c.detail}", now_ms)
+            res.dead(c.msg, f"contradicts the database: {c.detail}", self.group, now_ms)
         rows = write.rows_of(changes, self.secrets)
         # shadow mode's memory keeps growing; a pipelined batch's overlay is its own
         overlay = base if base is self.shadow and base is not None else ShadowOverlay()
@@ -107,10 +105,9 @@ class BatchApplier:
     async def refuse(self, tx: Tx, msg: ConsumedRecord, error: str, now_ms: int) -> BatchResult:
         """Dead-letter one message the database refused, and move its offset past it."""
         res = BatchResult()
-        res.dead_letters.append((dead_letter_for(msg, error, CONSUMER, now_ms), msg.key))
+        res.dead(msg, error, self.group, now_ms)
         offsets.advance(res.offsets, [msg])
         await write.write_offsets(tx, self.group, res.offsets)
         res.counts.update(tx.report)
-        res.counts["dead_letters"] += 1
         res.counts["messages"] += 1
         return res

@@ -18,6 +18,7 @@ import structlog
 
 from . import records, timefmt
 from .message import ConsumedRecord
+from .topics import TopicNames
 
 log = structlog.get_logger(__name__)
 
@@ -151,7 +152,7 @@ async def send_dead_letter(
     log_dead_letter(letter)
     try:
         await producer.send_and_wait(
-            f"{letter.topic}.dead-letter", records.encode(letter), message_key(key)
+            TopicNames.dead_letter(letter.topic), records.encode(letter), message_key(key)
         )
     except asyncio.CancelledError:
         raise

@@ -342,7 +342,7 @@ async def test_poison_records_are_dead_lettered_and_consumers_go_on(pipeline: Pi
         "a dead letter per poison record",
     )
     assert [(d["topic"], d["consumer"]) for d in letters] == [
-        (pipeline.events_topic, "sitewatch-sink")
+        (pipeline.events_topic, f"{pipeline.prefix}sink")
     ] * len(poison)
     assert [d["value_encoding"] for d in letters] == ["utf-8"] * 4 + ["base64"]
     assert letters[0]["value"] == "{not json" and letters[0]["key"] == str(site)

@@ -35,7 +35,6 @@ from sitewatch import crypto
 from sitewatch.devbroker import free_port
 from sitewatch.migrations.command import upgrade
 from sitewatch.notify import signing
-from sitewatch.sink.batch import CONSUMER as SINK_CONSUMER
 from sitewatch.streams import records, timefmt
 from sitewatch.streams.kafka_admin import ensure_topics
 from sitewatch.streams.topics import Topic, TopicNames
@@ -327,7 +326,7 @@ async def scenario(
             "worker": f"{prefix}worker",
             "probe": f"{prefix}probes:fuzz",
             "verifier": f"{prefix}verifier.eu",
-            "sink": SINK_CONSUMER,
+            "sink": f"{prefix}sink",
             "notify": f"{prefix}notify",
         }
         for short, readers in READERS.items():

@@ -98,7 +98,7 @@ async def test_sink_process_writes_rows_and_dead_letters_poison(
     assert await check(WriteGate(engine, True)) == []
     (letter,) = await dead_letters(broker.bootstrap, f"{names.site_events}.dead-letter", 1)
     assert letter.value == '{"poison": true}' and "malformed transition" in letter.error
-    assert letter.topic == names.site_events and letter.consumer == "sitewatch-sink"
+    assert letter.topic == names.site_events and letter.consumer == f"{unique_prefix}sink"
 
 
 async def test_shadow_mode_process_leaves_tables_byte_identical(
