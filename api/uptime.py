@@ -1,19 +1,21 @@
-"""The uptime report's reads, with each site's closed events kept between requests.
+"""The uptime report's reads, with each site's closed events kept between requests
+(ADR 7).
 
 A closed event row never changes (invariant 7: a trigger refuses the update), and every
 change the sink makes to a site's events comes with a new row of `jetmon_event_transitions`
 in the same transaction (its `id` ascends; one sink writes a site at a time). So the
 site's largest transition `id` is a version of its events: while it stays, so do they.
-A request reads, index-only and in O(log n), that version, the site's open events (a few)
-and its first event's start; its closed events only when the version moved, the window
-starts before those kept, or the site row is not the one they were read for. The report
-itself (`availability.report`) stays the one pure function of the rows, and gets the
-rows a full read would give it (tests/api/test_uptime_reads.py).
+A request reads, in one round trip of index lookups, that version and the site's first
+event's start, then its open events (a few). The closed ones are read only when the
+version moved (then only those with a newer transition), the window starts before those
+kept, or the site row is not the one they were read for. The report itself
+(`availability.report`) stays the one pure function of the rows; kept, they are a
+`Timeline` it takes as they would be (tests/api/test_uptime_reads.py).
 
 A site whose events have no transitions (rows written by hand, not by the sink) is
 read in full every time. Bounded: at most `max_sites` sites and `max_spans` rows are
-kept (least recently used first out), and an entry is read again after `ttl_s` whatever
-its version says.
+kept (least recently used first out), and an entry is read in full again after `ttl_s`
+whatever its version says.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class UptimeReads:
     """A site's report inputs over a window, with its closed events kept (one per app)."""
 
     def __init__(
-        self, *, max_sites: int = 256, max_spans: int = 2_000_000, ttl_s: float = 600.0
+        self, *, max_sites: int = 256, max_spans: int = 500_000, ttl_s: float = 600.0
     ) -> None:
         self.max_sites, self.max_spans, self.ttl_s = max_sites, max_spans, ttl_s
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
