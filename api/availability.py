@@ -37,6 +37,8 @@ _start: Final = itemgetter(0)
 #: incidents in the answer's order: by start, then id
 _by_start: Final = itemgetter(0, 1)
 _by_start_id: Final = itemgetter(1, 0)
+#: given events up to this many are put in place one by one; more, sorted all at once
+_FEW: Final = 16
 _end: Final = itemgetter(1)
 
 
@@ -172,8 +174,6 @@ def report(
     seems = _window(kept.seems, extra_seems, start_ms, end_ms)
     seems_only = _subtract(_subtract(seems, excluded), down)
 
-    # the incidents in the window: kept ones by bisection (they begin at most
-    # `longest_ms` before it), then the given ones, all by (start, id)
     # the incidents: those given, and the kept ones in the window, found by bisection
     # (sorted by start, they begin at most `longest_ms` before they end)
     overlap = _Overlap(excluded)
@@ -213,8 +213,11 @@ def report(
         *own(held[crossing:beyond]),
     ]
     given = [e for e in extra if e[0] < end_ms and (end_ms if e[2] is None else e[2]) > start_ms]
-    for inc in own(given):  # a few (open events): each put in its place
-        bisect.insort(incidents, inc, key=_by_start_id)
+    if len(given) > _FEW:
+        incidents = sorted([*incidents, *own(given)], key=_by_start_id)
+    else:  # a few (the open events beside a timeline): each put in its place
+        for inc in own(given):
+            bisect.insort(incidents, inc, key=_by_start_id)
     return Report(
         start_ms=start_ms,
         end_ms=end_ms,
@@ -260,12 +263,14 @@ def _window(merged: list[Interval], extra: list[Interval], lo: int, hi: int) -> 
     part = merged[
         bisect.bisect_right(merged, lo, key=_end) : bisect.bisect_left(merged, hi, key=_start)
     ]
+    if len(extra) > _FEW:  # many (no timeline): all merged at once
+        return _clip([*part, *extra], lo, hi)
     if part:  # only the two ends can stick out of the window
         a, b = part[0]
         part[0] = (lo if a < lo else a, b)
         a, b = part[-1]
         part[-1] = (a, hi if b > hi else b)
-    for a, b in _clip(extra, lo, hi):  # a few (open events): each merged in where it falls
+    for a, b in _clip(extra, lo, hi):  # each merged in where it falls
         i = bisect.bisect_left(part, a, key=_end)  # the first it touches or follows
         j = bisect.bisect_right(part, b, key=_start)  # past the last it touches
         if i < j:
