@@ -89,46 +89,54 @@ class UptimeReads:
     ) -> UptimeInputs:
         """The site's availability events that may overlap [start, end) (a superset, as
         `availability.report` accepts), and the start of its first event ever."""
-        dialect = conn.dialect.name
-        entry = self._entries.get(site_id)
+        old = self._entries.get(site_id)
         version, first = await _version_and_first(conn, site_id)
+        entry = None
         if (
-            entry is None
-            or entry.created_ms != created_ms
-            or entry.after_ms > start_ms
-            or time.monotonic() - entry.read_at >= self.ttl_s
+            old is not None
+            and old.created_ms == created_ms
+            and old.after_ms <= start_ms
+            and time.monotonic() - old.read_at < self.ttl_s
         ):
-            entry = await self._read(conn, site_id, created_ms, version, start_ms, entry)
-        elif entry.version == version:
+            entry = await self._brought_up_to(conn, site_id, old, version)
+        if entry is None:
+            entry = await self._read(conn, site_id, created_ms, version, start_ms, old)
+        opened = await self._open(conn, conn.dialect.name, site_id, end_ms)
+        return UptimeInputs(entry.spans, entry.kept, opened, first, entry.answers)
+
+    async def _brought_up_to(
+        self, conn: AsyncConnection, site_id: int, entry: _Entry, version: int | None
+    ) -> _Entry | None:
+        """`entry` as of `version`, from the events with a newer transition (None: too
+        many of those to read one by one, read everything)."""
+        if entry.version == version:
             self.hits += 1
             self._entries.move_to_end(site_id)
             if len(entry.answers) > 2 * len(entry.kept.whole) + 1_000:  # many windows' edges
                 entry.answers.clear()
-        elif version is not None and entry.version is not None:
-            changed = await _changed_since(conn, site_id, entry.version)
-            if changed is None:
-                entry = await self._read(conn, site_id, created_ms, version, start_ms, entry)
-            else:  # only the events changed since: read those again
-                self.updates += 1
-                fresh = await self._closed(conn, dialect, site_id, entry.after_ms, changed)
-                kept = [s for s in entry.spans if s[0] not in changed]
-                # an event opened or escalated leaves the closed ones as they were
-                same = not fresh and len(kept) == len(entry.spans)
-                spans = entry.spans if same else [*kept, *fresh]
-                entry = _Entry(
-                    created_ms,
-                    version,
-                    entry.after_ms,
-                    spans,
-                    entry.kept if same else timeline(spans),
-                    entry.read_at,
-                    entry.answers,
-                )
-                self._keep(site_id, entry)
-        else:
-            entry = await self._read(conn, site_id, created_ms, version, start_ms, entry)
-        opened = await self._open(conn, dialect, site_id, end_ms)
-        return UptimeInputs(entry.spans, entry.kept, opened, first, entry.answers)
+            return entry
+        if version is None or entry.version is None:
+            return None
+        changed = await _changed_since(conn, site_id, entry.version)
+        if changed is None:
+            return None
+        self.updates += 1
+        fresh = await self._closed(conn, conn.dialect.name, site_id, entry.after_ms, changed)
+        kept = [s for s in entry.spans if s[0] not in changed]
+        # an event opened or escalated leaves the closed ones as they were
+        same = not fresh and len(kept) == len(entry.spans)
+        spans = entry.spans if same else [*kept, *fresh]
+        newer = _Entry(
+            entry.created_ms,
+            version,
+            entry.after_ms,
+            spans,
+            entry.kept if same else timeline(spans),
+            entry.read_at,  # the age that bounds what no version covers
+            entry.answers,
+        )
+        self._keep(site_id, newer)
+        return newer
 
     async def _read(
         self,
