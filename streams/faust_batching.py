@@ -12,7 +12,9 @@ of acknowledged offsets. Two pieces change:
   agent's queue; changelog records still go to Faust's conductor, for recovery), keeping
   Faust's read offsets, gap records (compacted `sites` has holes in its offsets), count
   commits and flow control, and tracks the batch as unacknowledged so that a rebalance
-  waits for it (`Consumer.wait_empty`) before partitions move.
+  waits for it (`Consumer.wait_empty`) before partitions move. A batch fetched before a
+  rebalance began is dropped (its records are read again from the committed offsets),
+  and the partitions a rebalance took away are kept for the worker to forget.
 - `TableRows` reads a table's partition store directly and writes a batch of rows the
   way Faust's own recovery does (`Store.apply_changelog_batch`): changelog records first
   (sent by the caller with the batch's outputs, confirmed by the broker), then one
@@ -64,6 +66,33 @@ OnBatch = Callable[[Fetched], Awaitable[None]]
 OFFSET_KEY = b"__faust\x00offset__"
 
 
+class Rebalances:
+    """What the batch path must know of rebalances: how many have begun (a batch fetched
+    before one began is stale) and which partitions they took away."""
+
+    __slots__ = ("count", "lost", "owned")
+
+    def __init__(self) -> None:
+        self.count = 0
+        #: partitions assigned by the last rebalance
+        self.owned: set[TP] = set()
+        #: partitions taken away since `take_lost` was last asked
+        self.lost: set[TP] = set()
+
+    def begun(self) -> None:
+        self.count += 1
+
+    def assigned(self, assigned: set[TP]) -> None:
+        self.lost |= self.owned - assigned
+        self.owned = set(assigned)
+
+    def take_lost(self) -> set[TP]:
+        """Partitions taken away since the last call, even those given back since:
+        another worker may have written their stores meanwhile."""
+        lost, self.lost = self.lost, set()
+        return lost
+
+
 class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     """Faust's aiokafka consumer, handing each fetched batch to `on_batch` in one call."""
 
@@ -75,6 +104,40 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     gapless_topics: frozenset[str] = frozenset()
     #: how long a fetch may wait for records (aiokafka's fetch_max_wait_ms)
     fetch_max_wait_ms: int = 100
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rebalances = Rebalances()
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self.rebalances.begun()
+        await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self.rebalances.assigned(assigned)
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    def _register(
+        self, batch: list[Any], offsets: dict[TP, list[int]], fetched_in: int
+    ) -> Fetched | None:
+        """The batch as unacknowledged, so that a rebalance waits for it; or None if a
+        rebalance began since it was fetched: its partitions may belong to another worker
+        by now, and Faust seeks every assigned partition back to its committed offset, so
+        its records come again. Between the fetch and this call the loop awaits, and a
+        rebalance's `wait_empty` that ran then did not wait for this batch; processing it
+        anyway wrote a moved partition's changelog behind its new owner's back."""
+        if self.rebalances.count != fetched_in:
+            return None
+        token = InFlight()
+        cast("WeakSet[Any]", self._unacked_messages).add(token)
+        return Fetched(batch, offsets, token)
+
+    async def _drop_stale(self) -> None:
+        self.log.info("dropped a batch fetched before a rebalance; its records come again")
+        if self.flow_active:
+            # the rebalance is over and Faust sought to the committed offsets, but the
+            # loop may have moved its read offsets past them since: seek again
+            await self.perform_seek()
 
     def _new_consumer_thread(self) -> BatchConsumerThread:
         return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -95,6 +158,7 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             while not (consumer_should_stop() or fetcher_should_stop()):
                 batch: list[Any] = []
                 offsets: dict[TP, list[int]] = {}
+                fetched_in = self.rebalances.count
                 for tp, recs in await fetch(1.0):
                     topic = tp.topic
                     batched = topic in batch_topics
@@ -133,10 +197,12 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                     self._n_acked = 0
                     await self.commit()
                 # a rebalance waits for it (wait_empty) before partitions move on
-                token = InFlight()
-                cast("WeakSet[Any]", self._unacked_messages).add(token)
+                fetched = self._register(batch, offsets, fetched_in)
+                if fetched is None:
+                    await self._drop_stale()
+                    continue
                 assert self.on_batch is not None, "BatchConsumer needs on_batch"
-                await self.on_batch(Fetched(batch, offsets, token))
+                await self.on_batch(fetched)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return

@@ -222,20 +222,20 @@ class Worker:
     # -- steps -----------------------------------------------------------------------
 
     def assign(self) -> None:
-        """After a rebalance, index the timers of newly assigned partitions (their tables
-        are recovered by then: Faust resumes fetching only after recovery)."""
-        assigned = {
-            tp.partition
-            for tp in self.consumer.assignment()
-            if tp.topic == self.names.check_results
-        }
-        if assigned == self.indexed:
+        """After a rebalance, forget what the processor holds of partitions taken away
+        (even if given back since: another worker may have written them meanwhile) and
+        index the timers of those now assigned (their tables are recovered by then:
+        Faust resumes fetching only after recovery)."""
+        results = self.names.check_results
+        assigned = {tp.partition for tp in self.consumer.assignment() if tp.topic == results}
+        lost = {tp.partition for tp in self.consumer.rebalances.take_lost() if tp.topic == results}
+        revoked = (self.indexed - assigned) | (self.indexed & lost)
+        if assigned == self.indexed and not revoked:
             return
-        revoked = self.indexed - assigned
         self.processor.forget_partitions(revoked)
         for part in revoked:
             self.anchors.pop(part, None)
-        new = assigned - self.indexed
+        new = assigned - (self.indexed - revoked)
         self.processor.rebuild_deadlines(
             (key, part, value) for part in sorted(new) for key, value in self.state_rows.items(part)
         )

@@ -13,6 +13,7 @@ from typing import Any
 import aiokafka
 import faust
 from faust.stores import rocksdb as faust_rocksdb
+from faust.tables import recovery as faust_recovery
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import tuples as faust_tuples
@@ -125,3 +126,29 @@ def test_faust_recovery_seeks_through_the_consumer_thread() -> None:
         faust_consumer.ThreadDelegateConsumer.seek_to_committed
     )
     assert issubclass(BatchConsumer, faust_consumer.ThreadDelegateConsumer)
+
+
+def test_rebalance_callbacks_reach_the_consumer_methods_we_extend() -> None:
+    """BatchConsumer counts rebalances in `on_partitions_revoked` and keeps the partitions
+    taken away in `on_partitions_assigned`: Faust's thread calls both on the consumer, the
+    revocation before the app waits for unacknowledged batches (`wait_empty`), and recovery
+    seeks to the committed offsets before it resumes the flow (a dropped batch comes again)."""
+    delegate = faust_consumer.ThreadDelegateConsumer
+    assert "self.on_partitions_revoked," in inspect.getsource(
+        delegate.threadsafe_partitions_revoked
+    )
+    assert "self.on_partitions_assigned," in inspect.getsource(
+        delegate.threadsafe_partitions_assigned
+    )
+    assert list(inspect.signature(faust_consumer.Consumer.on_partitions_assigned).parameters) == [
+        "self",
+        "assigned",
+        "generation_id",
+    ]
+    revoked = inspect.getsource(faust_consumer.Consumer.on_partitions_revoked)
+    assert "self._read_offset.pop(tp, None)" in revoked
+    assert "self._on_partitions_revoked" in revoked
+    assert "_consumer_wait_empty" in inspect.getsource(faust.App._on_partitions_revoked)
+    resume = inspect.getsource(faust_recovery.Recovery._resume_streams)
+    assert resume.index("consumer.perform_seek()") < resume.index("consumer.resume_flow()")
+    assert "self.flow_active = False" in inspect.getsource(faust_consumer.Consumer.stop_flow)
