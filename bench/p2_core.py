@@ -78,7 +78,7 @@ def bench_batch(wire: list[tuple[bytes, bytes]], batch: int = 2000) -> float:
     settings = MemoryStore()
     for key, _ in wire:
         settings.data[key] = records.encode(records.SiteRecord(site_id=int(key), url="http://x/"))
-    proc = Processor(Config(), MemoryStore(), settings, "results", "sites", "bench")
+    proc = Processor(Config(), MemoryStore(), settings, MemoryStore(), "results", "sites", "bench")
     msgs = [Record("results", 0, i, k, v) for i, (k, v) in enumerate(wire)]
     start = time.perf_counter()
     for i in range(0, len(msgs), batch):

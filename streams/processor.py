@@ -3,17 +3,18 @@
 It takes messages of `check-results` and `sites` in their partition order, runs
 `lifecycle.apply` with each site's state loaded once per batch, keeps the index of
 pending timers that ticks fire, and returns what to publish. No Faust, no Kafka
-client: lifecycle states and raw `sites` records come through two small store protocols,
-so the worker backs them with Faust tables and replay with dicts.
+client: lifecycle states, raw `sites` records and parked results come through three small
+store protocols, so the worker backs them with Faust tables and replay with dicts.
 
 Nothing orders records across the two topics, so a result can overtake the first
-`sites` record of its site. Such a result is parked in the site's state (durably, with
-its offset) and applied when its `sites` record arrives, never dropped or misapplied.
+`sites` record of its site. Such a result is parked (durably, with its offset, in the
+driver's own store: the core's state never holds it) and applied when its `sites`
+record arrives, never dropped or misapplied.
 
 Nothing a record holds can stop the batch or grow a site's state without bound: any
 failure to decode (or to apply) a record dead-letters it; parked results are capped in
 count and bytes and expire after `retention.PARKED_TTL_MS` of stream time; a deleted site
-is purged from both tables and the timer index once its events are closed and its outbox
+is purged from the tables and the timer index once its events are closed and its outbox
 has aged out; the site-record cache is bounded; and a tick looks only at what is due.
 """
 
@@ -31,8 +32,18 @@ from .enums import CheckType, Role
 from .message import ConsumedRecord, Record
 from .outputs import Keyed, Output, Stats
 from .retention import MAX_STATE_BYTES, TIME_UNKNOWN
-from .state import Config, LifecycleState, SiteConfig, dump_state, load_state
-from .stores import DELETED, Recent, SiteRecordStore, StateStore
+from .state import (
+    Config,
+    LifecycleState,
+    Parked,
+    SiteConfig,
+    dump_parked,
+    dump_state,
+    load_parked,
+    load_state,
+    load_stored_state,
+)
+from .stores import DELETED, ParkedStore, Recent, SiteRecordStore, StateStore
 from .timers import Timers
 
 log = structlog.get_logger(__name__)
@@ -46,7 +57,7 @@ MAX_CACHED_STATES: Final = 8_192
 class _Batch:
     """Per-batch cache: each site's state is read and written once per batch."""
 
-    __slots__ = ("dirty", "out", "parts", "purged", "states")
+    __slots__ = ("dirty", "out", "parked", "parked_dirty", "parts", "purged", "states")
 
     def __init__(self) -> None:
         self.states: dict[bytes, LifecycleState | None] = {}
@@ -54,6 +65,9 @@ class _Batch:
         self.parts: dict[bytes, int] = {}
         self.dirty: dict[bytes, ConsumedRecord] = {}
         self.purged: dict[bytes, ConsumedRecord] = {}
+        #: the parked results of the sites that touched theirs, oldest first
+        self.parked: dict[bytes, list[Parked]] = {}
+        self.parked_dirty: dict[bytes, ConsumedRecord] = {}
         self.out = Output()
 
 
@@ -68,6 +82,7 @@ class Processor:
         config: Config,
         states: StateStore,
         site_records: SiteRecordStore,
+        parked: ParkedStore,
         results_topic: str,
         sites_topic: str,
         consumer: str,
@@ -75,6 +90,7 @@ class Processor:
         self.config = config
         self.states = states
         self.site_records = site_records
+        self.parked = parked
         self.results_topic = results_topic
         self.sites_topic = sites_topic
         self.consumer = consumer
@@ -85,6 +101,10 @@ class Processor:
         #: raw site records (what the store holds) and their decoded form, by site key
         self._decoded: Recent[tuple[bytes, SiteConfig | None]] = Recent(MAX_CACHED_SETTINGS)
         self._states: Recent[LifecycleState] = Recent(MAX_CACHED_STATES)
+        #: site key -> partition of every site with results in `parked`: exact (the
+        #: processor is their only writer; `rebuild_deadlines` fills it), so a site
+        #: absent here has nothing parked and its parked row is never read
+        self._parked_in: dict[bytes, int] = {}
 
     @property
     def deadlines(self) -> dict[bytes, tuple[int, int]]:
@@ -98,6 +118,7 @@ class Processor:
         b = _Batch()
         newest: dict[int, lifecycle.Input] = {}
         decode = records.decode_input
+        parked_in = self._parked_in
         for msg in batch:
             if msg.topic == self.sites_topic:
                 self._site_record(msg, b, now_ms)
@@ -121,10 +142,18 @@ class Processor:
             newest[msg.partition] = inp
             known = self._decoded.get(key)
             raw = known[1][0] if known is not None else self.site_records.get(key, msg)
-            if raw is None or self._has_parked(key, msg, b):
+            if raw is None:
                 self._park(key, inp, msg, b)
-            else:
-                self._apply(key, inp.site_id, inp, msg, raw, b, now_ms)
+                continue
+            # Settings known => nothing parked: results park only while a site has no
+            # settings, and its `sites` record settles them as it is stored. So the hot
+            # path asks a dict, never the parked store. A crash can break it for a while
+            # (the settings row of a batch landed on its changelog, the parked row's
+            # delete not); the index is rebuilt from the stored rows, so what waited is
+            # still applied first, in order, before the redelivered `sites` record.
+            if key in parked_in:
+                self._settle(key, raw, msg, b, now_ms)
+            self._apply(key, inp.site_id, inp, msg, raw, b, now_ms)
         for part, inp in newest.items():  # inputs are nearly in time order: last is enough
             at = lifecycle.input_time(inp)
             if at > self.stream_time.get(part, -1):
@@ -136,6 +165,12 @@ class Processor:
             state = b.states[key]
             assert state is not None
             self.states.put(key, self._dump(key, state), msg)
+        for key, msg in b.parked_dirty.items():
+            held = b.parked[key]
+            if held:
+                self.parked.put(key, dump_parked(held), msg)
+            else:
+                self.parked.delete(key, msg)
         # what the batch ends with is what the store holds now (failed applies undone)
         cache = self._states
         for key, state in b.states.items():
@@ -145,17 +180,40 @@ class Processor:
                 cache.put(key, b.parts[key], state)
         return b.out
 
-    def rebuild_deadlines(self, items: Iterable[tuple[bytes, int, bytes]]) -> None:
-        """Refill the timer index from stored states: (key, partition, state bytes)."""
-        for key, partition, raw in items:
-            state = self._decode_state(key, raw)
-            if state is not None:
-                self.timers.schedule(key, partition, retention.next_deadline(state, self.config))
+    def rebuild_deadlines(
+        self,
+        states: Iterable[tuple[bytes, int, bytes]],
+        parked: Iterable[tuple[bytes, int, bytes]] = (),
+    ) -> None:
+        """Refill the timer index and the index of parked results from stored rows of
+        states and of parked results: (key, partition, bytes). A processor over stores
+        it did not fill needs this before its first batch, as the worker after each
+        assignment."""
+        expiry: dict[bytes, tuple[int, int | None]] = {}
+        for key, partition, raw in parked:
+            held = self._decode_parked(key, raw)
+            if held:
+                self._parked_in[key] = partition
+                expiry[key] = (partition, retention.parked_expiry(held))
+        for key, partition, raw in states:
+            decoded = self._decode_state(key, raw)
+            if decoded is None:
+                continue
+            state, older = decoded
+            until = expiry.pop(key, (partition, None))[1]
+            if older:  # moved to the parked store when the site is next touched (`_load`)
+                self._parked_in[key] = partition
+                oldest = retention.parked_expiry(older)
+                until = oldest if until is None or oldest is None else min(until, oldest)
+            self.timers.schedule(key, partition, retention.next_deadline(state, self.config, until))
+        for key, (partition, until) in expiry.items():  # kept only by parked results
+            self.timers.schedule(key, partition, until)
 
     def forget_partitions(self, partitions: set[int]) -> None:
         self.timers.forget(partitions)
         self._states.forget(partitions)
         self._decoded.forget(partitions)
+        self._parked_in = {k: p for k, p in self._parked_in.items() if p not in partitions}
 
     def site_config(self, key: bytes, raw: bytes, partition: int) -> SiteConfig | None:
         """Decoded settings, cached per distinct record; None for a deleted site."""
@@ -184,7 +242,7 @@ class Processor:
             key = records.site_key(site_id)
             if rec is None or msg.value is None:  # a tombstone (both None)
                 self.stats.sites += 1
-                self._delete_site(key, msg, b)
+                self._delete_site(key, msg, b, now_ms)
                 return
         except Exception as exc:
             self._dead_letter(b.out, msg, error_of(exc), now_ms)
@@ -198,26 +256,35 @@ class Processor:
         self.site_records.put(key, value, msg)
         self._decoded.pop(key)  # decoded again on its next use
         state = self._load(key, msg, b)
-        if state is None:
-            return
-        if state.deleted_at is not None:
+        if state is not None and state.deleted_at is not None:
             state.deleted_at = None  # the site is back: its state lives on
             b.dirty[key] = msg
-            self._schedule(key, msg.partition, state)
-        if state.parked:
-            parked, state.parked = state.parked, []
-            b.dirty[key] = msg
-            for item in parked:
-                held = Record(self.results_topic, msg.partition, item.position, key, item.value)
-                try:
-                    inp = records.decode_input(item.value)
-                    assert not isinstance(inp, records.Tick)
-                except Exception as exc:  # parked under older, looser limits
-                    self._dead_letter(b.out, held, error_of(exc), now_ms)
-                    continue
-                self._apply(key, inp.site_id, inp, held, value, b, now_ms)
+            self._schedule(key, msg.partition, state, msg, b)
+        if key in self._parked_in:
+            self._settle(key, value, msg, b, now_ms)
 
-    def _delete_site(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> None:
+    def _settle(self, key: bytes, raw: bytes, msg: ConsumedRecord, b: _Batch, now_ms: int) -> None:
+        """The site's settings are known (`raw`): apply what was parked for them, oldest
+        first, each at its own offset; a deleted site's are dropped."""
+        self._load(key, msg, b)  # first: a state an older version stored may hold some
+        held = self._parked_of(key, msg, b)
+        parked = held[:]
+        held.clear()
+        self._parked_changed(key, msg, b)
+        if raw == DELETED:
+            self.stats.dropped_parked += len(parked)
+            return
+        for item in parked:
+            rec = Record(self.results_topic, msg.partition, item.position, key, item.value)
+            try:
+                inp = records.decode_input(item.value)
+                assert not isinstance(inp, records.Tick)
+            except Exception as exc:  # parked under older, looser limits
+                self._dead_letter(b.out, rec, error_of(exc), now_ms)
+                continue
+            self._apply(key, inp.site_id, inp, rec, raw, b, now_ms)
+
+    def _delete_site(self, key: bytes, msg: ConsumedRecord, b: _Batch, now_ms: int) -> None:
         """A tombstone: the site is marked deleted; `_housekeep` purges it once its events
         are closed (rule 7's auto_timeout) and no redelivery can need its outbox."""
         state = self._load(key, msg, b)
@@ -225,18 +292,19 @@ class Processor:
             # kept briefly all the same, so that its late results change nothing rather
             # than wait parked for settings
             state = b.states[key] = LifecycleState()
-        if state.parked:
-            self.stats.dropped_parked += len(state.parked)
-            state.parked = []
+        if key in self._parked_in:
+            self._settle(key, DELETED, msg, b, now_ms)
         self.site_records.put(key, DELETED, msg)
         self._decoded.put(key, msg.partition, (DELETED, None))
         if state.deleted_at is None:
             state.deleted_at = self.stream_time.get(msg.partition, TIME_UNKNOWN)
         b.dirty[key] = msg
-        self._schedule(key, msg.partition, state)
+        self._schedule(key, msg.partition, state, msg, b)
 
     def _purge(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> None:
-        """Forget a site everywhere: state, settings, timers, the settings cache."""
+        """Forget a site everywhere: state, settings, parked results, timers, caches."""
+        if key in self._parked_in:  # only after a crash between a batch's rows (`process`)
+            self._settle(key, DELETED, msg, b, 0)
         self.site_records.delete(key, msg)
         b.states[key] = None
         b.dirty.pop(key, None)
@@ -252,28 +320,28 @@ class Processor:
         if at > self.stream_time.get(msg.partition, -1):
             self.stream_time[msg.partition] = at
         for key in self.timers.pop_due(msg.partition, at):
-            raw = self.site_records.get(key, msg)
             state = self._load(key, msg, b)
-            if state is None:
-                continue
-            if state.open:
+            if state is not None and state.open:
+                raw = self.site_records.get(key, msg)
                 self._apply(key, int(key), tick, msg, DELETED if raw is None else raw, b, now_ms)
                 state = b.states[key]
-                if state is None:
-                    continue
-            self._housekeep(key, state, at, msg, b)
+            if state is not None or key in self._parked_in:
+                self._housekeep(key, state, at, msg, b)
 
     def _housekeep(
-        self, key: bytes, state: LifecycleState, at: int, msg: ConsumedRecord, b: _Batch
+        self, key: bytes, state: LifecycleState | None, at: int, msg: ConsumedRecord, b: _Batch
     ) -> None:
-        """Expire parked results and purge a deleted site whose time has come."""
-        if state.parked:
-            dropped = retention.expire_parked(state, at)
-            if dropped:
-                self.stats.dropped_parked += dropped
+        """Expire parked results and purge a site whose time has come: a deleted one, or
+        one that only its parked results kept."""
+        expired = 0
+        if key in self._parked_in:
+            held = self._parked_of(key, msg, b)
+            expired = retention.expire_parked(held, at)
+            if expired:
+                self.stats.dropped_parked += expired
                 log.warning("dropped parked results: their site never got settings", key=key)
-                b.dirty[key] = msg
-        if state.deleted_at is not None and not state.open:
+                self._parked_changed(key, msg, b)
+        if state is not None and state.deleted_at is not None and not state.open:
             if state.deleted_at == TIME_UNKNOWN:
                 state.deleted_at = at
                 b.dirty[key] = msg
@@ -281,21 +349,34 @@ class Processor:
                 self._purge(key, msg, b)
                 return
         if (
-            not state.open
-            and not state.parked
-            and state.deleted_at is None
+            key not in self._parked_in
+            and (
+                (state is None and expired)
+                or (state is not None and not state.open and state.deleted_at is None)
+            )
             and self.site_records.get(key, msg) is None
         ):
             self._purge(key, msg, b)  # only parked results kept it: they are gone
             return
-        self._schedule(key, msg.partition, state)
+        self._schedule(key, msg.partition, state, msg, b)
 
-    def _schedule(self, key: bytes, partition: int, state: LifecycleState) -> None:
-        self.timers.schedule(key, partition, retention.next_deadline(state, self.config))
+    def _schedule(
+        self,
+        key: bytes,
+        partition: int,
+        state: LifecycleState | None,
+        msg: ConsumedRecord,
+        b: _Batch,
+    ) -> None:
+        until = None
+        if key in self._parked_in:
+            until = retention.parked_expiry(self._parked_of(key, msg, b))
+        self.timers.schedule(key, partition, retention.next_deadline(state, self.config, until))
 
-    def _decode_state(self, key: bytes, raw: bytes) -> LifecycleState | None:
+    def _decode_state(self, key: bytes, raw: bytes) -> tuple[LifecycleState, list[Parked]] | None:
+        """A stored state, and what an older version parked in it (see `_load`)."""
         try:
-            return load_state(raw)
+            return load_stored_state(raw)
         except Exception as exc:
             # written by us, so this is a bug or an incompatible version: start the site
             # afresh (its events time out) rather than stop every site of the partition
@@ -307,33 +388,65 @@ class Processor:
         if key in states:
             return states[key]
         hit = self._states.get(key)
+        older: list[Parked] = []
         if hit is not None:
             state: LifecycleState | None = hit[1]
         else:
             raw = self.states.get(key, msg)
-            state = self._decode_state(key, raw) if raw else None
+            decoded = self._decode_state(key, raw) if raw else None
+            state, older = decoded if decoded is not None else (None, older)
         states[key] = state
         b.parts[key] = msg.partition
+        if older:
+            # stored by a version that parked results in the state: they move to the
+            # parked store, before any parked since, and the state is written without
+            b.dirty[key] = msg
+            held = self._parked_of(key, msg, b)
+            there = {p.position for p in held}
+            held[:0] = [p for p in older if p.position not in there]
+            self._parked_changed(key, msg, b)
         return state
 
-    def _has_parked(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> bool:
-        state = self._load(key, msg, b)
-        return state is not None and bool(state.parked)
+    def _decode_parked(self, key: bytes, raw: bytes) -> list[Parked]:
+        try:
+            return load_parked(raw)
+        except Exception as exc:  # written by us: a bug or an incompatible version
+            log.error("stored parked results do not decode; dropped", key=key, error=str(exc))
+            return []
+
+    def _parked_of(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> list[Parked]:
+        """The site's parked results, read once per batch; its state is loaded first
+        (`_load` moves what an older version parked in it)."""
+        assert key in b.states
+        held = b.parked.get(key)
+        if held is None:
+            raw = self.parked.get(key, msg) if key in self._parked_in else None
+            held = b.parked[key] = self._decode_parked(key, raw) if raw else []
+            if not held and key in self._parked_in:
+                self._parked_changed(key, msg, b)  # an empty or unreadable row: gone
+        return held
+
+    def _parked_changed(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> None:
+        """The site's parked list (in `b.parked`) changed: store it, keep the index."""
+        b.parked_dirty[key] = msg
+        if b.parked[key]:
+            self._parked_in[key] = msg.partition
+        else:
+            self._parked_in.pop(key, None)
 
     def _park(self, key: bytes, inp: lifecycle.Input, msg: ConsumedRecord, b: _Batch) -> None:
         state = self._load(key, msg, b)
-        if state is None:
-            state = b.states[key] = LifecycleState()
+        held = self._parked_of(key, msg, b)
         assert msg.value is not None
-        dropped = retention.park(state, msg.offset, msg.value, lifecycle.input_time(inp))
+        dropped = retention.park(held, msg.offset, msg.value, lifecycle.input_time(inp))
         if dropped is None:
             return  # redelivered while still parked
         for _ in range(dropped):
             log.warning("dropped a parked result: its site never got settings", key=key)
         self.stats.dropped_parked += dropped
-        b.dirty[key] = msg
         self.stats.parked += 1
-        self._schedule(key, msg.partition, state)
+        self._parked_changed(key, msg, b)
+        self._schedule(key, msg.partition, state, msg, b)
 
     def _apply(
         self,
@@ -385,16 +498,14 @@ class Processor:
             self.stats.transitions += len(effects.transitions)
             self.stats.verify_requests += len(effects.verify_requests)
         if state.open or key in self.timers.due:
-            self._schedule(key, msg.partition, state)
+            self._schedule(key, msg.partition, state, msg, b)
 
     def _dump(self, key: bytes, state: LifecycleState) -> bytes:
         data = dump_state(state)
         if len(data) <= MAX_STATE_BYTES:
             return data
         log.error("site state too large; trimming it", key=key, bytes=len(data))
-        data, dropped = retention.trim(state, data)
-        self.stats.dropped_parked += dropped
-        return data
+        return retention.trim(state, data)
 
     def _dead_letter(self, out: Output, msg: ConsumedRecord, error: str, now_ms: int) -> None:
         self.stats.dead_letters += 1

@@ -1,12 +1,14 @@
-"""What bounds the processor's own bookkeeping in a site's lifecycle state: parked
-results, a deleted site's purge, and the encoded size of the state.
+"""What bounds the processor's own bookkeeping: the results it parks, a deleted site's
+purge, and the encoded size of a site's state.
 
-The core ignores `parked` and `deleted_at`; these rules keep them. Pure functions of the
-state and stream time: the processor counts and logs what they drop.
+The core ignores `deleted_at` and never sees parked results (the driver keeps them in
+their own store, `stores.ParkedStore`); these rules keep both. Pure functions of the
+state, the parked list and stream time: the processor counts and logs what they drop.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from .lifecycle import next_deadline as core_deadline
@@ -17,18 +19,17 @@ MAX_PARKED: Final = 1000
 MAX_PARKED_BYTES: Final = 128 * 1024
 #: a parked result whose site got no `sites` record for this long (stream time) is dropped
 PARKED_TTL_MS: Final = 3_600_000
-#: a site state encoded larger than this is trimmed (parked, then outbox) before it is
-#: stored: the changelog's messages must stay under the broker's 1 MiB limit
+#: a site state encoded larger than this is trimmed (its outbox) before it is stored:
+#: the changelog's messages must stay under the broker's 1 MiB limit
 MAX_STATE_BYTES: Final = 768 * 1024
 #: `deleted_at` of a site deleted before its partition's stream time was known
 TIME_UNKNOWN: Final = -1
 
 
-def park(state: LifecycleState, position: int, value: bytes, at: int) -> int | None:
+def park(parked: list[Parked], position: int, value: bytes, at: int) -> int | None:
     """Hold a result (at `position`, of stream time `at`) until its site's record arrives.
     Returns how many older ones went to stay within the caps, or None if this one is
     parked already (a redelivery)."""
-    parked = state.parked
     if any(p.position == position for p in parked):
         return None
     parked.append(Parked(position=position, value=value, at=at))
@@ -40,13 +41,18 @@ def park(state: LifecycleState, position: int, value: bytes, at: int) -> int | N
     return dropped
 
 
-def expire_parked(state: LifecycleState, at: int) -> int:
+def expire_parked(parked: list[Parked], at: int) -> int:
     """Drop the parked results older than `PARKED_TTL_MS` at stream time `at`; how many."""
-    keep = [p for p in state.parked if p.at + PARKED_TTL_MS > at]
-    dropped = len(state.parked) - len(keep)
+    keep = [p for p in parked if p.at + PARKED_TTL_MS > at]
+    dropped = len(parked) - len(keep)
     if dropped:
-        state.parked = keep
+        parked[:] = keep
     return dropped
+
+
+def parked_expiry(parked: Sequence[Parked]) -> int | None:
+    """When the oldest of a site's parked results expires (None: nothing parked)."""
+    return min(p.at for p in parked) + PARKED_TTL_MS if parked else None
 
 
 def purge_at(state: LifecycleState) -> int:
@@ -57,28 +63,29 @@ def purge_at(state: LifecycleState) -> int:
     return max(state.deleted_at, last) + OUTBOX_HORIZON_MS
 
 
-def next_deadline(state: LifecycleState, config: Config) -> int | None:
-    """When this site next needs a tick: core timers, parked expiry, its purge."""
-    best = core_deadline(state, config) if state.open else None
-    if state.parked:
-        expiry = min(p.at for p in state.parked) + PARKED_TTL_MS
-        best = expiry if best is None else min(best, expiry)
+def next_deadline(
+    state: LifecycleState | None, config: Config, parked_until: int | None = None
+) -> int | None:
+    """When this site next needs a tick: core timers, its purge, and the expiry of what
+    it has parked (`parked_expiry`)."""
+    best = parked_until
+    if state is None:
+        return best
+    if state.open:
+        core = core_deadline(state, config)
+        if core is not None:
+            best = core if best is None else min(best, core)
     if state.deleted_at is not None and not state.open:
         purge = 0 if state.deleted_at == TIME_UNKNOWN else purge_at(state)
         best = purge if best is None else min(best, purge)
     return best
 
 
-def trim(state: LifecycleState, data: bytes) -> tuple[bytes, int]:
+def trim(state: LifecycleState, data: bytes) -> bytes:
     """A last resort for a state encoded (`data`) over `MAX_STATE_BYTES` (the core bounds
-    marks, ids, open events and the outbox): lose parked results first, then the oldest
-    re-emission records, never the events. The encoding and the parked results dropped."""
-    dropped = 0
-    while len(data) > MAX_STATE_BYTES and (state.parked or len(state.outbox) > 1):
-        if state.parked:
-            dropped += 1
-            state.parked.pop(0)
-        else:
-            state.outbox.pop(0)
+    marks, ids, open events and the outbox): lose the oldest re-emission records, never
+    the events. Parked results are stored apart, within their own caps."""
+    while len(data) > MAX_STATE_BYTES and len(state.outbox) > 1:
+        state.outbox.pop(0)
         data = dump_state(state)
-    return data, dropped
+    return data

@@ -1,4 +1,5 @@
-"""Lifecycle state and the per-site settings the core reads.
+"""Lifecycle state and the per-site settings the core reads; the results the driver
+parks until a site's settings arrive, stored apart from the state (`stores.ParkedStore`).
 
 Everything here is plain data (msgspec Structs, msgpack on the changelog), kept lean:
 the state of a healthy site is one small entry per check tuple.
@@ -137,7 +138,8 @@ class Emitted(msgspec.Struct, kw_only=True, array_like=True):
 
 
 class Parked(msgspec.Struct, kw_only=True, array_like=True):
-    """A result held until its site's settings arrive (see `processor`)."""
+    """A result held until its site's settings arrive: the driver's, never in the
+    core's state (see `processor`)."""
 
     position: int
     value: bytes
@@ -152,8 +154,6 @@ class LifecycleState(msgspec.Struct, kw_only=True, array_like=True):
     #: position (partition offset) of the last input applied; -1 before any
     position: int = -1
     outbox: list[Emitted] = msgspec.field(default_factory=list)
-    #: shell bookkeeping, ignored by the core: results waiting for site settings
-    parked: list[Parked] = msgspec.field(default_factory=list)
     #: shell bookkeeping: stream time the site was deleted at (None: not deleted; the
     #: state is purged once its events are closed and its outbox has aged out)
     deleted_at: int | None = None
@@ -177,13 +177,54 @@ def tuple_key(endpoint_id: int | None, check_type: CheckType, discriminator: str
     return key
 
 
-_state_encoder = msgspec.msgpack.Encoder()
+class _WithParked(msgspec.Struct, kw_only=True, array_like=True):
+    """A state as versions before the parked store wrote it: `parked` in fifth place."""
+
+    open: dict[str, TrackedEvent]
+    marks: dict[str, TupleMark]
+    position: int
+    outbox: list[Emitted]
+    parked: list[Parked]
+    deleted_at: int | None
+
+
+_encoder = msgspec.msgpack.Encoder()
 _state_decoder = msgspec.msgpack.Decoder(LifecycleState)
+_with_parked_decoder = msgspec.msgpack.Decoder(_WithParked)
+_parked_decoder = msgspec.msgpack.Decoder(list[Parked])
 
 
 def dump_state(state: LifecycleState) -> bytes:
-    return _state_encoder.encode(state)
+    return _encoder.encode(state)
 
 
 def load_state(data: bytes) -> LifecycleState:
     return _state_decoder.decode(data)
+
+
+def load_stored_state(data: bytes) -> tuple[LifecycleState, list[Parked]]:
+    """A stored state, and the results parked in it if an older version wrote it.
+
+    Array-like: the old layout's fifth field is the parked list where the new one has
+    `deleted_at`, so the current decoder refuses every old state (never misreads one)
+    and only those pay for the second decode."""
+    try:
+        return _state_decoder.decode(data), []
+    except msgspec.ValidationError:
+        old = _with_parked_decoder.decode(data)
+    state = LifecycleState(
+        open=old.open,
+        marks=old.marks,
+        position=old.position,
+        outbox=old.outbox,
+        deleted_at=old.deleted_at,
+    )
+    return state, old.parked
+
+
+def dump_parked(parked: list[Parked]) -> bytes:
+    return _encoder.encode(parked)
+
+
+def load_parked(data: bytes) -> list[Parked]:
+    return _parked_decoder.decode(data)

@@ -1,7 +1,8 @@
 """The stores the processor keeps its sites in, and the cache in front of them.
 
-Two stores, one shape: the lifecycle state of each site (`StateStore`) and the raw
-`sites` record of each site (`SiteRecordStore`), both by site key. Each call names the
+Three stores, one shape, all by site key: the lifecycle state of each site
+(`StateStore`), the raw `sites` record of each site (`SiteRecordStore`), and the results
+parked until a site's settings arrive (`ParkedStore`). Each call names the
 message it serves, so a store partitioned like the input (a Faust table) knows where
 the key lives. The worker backs them with its Faust tables (`worker.RowStore`), replay, tests and
 benchmarks with dicts (`MemoryStore`). No Faust here: this is the core's side.
@@ -34,6 +35,11 @@ class StateStore(Store, Protocol):
 
 class SiteRecordStore(Store, Protocol):
     """Raw `sites` records by key: None never seen (or purged), DELETED after a tombstone."""
+
+
+class ParkedStore(Store, Protocol):
+    """Results parked for missing settings (`state.dump_parked`, oldest first) by site
+    key: None when nothing is parked. Owned by the driver; the core never sees them."""
 
 
 class MemoryStore:

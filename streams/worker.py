@@ -109,16 +109,17 @@ class Worker:
         # One agent over both topics: a site's settings and results share a partition
         # number, so it sees both in order per topic and never waits on the other.
         self.inputs = app.topic(names.check_results, names.sites, partitions=partitions, **_RAW)
-        # key/value `bytes`: the raw codec; the processor encodes state itself
-        self.state_rows, self.site_rows = (
+        # key/value `bytes`: the raw codec; the processor encodes state itself. Parked
+        # results have their own table: the driver's, not the core's state
+        self.state_rows, self.site_rows, self.parked_rows = (
             TableRows(
                 app.Table(
                     name, partitions=partitions, key_type=bytes, value_type=bytes, options=ROCKSDB
                 )
             )
-            for name in ("site-state", "site-settings")
+            for name in ("site-state", "site-settings", "site-parked")
         )
-        self.tables = (self.state_rows, self.site_rows)
+        self.tables = (self.state_rows, self.site_rows, self.parked_rows)
         #: outputs confirmed before the changelog rows are sent (not on Tansu: see
         #: complete_batch)
         self.outputs_first = not conf.is_tansu
@@ -126,6 +127,7 @@ class Worker:
             Config(verifiers=conf.verifier_names, auto_timeout_ms=conf.auto_timeout_s * 1000),
             RowStore(self.state_rows),
             RowStore(self.site_rows),
+            RowStore(self.parked_rows),
             results_topic=names.check_results,
             sites_topic=names.sites,
             consumer=f"{conf.topic_prefix}worker",
@@ -224,8 +226,8 @@ class Worker:
     def assign(self) -> None:
         """After a rebalance, forget what the processor holds of partitions taken away
         (even if given back since: another worker may have written them meanwhile) and
-        index the timers of those now assigned (their tables are recovered by then:
-        Faust resumes fetching only after recovery)."""
+        index the timers and parked results of those now assigned (their tables are
+        recovered by then: Faust resumes fetching only after recovery)."""
         results = self.names.check_results
         assigned = {tp.partition for tp in self.consumer.assignment() if tp.topic == results}
         lost = {tp.partition for tp in self.consumer.rebalances.take_lost() if tp.topic == results}
@@ -236,8 +238,10 @@ class Worker:
         for part in revoked:
             self.anchors.pop(part, None)
         new = assigned - (self.indexed - revoked)
+        parts = sorted(new)
         self.processor.rebuild_deadlines(
-            (key, part, value) for part in sorted(new) for key, value in self.state_rows.items(part)
+            ((key, part, value) for part in parts for key, value in self.state_rows.items(part)),
+            ((key, part, value) for part in parts for key, value in self.parked_rows.items(part)),
         )
         self.indexed = assigned
         log.info(

@@ -40,6 +40,7 @@ class Replay:
             self.what_if.config(config),
             MemoryStore(),
             MemoryStore(),
+            MemoryStore(),
             results_topic=names.check_results,
             sites_topic=names.sites,
             consumer="replay",

@@ -109,10 +109,15 @@ def good_site(site_id: int = GOOD_SITE) -> bytes:
     return records.encode(records.SiteRecord(site_id=site_id, url="http://127.0.0.1:9/"))
 
 
+def fresh_processor() -> Processor:
+    stores = MemoryStore(), MemoryStore(), MemoryStore()
+    return Processor(Config(), *stores, NAMES.check_results, NAMES.sites, "w")
+
+
 @given(rows=batches["check-results"])
 @FUZZ
 def test_worker_survives_any_check_results(rows: list[tuple[bytes | None, bytes | None]]) -> None:
-    proc = Processor(Config(), MemoryStore(), MemoryStore(), NAMES.check_results, NAMES.sites, "w")
+    proc = fresh_processor()
     msgs = [Record(NAMES.sites, 0, 0, records.site_key(GOOD_SITE), good_site())]
     msgs += [Record(NAMES.check_results, 0, n, k, v) for n, (k, v) in enumerate(rows)]
     msgs.append(
@@ -127,7 +132,7 @@ def test_worker_survives_any_check_results(rows: list[tuple[bytes | None, bytes 
 @given(rows=batches["sites"])
 @FUZZ
 def test_worker_survives_any_site_records(rows: list[tuple[bytes | None, bytes | None]]) -> None:
-    proc = Processor(Config(), MemoryStore(), MemoryStore(), NAMES.check_results, NAMES.sites, "w")
+    proc = fresh_processor()
     msgs = [Record(NAMES.sites, 0, n, k, v) for n, (k, v) in enumerate(rows)]
     msgs.append(Record(NAMES.sites, 0, len(rows), records.site_key(GOOD_SITE), good_site()))
     msgs.append(Record(NAMES.check_results, 0, 0, records.site_key(GOOD_SITE), good_failure()))

@@ -22,6 +22,7 @@ from sitewatch.streams.state import (
     MAX_OPEN_EVENTS,
     OUTBOX_HORIZON_MS,
     Config,
+    load_parked,
     load_state,
 )
 from sitewatch.streams.stores import MemoryStore
@@ -39,7 +40,10 @@ class Worker:
     def __init__(self, config: Config | None = None) -> None:
         self.states = MemoryStore()
         self.settings = MemoryStore()
-        self.proc = Processor(config or Config(), self.states, self.settings, R, S, "test")
+        self.parked = MemoryStore()
+        self.proc = Processor(
+            config or Config(), self.states, self.settings, self.parked, R, S, "test"
+        )
         self.offsets = {R: 0, S: 0}
 
     def _msg(self, topic: str, key: bytes | None, value: bytes | None) -> ConsumedRecord:
@@ -102,8 +106,8 @@ def test_flood_of_tombstones_for_unknown_sites_leaves_nothing_behind() -> None:
     for site_id in range(1, 2001):
         w.delete(site_id)
     w.tick(OUTBOX_HORIZON_MS / 1000 + 1)
-    assert set(w.settings.data) == set()
-    assert set(w.states.data) == {b"9999"}  # only the parked result of 9999 is left
+    assert set(w.settings.data) == set() and set(w.states.data) == set()
+    assert set(w.parked.data) == {b"9999"}  # only the parked result of 9999 is left
 
 
 def test_deleted_site_that_comes_back_keeps_its_open_event() -> None:
@@ -121,10 +125,11 @@ def test_parked_bytes_are_capped_per_site() -> None:
     for n in range(200):
         rec = result(False, n)
         w.result(records.CheckResult(**{**_fields(rec), "detail": big}))
-    state = load_state(w.states.data[b"1"])
-    assert sum(len(p.value) for p in state.parked) <= retention.MAX_PARKED_BYTES
+    parked = load_parked(w.parked.data[b"1"])
+    assert sum(len(p.value) for p in parked) <= retention.MAX_PARKED_BYTES
     assert w.proc.stats.dropped_parked > 0
-    assert len(w.states.data[b"1"]) < retention.MAX_PARKED_BYTES + 10_000
+    assert len(w.parked.data[b"1"]) < retention.MAX_PARKED_BYTES + 10_000
+    assert w.states.data == {}  # parking writes no lifecycle state
 
 
 def test_parked_results_of_a_site_that_never_comes_expire() -> None:
@@ -132,9 +137,10 @@ def test_parked_results_of_a_site_that_never_comes_expire() -> None:
     w.result(result(False, 0))
     assert b"1" in w.proc.deadlines
     w.tick(retention.PARKED_TTL_MS / 1000 - 1)
-    assert b"1" in w.states.data
+    assert b"1" in w.parked.data
     w.tick(retention.PARKED_TTL_MS / 1000 + 1)
-    assert w.states.data == {} and w.proc.deadlines == {}
+    assert w.parked.data == {} and w.states.data == {} and w.proc.deadlines == {}
+    assert w.proc.stats.dropped_parked == 1 and w.proc.stats.purged == 1
 
 
 def test_settings_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

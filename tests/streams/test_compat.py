@@ -131,7 +131,7 @@ SITE_KEY = b"7"
 
 
 def _processor() -> Processor:
-    return Processor(Config(), MemoryStore(), MemoryStore(), "r", "s", "compat")
+    return Processor(Config(), MemoryStore(), MemoryStore(), MemoryStore(), "r", "s", "compat")
 
 
 def _reasons(proc: Processor, batch: list[ConsumedRecord]) -> list[tuple[str, str]]:

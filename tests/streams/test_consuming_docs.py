@@ -41,7 +41,9 @@ def some_transitions(names: TopicNames) -> list[tuple[bytes, bytes]]:
             observed_at=f"2026-11-26T10:00:0{i}.000Z",
         )
         batch.append(Record(names.check_results, 0, i, b"7", records.encode(rec)))
-    proc = Processor(Config(), MemoryStore(), MemoryStore(), names.check_results, names.sites, "t")
+    proc = Processor(
+        Config(), MemoryStore(), MemoryStore(), MemoryStore(), names.check_results, names.sites, "t"
+    )
     return [(k, v) for k, v in proc.process(batch, 0).transitions]
 
 

@@ -29,7 +29,7 @@ R, S = "r", "s"
 
 
 def make() -> Processor:
-    return Processor(Config(), MemoryStore(), MemoryStore(), R, S, "test")
+    return Processor(Config(), MemoryStore(), MemoryStore(), MemoryStore(), R, S, "test")
 
 
 def site_msg(offset: int, site_id: int = 1, **fields: Any) -> ConsumedRecord:
@@ -241,7 +241,7 @@ def test_internal_error_applying_a_record_is_dead_lettered_and_the_state_kept(
 
 def test_stored_settings_that_no_longer_decode_do_not_stop_the_worker() -> None:
     settings_store = MemoryStore()
-    proc = Processor(Config(), MemoryStore(), settings_store, R, S, "test")
+    proc = Processor(Config(), MemoryStore(), settings_store, MemoryStore(), R, S, "test")
     # as an older version (looser limits) may have stored it
     settings_store.data[b"1"] = _over(SITE, keyword="k" * 5000)
     out = proc.process([res_msg(0, result(False, 0))], 0)
@@ -252,7 +252,7 @@ def test_stored_settings_that_no_longer_decode_do_not_stop_the_worker() -> None:
 
 def test_undecodable_stored_state_starts_the_site_afresh() -> None:
     states = MemoryStore()
-    proc = Processor(Config(), states, MemoryStore(), R, S, "test")
+    proc = Processor(Config(), states, MemoryStore(), MemoryStore(), R, S, "test")
     proc.process([site_msg(0)], 0)
     states.data[b"1"] = b"\xc1 not msgpack"
     out = proc.process([res_msg(0, result(False, 0))], 0)

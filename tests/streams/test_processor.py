@@ -13,7 +13,7 @@ from .scenario import result, tick
 
 
 def make() -> tuple[Processor, list[ConsumedRecord]]:
-    return Processor(Config(), MemoryStore(), MemoryStore(), "r", "s", "test"), []
+    return Processor(Config(), MemoryStore(), MemoryStore(), MemoryStore(), "r", "s", "test"), []
 
 
 def res_msg(offset: int, rec: records.CheckResult, partition: int = 0) -> ConsumedRecord:
@@ -60,7 +60,9 @@ def test_deleted_site_changes_nothing() -> None:
 
 
 def test_tick_fires_timers_of_its_partition_only() -> None:
-    proc = Processor(Config(auto_timeout_ms=60_000), MemoryStore(), MemoryStore(), "r", "s", "t")
+    proc = Processor(
+        Config(auto_timeout_ms=60_000), MemoryStore(), MemoryStore(), MemoryStore(), "r", "s", "t"
+    )
     proc.process([site_msg(0, 1), res_msg(0, result(False, 0))], 0)
     other = Record("r", 1, 5, None, records.encode(tick(120)))
     assert proc.process([other], 0).transitions == []

@@ -217,7 +217,9 @@ def test_replay_start_and_stop_follow_record_times_not_batches() -> None:
     assert len(outs) == 1
     got = [records.transition_decoder.decode(v) for v in outs.pop()]
     # the same inputs through a bare Processor (the worker's path) give the same bytes
-    proc = Processor(Config(), MemoryStore(), MemoryStore(), names.check_results, names.sites, "t")
+    proc = Processor(
+        Config(), MemoryStore(), MemoryStore(), MemoryStore(), names.check_results, names.sites, "t"
+    )
     out = proc.process(
         [Record(names.sites, 0, 0, b"1", site)]
         + [Record(names.check_results, 0, r.offset, r.key, r.value) for r in rows],

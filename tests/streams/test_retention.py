@@ -10,6 +10,7 @@ from sitewatch.streams.state import (
     Config,
     Emitted,
     LifecycleState,
+    Parked,
     SiteConfig,
     dump_state,
 )
@@ -24,21 +25,25 @@ def test_park_skips_a_redelivery_and_keeps_within_the_count(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(retention, "MAX_PARKED", 3)
-    state = LifecycleState()
-    assert [retention.park(state, pos, b"r", 10 * pos) for pos in range(3)] == [0, 0, 0]
-    assert retention.park(state, 2, b"r", 20) is None  # parked already
-    assert retention.park(state, 3, b"r", 30) == 1  # the oldest made room
-    assert [p.position for p in state.parked] == [1, 2, 3]
+    parked: list[Parked] = []
+    assert [retention.park(parked, pos, b"r", 10 * pos) for pos in range(3)] == [0, 0, 0]
+    assert retention.park(parked, 2, b"r", 20) is None  # parked already
+    assert retention.park(parked, 3, b"r", 30) == 1  # the oldest made room
+    assert [p.position for p in parked] == [1, 2, 3]
 
 
 def test_expired_parked_results_go_and_set_the_deadline() -> None:
-    state = LifecycleState()
-    retention.park(state, 0, b"old", 0)
-    retention.park(state, 1, b"new", 1000)
-    assert retention.next_deadline(state, Config()) == retention.PARKED_TTL_MS
-    assert retention.expire_parked(state, retention.PARKED_TTL_MS) == 1
-    assert [p.position for p in state.parked] == [1]
-    assert retention.expire_parked(state, retention.PARKED_TTL_MS) == 0
+    parked: list[Parked] = []
+    retention.park(parked, 0, b"old", 0)
+    retention.park(parked, 1, b"new", 1000)
+    until = retention.parked_expiry(parked)
+    assert until == retention.PARKED_TTL_MS
+    assert retention.next_deadline(None, Config(), until) == retention.PARKED_TTL_MS
+    assert retention.next_deadline(LifecycleState(), Config(), until) == retention.PARKED_TTL_MS
+    assert retention.expire_parked(parked, retention.PARKED_TTL_MS) == 1
+    assert [p.position for p in parked] == [1]
+    assert retention.expire_parked(parked, retention.PARKED_TTL_MS) == 0
+    assert retention.parked_expiry([]) is None
 
 
 def test_a_deleted_site_is_due_for_purge_once_its_outbox_aged_out() -> None:
@@ -50,17 +55,13 @@ def test_a_deleted_site_is_due_for_purge_once_its_outbox_aged_out() -> None:
     assert retention.next_deadline(unknown, Config()) == 0  # its time is set on the next tick
 
 
-def test_trim_drops_parked_then_old_outbox_never_the_newest(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_trim_drops_old_outbox_never_the_newest(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(retention, "MAX_STATE_BYTES", 64)
     state = LifecycleState()
-    retention.park(state, 0, b"p" * 100, 0)
     for pos in range(3):
         state.outbox.append(
             Emitted(position=pos, at=pos, transitions=[b"t" * 50], verify_requests=[])
         )
-    data, dropped = retention.trim(state, dump_state(state))
-    assert dropped == 1 and not state.parked
+    data = retention.trim(state, dump_state(state))
     assert [e.position for e in state.outbox] == [2]
     assert data == dump_state(state)

@@ -82,7 +82,9 @@ def expected_by_core(rows: list[tuple[bytes, bytes]]) -> dict[str, bytes]:
     site_records = MemoryStore()
     for key, value in sites():
         site_records.data[key] = value
-    processor = Processor(Config(), MemoryStore(), site_records, "results", "sites", "test")
+    processor = Processor(
+        Config(), MemoryStore(), site_records, MemoryStore(), "results", "sites", "test"
+    )
     offsets = [0] * PARTITIONS
     out: dict[str, bytes] = {}
     for key, value in rows:
