@@ -158,6 +158,56 @@ async def test_fresh_worker_recovers_every_site_from_changelog(
     print(f"\nfresh-node recovery of {len(before['site-state'])} sites: {recovered_s:.1f} s")
 
 
+async def test_result_that_overtakes_its_settings_is_applied_after_a_fresh_node_recovers_it(
+    broker: RunningBroker, tmp_path: Path, unique_prefix: str
+) -> None:
+    """Parked results travel with their batch's changelog: a worker on an empty node gets
+    them back from the parked table's changelog and applies them, in order, once the
+    site's settings arrive."""
+    names = TopicNames(unique_prefix)
+    await ensure_topics(broker.bootstrap, names, PARTITIONS)
+    site_id = 7
+    key = records.site_key(site_id)
+    early = [
+        records.CheckResult(
+            result_id=f"early-{n}",
+            site_id=site_id,
+            check_type=CheckType.HTTP,
+            ok=n == 2,
+            observed_at=timefmt.from_ms(BASE + n * 1000),
+            probe="p",
+        )
+        for n in range(3)
+    ]
+    old_state, new_state = tmp_path / "old", tmp_path / "new"
+    log = tmp_path / "worker.log"
+    first = spawn(["worker"], env_for(broker, unique_prefix, old_state), log)
+    try:
+        await produce(
+            broker.bootstrap, names.check_results, [(key, records.encode(r)) for r in early]
+        )
+        await committed_at_least(broker, unique_prefix, len(early))
+        assert stop(first) == 0, log.read_text()[-3000:]
+    finally:
+        stop(first, signal.SIGKILL)
+    before = read_tables(old_state)
+    assert key in before["site-parked"] and key not in before.get("site-state", {})
+    fresh = spawn(["worker"], env_for(broker, unique_prefix, new_state), log)
+    try:
+        site = records.SiteRecord(site_id=site_id, url="http://seven.test/")
+        await produce(broker.bootstrap, names.sites, [(key, records.encode(site))])
+        events = await read_all(broker.bootstrap, names.site_events, want=2, timeout_s=120)
+        assert stop(fresh) == 0, log.read_text()[-3000:]
+    finally:
+        stop(fresh, signal.SIGKILL)
+    got = [records.transition_decoder.decode(v) for _, v, _, _ in events if v is not None]
+    assert [(t.reason.value, t.at) for t in got] == [
+        ("opened", timefmt.from_ms(BASE)),
+        ("probe_cleared", timefmt.from_ms(BASE + 2000)),
+    ]
+    assert key not in read_tables(new_state).get("site-parked", {})
+
+
 async def committed_at_least(broker: RunningBroker, prefix: str, n: int) -> None:
     deadline = time.monotonic() + 120
     while await committed(broker, f"{prefix}worker", f"{prefix}check-results") < n:
