@@ -203,8 +203,7 @@ class Processor:
             until = expiry.pop(key, (partition, None))[1]
             if older:  # moved to the parked store when the site is next touched (`_load`)
                 self._parked_in[key] = partition
-                oldest = retention.parked_expiry(older)
-                until = oldest if until is None or oldest is None else min(until, oldest)
+                until = retention.earliest(until, retention.parked_expiry(older))
             self.timers.schedule(key, partition, retention.next_deadline(state, self.config, until))
         for key, (partition, until) in expiry.items():  # kept only by parked results
             self.timers.schedule(key, partition, until)
@@ -242,7 +241,7 @@ class Processor:
             key = records.site_key(site_id)
             if rec is None or msg.value is None:  # a tombstone (both None)
                 self.stats.sites += 1
-                self._delete_site(key, msg, b, now_ms)
+                self._delete_site(key, msg, b)
                 return
         except Exception as exc:
             self._dead_letter(b.out, msg, error_of(exc), now_ms)
@@ -266,15 +265,10 @@ class Processor:
     def _settle(self, key: bytes, raw: bytes, msg: ConsumedRecord, b: _Batch, now_ms: int) -> None:
         """The site's settings are known (`raw`): apply what was parked for them, oldest
         first, each at its own offset; a deleted site's are dropped."""
-        self._load(key, msg, b)  # first: a state an older version stored may hold some
-        held = self._parked_of(key, msg, b)
-        parked = held[:]
-        held.clear()
-        self._parked_changed(key, msg, b)
         if raw == DELETED:
-            self.stats.dropped_parked += len(parked)
+            self._drop_parked(key, msg, b)
             return
-        for item in parked:
+        for item in self._take_parked(key, msg, b):
             rec = Record(self.results_topic, msg.partition, item.position, key, item.value)
             try:
                 inp = records.decode_input(item.value)
@@ -284,7 +278,19 @@ class Processor:
                 continue
             self._apply(key, inp.site_id, inp, rec, raw, b, now_ms)
 
-    def _delete_site(self, key: bytes, msg: ConsumedRecord, b: _Batch, now_ms: int) -> None:
+    def _take_parked(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> list[Parked]:
+        """Hand over the site's parked results, oldest first, and keep none."""
+        self._load(key, msg, b)  # first: a state an older version stored may hold some
+        held = self._parked_of(key, msg, b)
+        taken = held[:]
+        held.clear()
+        self._parked_changed(key, msg, b)
+        return taken
+
+    def _drop_parked(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> None:
+        self.stats.dropped_parked += len(self._take_parked(key, msg, b))
+
+    def _delete_site(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> None:
         """A tombstone: the site is marked deleted; `_housekeep` purges it once its events
         are closed (rule 7's auto_timeout) and no redelivery can need its outbox."""
         state = self._load(key, msg, b)
@@ -293,7 +299,7 @@ class Processor:
             # than wait parked for settings
             state = b.states[key] = LifecycleState()
         if key in self._parked_in:
-            self._settle(key, DELETED, msg, b, now_ms)
+            self._drop_parked(key, msg, b)
         self.site_records.put(key, DELETED, msg)
         self._decoded.put(key, msg.partition, (DELETED, None))
         if state.deleted_at is None:
@@ -304,7 +310,7 @@ class Processor:
     def _purge(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> None:
         """Forget a site everywhere: state, settings, parked results, timers, caches."""
         if key in self._parked_in:  # only after a crash between a batch's rows (`process`)
-            self._settle(key, DELETED, msg, b, 0)
+            self._drop_parked(key, msg, b)
         self.site_records.delete(key, msg)
         b.states[key] = None
         b.dirty.pop(key, None)
@@ -388,13 +394,15 @@ class Processor:
         if key in states:
             return states[key]
         hit = self._states.get(key)
-        older: list[Parked] = []
+        older: Sequence[Parked] = ()
         if hit is not None:
             state: LifecycleState | None = hit[1]
         else:
             raw = self.states.get(key, msg)
             decoded = self._decode_state(key, raw) if raw else None
-            state, older = decoded if decoded is not None else (None, older)
+            state = None
+            if decoded is not None:
+                state, older = decoded
         states[key] = state
         b.parts[key] = msg.partition
         if older:

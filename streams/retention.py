@@ -63,22 +63,25 @@ def purge_at(state: LifecycleState) -> int:
     return max(state.deleted_at, last) + OUTBOX_HORIZON_MS
 
 
+def earliest(*times: int | None) -> int | None:
+    """The earliest of the stream times given; None if none is."""
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
+
+
 def next_deadline(
     state: LifecycleState | None, config: Config, parked_until: int | None = None
 ) -> int | None:
     """When this site next needs a tick: core timers, its purge, and the expiry of what
     it has parked (`parked_expiry`)."""
-    best = parked_until
     if state is None:
-        return best
+        return parked_until
     if state.open:
-        core = core_deadline(state, config)
-        if core is not None:
-            best = core if best is None else min(best, core)
-    if state.deleted_at is not None and not state.open:
+        return earliest(core_deadline(state, config), parked_until)
+    if state.deleted_at is not None:
         purge = 0 if state.deleted_at == TIME_UNKNOWN else purge_at(state)
-        best = purge if best is None else min(best, purge)
-    return best
+        return earliest(purge, parked_until)
+    return parked_until
 
 
 def trim(state: LifecycleState, data: bytes) -> bytes:
