@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sitewatch.streams import records, retention
 from sitewatch.streams.state import (
@@ -12,6 +14,7 @@ from sitewatch.streams.state import (
     LifecycleState,
     Parked,
     SiteConfig,
+    dump_parked,
     dump_state,
 )
 
@@ -65,3 +68,17 @@ def test_trim_drops_old_outbox_never_the_newest(monkeypatch: pytest.MonkeyPatch)
     data = retention.trim(state, dump_state(state))
     assert [e.position for e in state.outbox] == [2]
     assert data == dump_state(state)
+
+
+@given(values=st.lists(st.integers(min_value=1, max_value=records.MAX_INPUT_BYTES), max_size=400))
+@settings(max_examples=60, deadline=None)
+def test_parked_row_stays_far_under_the_changelog_message_limit(values: list[int]) -> None:
+    """Parked results have their own row now, bounded by their caps alone: with the
+    newest always kept, at most MAX_PARKED_BYTES plus one result, never near 1 MiB."""
+    parked: list[Parked] = []
+    for pos, size in enumerate(values):
+        retention.park(parked, pos, b"x" * size, pos)
+        assert len(parked) <= retention.MAX_PARKED
+    row = dump_parked(parked)
+    assert len(row) <= retention.MAX_PARKED_BYTES + records.MAX_INPUT_BYTES + 16 * len(parked)
+    assert len(row) < retention.MAX_STATE_BYTES
