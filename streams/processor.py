@@ -52,6 +52,9 @@ log = structlog.get_logger(__name__)
 MAX_CACHED_SETTINGS: Final = 8_192
 #: decoded states kept between batches; past this the oldest half goes
 MAX_CACHED_STATES: Final = 8_192
+#: decoded parked lists kept between batches (a backlog parks a site's results batch
+#: after batch); as many as states, which held them before they had their own store
+MAX_CACHED_PARKED: Final = MAX_CACHED_STATES
 
 
 class _Batch:
@@ -100,7 +103,9 @@ class Processor:
         self.stats = Stats()
         #: raw site records (what the store holds) and their decoded form, by site key
         self._decoded: Recent[tuple[bytes, SiteConfig | None]] = Recent(MAX_CACHED_SETTINGS)
-        self._states: Recent[LifecycleState] = Recent(MAX_CACHED_STATES)
+        #: None: the store holds no state for the site (one that only parks, so far)
+        self._states: Recent[LifecycleState | None] = Recent(MAX_CACHED_STATES)
+        self._parked: Recent[list[Parked]] = Recent(MAX_CACHED_PARKED)
         #: site key -> partition of every site with results in `parked`: exact (the
         #: processor is their only writer; `rebuild_deadlines` fills it), so a site
         #: absent here has nothing parked and its parked row is never read
@@ -173,11 +178,18 @@ class Processor:
                 self.parked.delete(key, msg)
         # what the batch ends with is what the store holds now (failed applies undone)
         cache = self._states
+        purged = b.purged
         for key, state in b.states.items():
-            if state is None:
-                cache.pop(key)
+            if state is None and key in purged:
+                cache.pop(key)  # forgotten everywhere
             else:
                 cache.put(key, b.parts[key], state)
+        parked = self._parked
+        for key, held in b.parked.items():
+            if held:
+                parked.put(key, b.parts[key], held)
+            else:
+                parked.pop(key)
         return b.out
 
     def rebuild_deadlines(
@@ -212,6 +224,7 @@ class Processor:
         self.timers.forget(partitions)
         self._states.forget(partitions)
         self._decoded.forget(partitions)
+        self._parked.forget(partitions)
         self._parked_in = {k: p for k, p in self._parked_in.items() if p not in partitions}
 
     def site_config(self, key: bytes, raw: bytes, partition: int) -> SiteConfig | None:
@@ -423,15 +436,24 @@ class Processor:
             return []
 
     def _parked_of(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> list[Parked]:
-        """The site's parked results, read once per batch; its state is loaded first
-        (`_load` moves what an older version parked in it)."""
+        """The site's parked results, read once per batch (and kept decoded between
+        batches, as states are); its state is loaded first (`_load` moves what an older
+        version parked in it)."""
         assert key in b.states
         held = b.parked.get(key)
-        if held is None:
-            raw = self.parked.get(key, msg) if key in self._parked_in else None
-            held = b.parked[key] = self._decode_parked(key, raw) if raw else []
-            if not held and key in self._parked_in:
-                self._parked_changed(key, msg, b)  # an empty or unreadable row: gone
+        if held is not None:
+            return held
+        if key not in self._parked_in:
+            held = b.parked[key] = []
+            return held
+        hit = self._parked.get(key)
+        if hit is not None:
+            held = b.parked[key] = hit[1]  # no undo for parked lists: changed in place
+            return held
+        raw = self.parked.get(key, msg)
+        held = b.parked[key] = self._decode_parked(key, raw) if raw else []
+        if not held:
+            self._parked_changed(key, msg, b)  # an empty or unreadable row: gone
         return held
 
     def _parked_changed(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> None:
@@ -454,7 +476,8 @@ class Processor:
         self.stats.dropped_parked += dropped
         self.stats.parked += 1
         self._parked_changed(key, msg, b)
-        self._schedule(key, msg.partition, state, msg, b)
+        until = retention.parked_expiry(held)
+        self.timers.schedule(key, msg.partition, retention.next_deadline(state, self.config, until))
 
     def _apply(
         self,

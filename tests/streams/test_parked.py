@@ -99,13 +99,23 @@ def test_site_with_settings_never_reads_the_parked_store() -> None:
         proc.process([res(n, rec), tick_msg(1000 + n, n)], 0)
     proc.process([tick_msg(5000, 400)], 0)  # auto_timeout and housekeeping on ticks
     assert s.parked.reads == 0 and s.parked.data == {}
-    # a site that parked reads its row while it waits (and only then)
+    # a site that parks keeps its parked results decoded between batches, as states are
     proc.process([res(300, result(False, 300, site_id=3))], 0)
     proc.process([res(301, result(False, 301, site_id=3))], 0)
-    waiting = s.parked.reads
+    assert b"3" in s.parked.data
     proc.process([site(2, site_id=3)], 0)
     proc.process([res(302 + n, result(True, 302 + n, site_id=3)) for n in range(50)], 0)
-    assert s.parked.reads == waiting + 1  # the batch of its settings, not one per input
+    assert s.parked.reads == 0 and s.parked.data == {}
+
+
+def test_parked_results_read_back_from_the_store_once_no_longer_kept_decoded() -> None:
+    s = Stores()
+    proc = s.processor()
+    proc.process([res(0, result(False, 0)), res(1, result(True, 1))], 0)
+    proc.forget_partitions({0})  # as after a rebalance: the store is the truth again
+    proc.rebuild_deadlines([], [(b"1", 0, s.parked.data[b"1"])])
+    assert reasons(proc.process([site(0)], 0)) == ["opened", "probe_cleared"]
+    assert s.parked.reads == 1 and s.parked.data == {}
 
 
 def test_parked_results_apply_in_arrival_order_when_settings_arrive_later_in_the_batch() -> None:
@@ -157,7 +167,8 @@ def _uint64(value: int) -> bytes:
     return b"\xcf" + value.to_bytes(8, "big")
 
 
-#: what `dump_state` wrote before the parked store, for a site with two parked results:
+#: what `dump_state` wrote before the parked store (byte for byte: checked against that
+#: version), for a site with two parked results:
 #: msgpack [open {}, marks {}, position -1, outbox [], parked [[0, A, T0], [1, B, T0 + 1 s]],
 #: deleted_at None]
 OLD_STATE = (
