@@ -31,15 +31,14 @@ from .deadletter import dead_letter_for, error_of
 from .enums import CheckType, Role
 from .message import ConsumedRecord, Record
 from .outputs import Keyed, Output, Stats
+from .parking import BatchParked, Parking
 from .retention import MAX_STATE_BYTES, TIME_UNKNOWN
 from .state import (
     Config,
     LifecycleState,
     Parked,
     SiteConfig,
-    dump_parked,
     dump_state,
-    load_parked,
     load_state,
     load_stored_state,
 )
@@ -60,7 +59,7 @@ MAX_CACHED_PARKED: Final = MAX_CACHED_STATES
 class _Batch:
     """Per-batch cache: each site's state is read and written once per batch."""
 
-    __slots__ = ("dirty", "out", "parked", "parked_dirty", "parts", "purged", "states")
+    __slots__ = ("dirty", "out", "parked", "parts", "purged", "states")
 
     def __init__(self) -> None:
         self.states: dict[bytes, LifecycleState | None] = {}
@@ -68,9 +67,7 @@ class _Batch:
         self.parts: dict[bytes, int] = {}
         self.dirty: dict[bytes, ConsumedRecord] = {}
         self.purged: dict[bytes, ConsumedRecord] = {}
-        #: the parked results of the sites that touched theirs, oldest first
-        self.parked: dict[bytes, list[Parked]] = {}
-        self.parked_dirty: dict[bytes, ConsumedRecord] = {}
+        self.parked = BatchParked()
         self.out = Output()
 
 
@@ -93,7 +90,7 @@ class Processor:
         self.config = config
         self.states = states
         self.site_records = site_records
-        self.parked = parked
+        self.parking = Parking(parked, MAX_CACHED_PARKED)
         self.results_topic = results_topic
         self.sites_topic = sites_topic
         self.consumer = consumer
@@ -105,11 +102,6 @@ class Processor:
         self._decoded: Recent[tuple[bytes, SiteConfig | None]] = Recent(MAX_CACHED_SETTINGS)
         #: None: the store holds no state for the site (one that only parks, so far)
         self._states: Recent[LifecycleState | None] = Recent(MAX_CACHED_STATES)
-        self._parked: Recent[list[Parked]] = Recent(MAX_CACHED_PARKED)
-        #: site key -> partition of every site with results in `parked`: exact (the
-        #: processor is their only writer; `rebuild_deadlines` fills it), so a site
-        #: absent here has nothing parked and its parked row is never read
-        self._parked_in: dict[bytes, int] = {}
 
     @property
     def deadlines(self) -> dict[bytes, tuple[int, int]]:
@@ -123,7 +115,7 @@ class Processor:
         b = _Batch()
         newest: dict[int, lifecycle.Input] = {}
         decode = records.decode_input
-        parked_in = self._parked_in
+        parking = self.parking
         for msg in batch:
             if msg.topic == self.sites_topic:
                 self._site_record(msg, b, now_ms)
@@ -156,7 +148,7 @@ class Processor:
             # (the settings row of a batch landed on its changelog, the parked row's
             # delete not); the index is rebuilt from the stored rows, so what waited is
             # still applied first, in order, before the redelivered `sites` record.
-            if key in parked_in:
+            if key in parking:
                 self._settle(key, raw, msg, b, now_ms)
             self._apply(key, inp.site_id, inp, msg, raw, b, now_ms)
         for part, inp in newest.items():  # inputs are nearly in time order: last is enough
@@ -170,12 +162,7 @@ class Processor:
             state = b.states[key]
             assert state is not None
             self.states.put(key, self._dump(key, state), msg)
-        for key, msg in b.parked_dirty.items():
-            held = b.parked[key]
-            if held:
-                self.parked.put(key, dump_parked(held), msg)
-            else:
-                self.parked.delete(key, msg)
+        parking.write(b.parked)
         # what the batch ends with is what the store holds now (failed applies undone)
         cache = self._states
         purged = b.purged
@@ -184,12 +171,6 @@ class Processor:
                 cache.pop(key)  # forgotten everywhere
             else:
                 cache.put(key, b.parts[key], state)
-        parked = self._parked
-        for key, held in b.parked.items():
-            if held:
-                parked.put(key, b.parts[key], held)
-            else:
-                parked.pop(key)
         return b.out
 
     def rebuild_deadlines(
@@ -201,12 +182,7 @@ class Processor:
         states and of parked results: (key, partition, bytes). A processor over stores
         it did not fill needs this before its first batch, as the worker after each
         assignment."""
-        expiry: dict[bytes, tuple[int, int | None]] = {}
-        for key, partition, raw in parked:
-            held = self._decode_parked(key, raw)
-            if held:
-                self._parked_in[key] = partition
-                expiry[key] = (partition, retention.parked_expiry(held))
+        expiry: dict[bytes, tuple[int, int | None]] = dict(self.parking.rebuild(parked))
         for key, partition, raw in states:
             decoded = self._decode_state(key, raw)
             if decoded is None:
@@ -214,7 +190,7 @@ class Processor:
             state, older = decoded
             until = expiry.pop(key, (partition, None))[1]
             if older:  # moved to the parked store when the site is next touched (`_load`)
-                self._parked_in[key] = partition
+                self.parking.index[key] = partition
                 until = retention.earliest(until, retention.parked_expiry(older))
             self.timers.schedule(key, partition, retention.next_deadline(state, self.config, until))
         for key, (partition, until) in expiry.items():  # kept only by parked results
@@ -224,8 +200,7 @@ class Processor:
         self.timers.forget(partitions)
         self._states.forget(partitions)
         self._decoded.forget(partitions)
-        self._parked.forget(partitions)
-        self._parked_in = {k: p for k, p in self._parked_in.items() if p not in partitions}
+        self.parking.forget(partitions)
 
     def site_config(self, key: bytes, raw: bytes, partition: int) -> SiteConfig | None:
         """Decoded settings, cached per distinct record; None for a deleted site."""
@@ -272,7 +247,7 @@ class Processor:
             state.deleted_at = None  # the site is back: its state lives on
             b.dirty[key] = msg
             self._schedule(key, msg.partition, state, msg, b)
-        if key in self._parked_in:
+        if key in self.parking:
             self._settle(key, value, msg, b, now_ms)
 
     def _settle(self, key: bytes, raw: bytes, msg: ConsumedRecord, b: _Batch, now_ms: int) -> None:
@@ -294,11 +269,7 @@ class Processor:
     def _take_parked(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> list[Parked]:
         """Hand over the site's parked results, oldest first, and keep none."""
         self._load(key, msg, b)  # first: a state an older version stored may hold some
-        held = self._parked_of(key, msg, b)
-        taken = held[:]
-        held.clear()
-        self._parked_changed(key, msg, b)
-        return taken
+        return self.parking.take(key, msg, b.parked)
 
     def _drop_parked(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> None:
         self.stats.dropped_parked += len(self._take_parked(key, msg, b))
@@ -311,7 +282,7 @@ class Processor:
             # kept briefly all the same, so that its late results change nothing rather
             # than wait parked for settings
             state = b.states[key] = LifecycleState()
-        if key in self._parked_in:
+        if key in self.parking:
             self._drop_parked(key, msg, b)
         self.site_records.put(key, DELETED, msg)
         self._decoded.put(key, msg.partition, (DELETED, None))
@@ -322,7 +293,7 @@ class Processor:
 
     def _purge(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> None:
         """Forget a site everywhere: state, settings, parked results, timers, caches."""
-        if key in self._parked_in:  # only after a crash between a batch's rows (`process`)
+        if key in self.parking:  # only after a crash between a batch's rows (`process`)
             self._drop_parked(key, msg, b)
         self.site_records.delete(key, msg)
         b.states[key] = None
@@ -344,7 +315,7 @@ class Processor:
                 raw = self.site_records.get(key, msg)
                 self._apply(key, int(key), tick, msg, DELETED if raw is None else raw, b, now_ms)
                 state = b.states[key]
-            if state is not None or key in self._parked_in:
+            if state is not None or key in self.parking:
                 self._housekeep(key, state, at, msg, b)
 
     def _housekeep(
@@ -353,13 +324,13 @@ class Processor:
         """Expire parked results and purge a site whose time has come: a deleted one, or
         one that only its parked results kept."""
         expired = 0
-        if key in self._parked_in:
-            held = self._parked_of(key, msg, b)
-            expired = retention.expire_parked(held, at)
+        parking = self.parking
+        if key in parking:
+            expired = retention.expire_parked(parking.of(key, msg, b.parked), at)
             if expired:
                 self.stats.dropped_parked += expired
                 log.warning("dropped parked results: their site never got settings", key=key)
-                self._parked_changed(key, msg, b)
+                parking.changed(key, msg, b.parked)
         if state is not None and state.deleted_at is not None and not state.open:
             if state.deleted_at == TIME_UNKNOWN:
                 state.deleted_at = at
@@ -368,7 +339,7 @@ class Processor:
                 self._purge(key, msg, b)
                 return
         if (
-            key not in self._parked_in
+            key not in parking
             and (
                 (state is None and expired)
                 or (state is not None and not state.open and state.deleted_at is None)
@@ -387,9 +358,7 @@ class Processor:
         msg: ConsumedRecord,
         b: _Batch,
     ) -> None:
-        until = None
-        if key in self._parked_in:
-            until = retention.parked_expiry(self._parked_of(key, msg, b))
+        until = self.parking.expiry(key, msg, b.parked)
         self.timers.schedule(key, partition, retention.next_deadline(state, self.config, until))
 
     def _decode_state(self, key: bytes, raw: bytes) -> tuple[LifecycleState, list[Parked]] | None:
@@ -420,53 +389,14 @@ class Processor:
         b.parts[key] = msg.partition
         if older:
             # stored by a version that parked results in the state: they move to the
-            # parked store, before any parked since, and the state is written without
+            # parked store, and the state is written without them
             b.dirty[key] = msg
-            held = self._parked_of(key, msg, b)
-            there = {p.position for p in held}
-            held[:0] = [p for p in older if p.position not in there]
-            self._parked_changed(key, msg, b)
+            self.parking.adopt(key, older, msg, b.parked)
         return state
-
-    def _decode_parked(self, key: bytes, raw: bytes) -> list[Parked]:
-        try:
-            return load_parked(raw)
-        except Exception as exc:  # written by us: a bug or an incompatible version
-            log.error("stored parked results do not decode; dropped", key=key, error=str(exc))
-            return []
-
-    def _parked_of(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> list[Parked]:
-        """The site's parked results, read once per batch (and kept decoded between
-        batches, as states are); its state is loaded first (`_load` moves what an older
-        version parked in it)."""
-        assert key in b.states
-        held = b.parked.get(key)
-        if held is not None:
-            return held
-        if key not in self._parked_in:
-            held = b.parked[key] = []
-            return held
-        hit = self._parked.get(key)
-        if hit is not None:
-            held = b.parked[key] = hit[1]  # no undo for parked lists: changed in place
-            return held
-        raw = self.parked.get(key, msg)
-        held = b.parked[key] = self._decode_parked(key, raw) if raw else []
-        if not held:
-            self._parked_changed(key, msg, b)  # an empty or unreadable row: gone
-        return held
-
-    def _parked_changed(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> None:
-        """The site's parked list (in `b.parked`) changed: store it, keep the index."""
-        b.parked_dirty[key] = msg
-        if b.parked[key]:
-            self._parked_in[key] = msg.partition
-        else:
-            self._parked_in.pop(key, None)
 
     def _park(self, key: bytes, inp: lifecycle.Input, msg: ConsumedRecord, b: _Batch) -> None:
         state = self._load(key, msg, b)
-        held = self._parked_of(key, msg, b)
+        held = self.parking.of(key, msg, b.parked)
         assert msg.value is not None
         dropped = retention.park(held, msg.offset, msg.value, lifecycle.input_time(inp))
         if dropped is None:
@@ -475,7 +405,7 @@ class Processor:
             log.warning("dropped a parked result: its site never got settings", key=key)
         self.stats.dropped_parked += dropped
         self.stats.parked += 1
-        self._parked_changed(key, msg, b)
+        self.parking.changed(key, msg, b.parked)
         until = retention.parked_expiry(held)
         self.timers.schedule(key, msg.partition, retention.next_deadline(state, self.config, until))
 

@@ -252,6 +252,6 @@ def test_settings_present_means_nothing_parked_and_the_index_is_exact(
         for key in (records.site_key(x) for x in SITES):
             if s.settings.data.get(key) is not None:
                 assert key not in s.parked.data  # settings present => nothing parked
-        assert set(proc._parked_in) == set(s.parked.data)  # the index is exact
+        assert set(proc.parking.index) == set(s.parked.data)  # the index is exact
         for key in s.parked.data:
             assert key in proc.deadlines  # every parked result expires on a timer
