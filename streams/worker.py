@@ -182,6 +182,7 @@ class Worker:
         """
         del stream  # fed by BatchConsumer a batch at a time, not event by event
         gcpolicy.settle()  # Faust and the app are built: keep them out of the collector
+        gcpolicy.bounded_heap()  # a backlog's memory goes back once it is through
         self.producer = producer = self._new_producer()
         await producer.start()
         flights: asyncio.Queue[Flight] = asyncio.Queue(IN_FLIGHT)
