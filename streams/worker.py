@@ -189,9 +189,10 @@ class Worker:
         completer = asyncio.create_task(self._completer(flights))
         try:
             while True:
-                fetched = await self.queue.get()
                 try:
-                    flight = await self.send_batch(fetched)
+                    # no reference to the records left here once processed: while the
+                    # flights are full, this waits holding only what was sent
+                    flight = await self.send_batch(await self.queue.get())
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -256,7 +257,8 @@ class Worker:
         producer = self.producer
         assert producer is not None
         # the rows stay visible to later batches (TableRows' overlay) until applied
-        flight = Flight(fetched, started, [(t, t.take()) for t in self.tables])
+        rows = [(t, t.take()) for t in self.tables]
+        flight = Flight(fetched.processed(), len(fetched.messages), started, rows)
         if not self.outputs_first:
             await send_changelog(producer, flight)
         send = producer.send
@@ -292,7 +294,7 @@ class Worker:
         metrics.observe_batch(
             metrics.WORKER_BATCH_RECORDS,
             metrics.WORKER_BATCH_SECONDS,
-            len(flight.fetched.messages),
+            flight.size,
             flight.started,
         )
 
