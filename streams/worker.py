@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import faust
+import rocksdict
 import structlog
 from aiokafka import AIOKafkaProducer
+from faust.stores.rocksdb import RocksDBOptions
 
 from sitewatch import gcpolicy, metrics
 from sitewatch.clock import now_ms
@@ -58,8 +60,47 @@ IN_FLIGHT = 4
 ROCKSDB: dict[str, int] = {
     "write_buffer_size": 1024 * 1024,
     "max_write_buffer_number": 2,
-    "block_cache_size": 1024 * 1024,
 }
+#: one block cache for all the worker's partition stores (not one per store: a worker
+#: with 32 of them kept 32 caches filling up)
+BLOCK_CACHE_BYTES = 4 * 1024 * 1024
+#: and one budget for all their memtables: past it the store written to flushes
+MEMTABLE_BYTES = 4 * 1024 * 1024
+
+
+class SharedRocksDB(RocksDBOptions):
+    """Faust's RocksDB options of a table's partition stores, with the block cache and
+    the memtable budget of the worker's `StoreMemory` (Faust gives each store its own)."""
+
+    def __init__(self, memory: StoreMemory, **options: Any) -> None:
+        super().__init__(**options)
+        self.memory = memory
+
+    def as_options(self) -> rocksdict.Options:
+        options: rocksdict.Options = super().as_options()
+        table = rocksdict.BlockBasedOptions()  # Faust's, but for the cache
+        table.set_bloom_filter(self.bloom_filter_size, block_based=True)
+        table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        table.set_block_cache(self.memory.cache)
+        options.set_block_based_table_factory(table)
+        options.set_write_buffer_manager(self.memory.memtables)
+        return options
+
+
+class StoreMemory:
+    """What all the partition stores of a worker's tables share."""
+
+    def __init__(self) -> None:
+        self.cache = rocksdict.Cache(BLOCK_CACHE_BYTES)
+        self.memtables = rocksdict.WriteBufferManager(MEMTABLE_BYTES, allow_stall=False)
+
+    def share(self, table: Any) -> None:
+        """Before any of its partitions opens: the table's stores use this memory."""
+        store = table.data
+        store.rocksdb_options = SharedRocksDB(
+            self, **store.options, use_rocksdict=store.rocksdb_options.use_rocksdict
+        )
+
 
 _RAW: dict[str, Any] = {
     "key_type": bytes,
@@ -119,6 +160,9 @@ class Worker:
             for name in ("site-state", "site-settings")
         )
         self.tables = (self.state_rows, self.site_rows)
+        self.store_memory = StoreMemory()
+        for rows in self.tables:
+            self.store_memory.share(rows.table)
         #: outputs confirmed before the changelog rows are sent (not on Tansu: see
         #: complete_batch)
         self.outputs_first = not conf.is_tansu
