@@ -39,19 +39,23 @@ log = structlog.get_logger(__name__)
 
 #: decoded site records kept; past this the oldest half goes (cheap, and bounded)
 MAX_CACHED_SETTINGS: Final = 8_192
-#: decoded states kept between batches; past this the oldest half goes
+#: states kept between batches, encoded (what the store holds: decoding one is half the
+#: cost of reading it back, in a tenth of the memory of a decoded one); past this the
+#: oldest half goes
 MAX_CACHED_STATES: Final = 8_192
 
 
 class _Batch:
     """Per-batch cache: each site's state is read and written once per batch."""
 
-    __slots__ = ("dirty", "out", "parts", "purged", "states")
+    __slots__ = ("dirty", "encoded", "out", "parts", "purged", "states")
 
     def __init__(self) -> None:
         self.states: dict[bytes, LifecycleState | None] = {}
         #: partition of each key in `states`
         self.parts: dict[bytes, int] = {}
+        #: what the store holds of each key in `states` (as read, or as written)
+        self.encoded: dict[bytes, bytes] = {}
         self.dirty: dict[bytes, ConsumedRecord] = {}
         self.purged: dict[bytes, ConsumedRecord] = {}
         self.out = Output()
@@ -84,7 +88,7 @@ class Processor:
         self.stats = Stats()
         #: raw site records (what the store holds) and their decoded form, by site key
         self._decoded: Recent[tuple[bytes, SiteConfig | None]] = Recent(MAX_CACHED_SETTINGS)
-        self._states: Recent[LifecycleState] = Recent(MAX_CACHED_STATES)
+        self._states: Recent[bytes] = Recent(MAX_CACHED_STATES)
 
     @property
     def deadlines(self) -> dict[bytes, tuple[int, int]]:
@@ -132,17 +136,20 @@ class Processor:
         for key, msg in b.purged.items():
             if key not in b.dirty:
                 self.states.delete(key, msg)
+        encoded = b.encoded
         for key, msg in b.dirty.items():
             state = b.states[key]
             assert state is not None
-            self.states.put(key, self._dump(key, state), msg)
-        # what the batch ends with is what the store holds now (failed applies undone)
+            data = encoded[key] = self._dump(key, state)
+            self.states.put(key, data, msg)
+        # what the store holds now: as written, or as read for a state left unchanged
         cache = self._states
         for key, state in b.states.items():
-            if state is None:
+            kept = encoded.get(key)
+            if state is None or kept is None:
                 cache.pop(key)
             else:
-                cache.put(key, b.parts[key], state)
+                cache.put(key, b.parts[key], kept)
         return b.out
 
     def rebuild_deadlines(self, items: Iterable[tuple[bytes, int, bytes]]) -> None:
@@ -307,11 +314,12 @@ class Processor:
         if key in states:
             return states[key]
         hit = self._states.get(key)
-        if hit is not None:
-            state: LifecycleState | None = hit[1]
-        else:
-            raw = self.states.get(key, msg)
-            state = self._decode_state(key, raw) if raw else None
+        raw = hit[1] if hit is not None else self.states.get(key, msg)
+        state = None
+        if raw:
+            state = self._decode_state(key, raw)
+            if state is not None:
+                b.encoded[key] = raw
         states[key] = state
         b.parts[key] = msg.partition
         return state

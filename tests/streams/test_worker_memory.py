@@ -5,10 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sitewatch.settings import Settings
+from sitewatch.streams import records
 from sitewatch.streams import worker as worker_mod
+from sitewatch.streams.message import Record
+from sitewatch.streams.processor import Processor
+from sitewatch.streams.state import Config
+from sitewatch.streams.stores import MemoryStore
 from sitewatch.streams.worker import Worker
+
+from .scenario import result
 
 
 def test_partition_stores_share_one_block_cache_and_one_memtable_budget(
@@ -28,3 +37,40 @@ def test_partition_stores_share_one_block_cache_and_one_memtable_budget(
     assert memtables.get_buffer_size() == worker_mod.MEMTABLE_BYTES
     usage = sum(db.property_int_value("rocksdb.cur-size-all-mem-tables") for db in dbs)
     assert 0 < usage <= memtables.get_usage()  # every store's memtables are counted there
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(1, 4), st.booleans(), st.integers(0, 50)), max_size=12),
+        max_size=6,
+    )
+)
+def test_state_kept_between_batches_is_what_the_store_holds(
+    batches: list[list[tuple[int, bool, int]]],
+) -> None:
+    # the cache held decoded states (~1.4 KB each with what they point to); it holds
+    # their stored bytes now, and must never differ from the store
+    states = MemoryStore()
+    proc = Processor(Config(), states, MemoryStore(), "r", "s", "test")
+    sites = [
+        Record(
+            "s",
+            0,
+            i,
+            records.site_key(i),
+            records.encode(records.SiteRecord(site_id=i, url="http://x.test/")),
+        )
+        for i in range(1, 5)
+    ]
+    proc.process(sites, now_ms=0)
+    offset = 0
+    for batch in batches:
+        msgs = []
+        for site_id, ok, t in batch:
+            offset += 1
+            rec = result(ok, t, site_id=site_id)
+            msgs.append(Record("r", 0, offset, records.site_key(site_id), records.encode(rec)))
+        proc.process(msgs, now_ms=0)
+        for key, (_, kept) in proc._states.entries.items():
+            assert isinstance(kept, bytes) and kept == states.data[key]
