@@ -56,7 +56,7 @@ IN_FLIGHT = 4
 #: RocksDB per table partition. Faust's defaults (64 MiB memtables, 3 of them, and a 2 GiB
 #: block cache, for each partition's store) keep a fleet's whole table in memory: rows
 #: of a million sites never leave the memtables. Small memtables flush them to disk
-#: (the page cache serves reads); the worker keeps hot sites decoded anyway (Processor).
+#: (the page cache serves reads); the worker keeps recent sites' rows anyway (Processor).
 ROCKSDB: dict[str, int] = {
     "write_buffer_size": 1024 * 1024,
     "max_write_buffer_number": 2,
