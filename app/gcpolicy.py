@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import enum
 import gc
 from collections.abc import Iterator
 
@@ -40,16 +41,41 @@ def rare() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _libc_trim() -> object:
-    """glibc's `malloc_trim`, or None where there is none (musl, macOS)."""
+def _libc(name: str) -> object:
+    """A glibc function, or None where there is none (musl, macOS)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
+        return getattr(libc, name)
     except (OSError, AttributeError):
         return None
 
 
-_trim = _libc_trim()
+_trim = _libc("malloc_trim")
+_mallopt = _libc("mallopt")
+
+
+class _Mallopt(enum.IntEnum):
+    """glibc's `mallopt` parameters (malloc.h) that `bounded_heap` sets."""
+
+    TRIM_THRESHOLD = -1
+    MMAP_THRESHOLD = -3
+
+
+#: free memory at the top of a heap beyond this goes back to the system, and blocks
+#: this large get mappings of their own (glibc's default start, fixed)
+HEAP_THRESHOLD = 128 * 1024
+
+
+def bounded_heap() -> None:
+    """For a process whose bursts pass (a worker's backlog): freed memory goes back.
+
+    glibc raises both thresholds as large blocks are freed (up to 32 and 64 MiB), so the
+    arena of Faust's consumer thread kept the top of a backlog's fetches, tens of MiB
+    that `malloc_trim` does not reach (it trims the top of the main heap only). Fixed
+    values stop that. No-op where there is no glibc `mallopt`."""
+    if callable(_mallopt):
+        for param in _Mallopt:
+            _mallopt(int(param), HEAP_THRESHOLD)
 
 
 def tidy() -> None:

@@ -23,7 +23,10 @@ SentRows = tuple[int, Rows, Any]
 class Flight:
     """A batch processed and sent, waiting for the broker's confirmations."""
 
+    #: the batch, processed: its offsets and token, not its records
     fetched: Fetched
+    #: how many records it had
+    size: int
     started: float
     #: per table: its rows by partition
     rows: list[tuple[TableRows, dict[int, Rows]]] = field(default_factory=list)

@@ -49,22 +49,28 @@ log = structlog.get_logger(__name__)
 
 #: decoded site records kept; past this the oldest half goes (cheap, and bounded)
 MAX_CACHED_SETTINGS: Final = 8_192
-#: decoded states kept between batches; past this the oldest half goes
+#: states kept between batches, encoded (what the store holds: decoding one is half the
+#: cost of reading it back, in a tenth of the memory of a decoded one); past this the
+#: oldest half goes
 MAX_CACHED_STATES: Final = 8_192
 #: decoded parked lists kept between batches (a backlog parks a site's results batch
 #: after batch); as many as states, which held them before they had their own store
 MAX_CACHED_PARKED: Final = MAX_CACHED_STATES
+#: cached for a site whose store holds no state (one that only parks, so far)
+NO_STATE: Final = b""
 
 
 class _Batch:
     """Per-batch cache: each site's state is read and written once per batch."""
 
-    __slots__ = ("dirty", "out", "parked", "parts", "purged", "states")
+    __slots__ = ("dirty", "encoded", "out", "parked", "parts", "purged", "states")
 
     def __init__(self) -> None:
         self.states: dict[bytes, LifecycleState | None] = {}
         #: partition of each key in `states`
         self.parts: dict[bytes, int] = {}
+        #: what the store holds of each key in `states` (as read, or as written)
+        self.encoded: dict[bytes, bytes] = {}
         self.dirty: dict[bytes, ConsumedRecord] = {}
         self.purged: dict[bytes, ConsumedRecord] = {}
         self.parked = BatchParked()
@@ -100,8 +106,8 @@ class Processor:
         self.stats = Stats()
         #: raw site records (what the store holds) and their decoded form, by site key
         self._decoded: Recent[tuple[bytes, SiteConfig | None]] = Recent(MAX_CACHED_SETTINGS)
-        #: None: the store holds no state for the site (one that only parks, so far)
-        self._states: Recent[LifecycleState | None] = Recent(MAX_CACHED_STATES)
+        #: as stored (`NO_STATE`: the store holds none, for a site that only parks so far)
+        self._states: Recent[bytes] = Recent(MAX_CACHED_STATES)
 
     @property
     def deadlines(self) -> dict[bytes, tuple[int, int]]:
@@ -158,19 +164,28 @@ class Processor:
         for key, msg in b.purged.items():
             if key not in b.dirty:
                 self.states.delete(key, msg)
+        encoded = b.encoded
         for key, msg in b.dirty.items():
             state = b.states[key]
             assert state is not None
-            self.states.put(key, self._dump(key, state), msg)
+            data = encoded[key] = self._dump(key, state)
+            self.states.put(key, data, msg)
         parking.write(b.parked)
-        # what the batch ends with is what the store holds now (failed applies undone)
+        # what the store holds now: as written, or as read for a state left unchanged
         cache = self._states
         purged = b.purged
         for key, state in b.states.items():
-            if state is None and key in purged:
-                cache.pop(key)  # forgotten everywhere
+            if state is None:
+                if key in purged:
+                    cache.pop(key)  # forgotten everywhere
+                else:
+                    cache.put(key, b.parts[key], NO_STATE)
+                continue
+            kept = encoded.get(key)
+            if kept is None:
+                cache.pop(key)
             else:
-                cache.put(key, b.parts[key], state)
+                cache.put(key, b.parts[key], kept)
         return b.out
 
     def rebuild_deadlines(
@@ -376,15 +391,14 @@ class Processor:
         if key in states:
             return states[key]
         hit = self._states.get(key)
+        raw = hit[1] if hit is not None else self.states.get(key, msg)
+        state = None
         older: Sequence[Parked] = ()
-        if hit is not None:
-            state: LifecycleState | None = hit[1]
-        else:
-            raw = self.states.get(key, msg)
-            decoded = self._decode_state(key, raw) if raw else None
-            state = None
+        if raw:
+            decoded = self._decode_state(key, raw)
             if decoded is not None:
                 state, older = decoded
+                b.encoded[key] = raw  # an older layout's is rewritten (below): dirty
         states[key] = state
         b.parts[key] = msg.partition
         if older:

@@ -59,11 +59,12 @@ class MemoryStore:
 
 
 class Recent(Generic[V]):
-    """Decoded values of the sites seen lately, by key, with their partition.
+    """What the processor knows of the sites seen lately, by key, with their partition
+    (their decoded settings; their states as stored).
 
-    The processor is the only writer of its stores, so what it decoded or wrote stays
-    true until it writes again: reading back and decoding every input's state and
-    site record is what this saves. Bounded (the oldest half goes past `limit`), and a
+    The processor is the only writer of its stores, so what it read or wrote stays
+    true until it writes again: reading back every input's state and site record, and
+    decoding the record, is what this saves. Bounded (the oldest half goes past `limit`), and a
     partition's entries are dropped when it is revoked (another worker may write it).
     """
 

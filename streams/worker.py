@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import faust
+import rocksdict
 import structlog
 from aiokafka import AIOKafkaProducer
+from faust.stores.rocksdb import RocksDBOptions
 
 from sitewatch import gcpolicy, metrics
 from sitewatch.clock import now_ms
@@ -54,12 +56,51 @@ IN_FLIGHT = 4
 #: RocksDB per table partition. Faust's defaults (64 MiB memtables, 3 of them, and a 2 GiB
 #: block cache, for each partition's store) keep a fleet's whole table in memory: rows
 #: of a million sites never leave the memtables. Small memtables flush them to disk
-#: (the page cache serves reads); the worker keeps hot sites decoded anyway (Processor).
+#: (the page cache serves reads); the worker keeps recent sites' rows anyway (Processor).
 ROCKSDB: dict[str, int] = {
     "write_buffer_size": 1024 * 1024,
     "max_write_buffer_number": 2,
-    "block_cache_size": 1024 * 1024,
 }
+#: one block cache for all the worker's partition stores (not one per store: a worker
+#: with 32 of them kept 32 caches filling up)
+BLOCK_CACHE_BYTES = 4 * 1024 * 1024
+#: and one budget for all their memtables: past it the store written to flushes
+MEMTABLE_BYTES = 4 * 1024 * 1024
+
+
+class SharedRocksDB(RocksDBOptions):
+    """Faust's RocksDB options of a table's partition stores, with the block cache and
+    the memtable budget of the worker's `StoreMemory` (Faust gives each store its own)."""
+
+    def __init__(self, memory: StoreMemory, **options: Any) -> None:
+        super().__init__(**options)
+        self.memory = memory
+
+    def as_options(self) -> rocksdict.Options:
+        options: rocksdict.Options = super().as_options()
+        table = rocksdict.BlockBasedOptions()  # Faust's, but for the cache
+        table.set_bloom_filter(self.bloom_filter_size, block_based=True)
+        table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        table.set_block_cache(self.memory.cache)
+        options.set_block_based_table_factory(table)
+        options.set_write_buffer_manager(self.memory.memtables)
+        return options
+
+
+class StoreMemory:
+    """What all the partition stores of a worker's tables share."""
+
+    def __init__(self) -> None:
+        self.cache = rocksdict.Cache(BLOCK_CACHE_BYTES)
+        self.memtables = rocksdict.WriteBufferManager(MEMTABLE_BYTES, allow_stall=False)
+
+    def share(self, table: Any) -> None:
+        """Before any of its partitions opens: the table's stores use this memory."""
+        store = table.data
+        store.rocksdb_options = SharedRocksDB(
+            self, **store.options, use_rocksdict=store.rocksdb_options.use_rocksdict
+        )
+
 
 _RAW: dict[str, Any] = {
     "key_type": bytes,
@@ -120,6 +161,9 @@ class Worker:
             for name in ("site-state", "site-settings", "site-parked")
         )
         self.tables = (self.state_rows, self.site_rows, self.parked_rows)
+        self.store_memory = StoreMemory()
+        for rows in self.tables:
+            self.store_memory.share(rows.table)
         #: outputs confirmed before the changelog rows are sent (not on Tansu: see
         #: complete_batch)
         self.outputs_first = not conf.is_tansu
@@ -184,15 +228,17 @@ class Worker:
         """
         del stream  # fed by BatchConsumer a batch at a time, not event by event
         gcpolicy.settle()  # Faust and the app are built: keep them out of the collector
+        gcpolicy.bounded_heap()  # a backlog's memory goes back once it is through
         self.producer = producer = self._new_producer()
         await producer.start()
         flights: asyncio.Queue[Flight] = asyncio.Queue(IN_FLIGHT)
         completer = asyncio.create_task(self._completer(flights))
         try:
             while True:
-                fetched = await self.queue.get()
                 try:
-                    flight = await self.send_batch(fetched)
+                    # no reference to the records left here once processed: while the
+                    # flights are full, this waits holding only what was sent
+                    flight = await self.send_batch(await self.queue.get())
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -259,7 +305,8 @@ class Worker:
         producer = self.producer
         assert producer is not None
         # the rows stay visible to later batches (TableRows' overlay) until applied
-        flight = Flight(fetched, started, [(t, t.take()) for t in self.tables])
+        rows = [(t, t.take()) for t in self.tables]
+        flight = Flight(fetched.processed(), len(fetched.messages), started, rows)
         if not self.outputs_first:
             await send_changelog(producer, flight)
         send = producer.send
@@ -295,7 +342,7 @@ class Worker:
         metrics.observe_batch(
             metrics.WORKER_BATCH_RECORDS,
             metrics.WORKER_BATCH_SECONDS,
-            len(flight.fetched.messages),
+            flight.size,
             flight.started,
         )
 

@@ -118,6 +118,22 @@ def test_store_paths_we_write_through_exist() -> None:
     assert store.offset_key == OFFSET_KEY
 
 
+def test_partition_stores_open_through_the_options_we_replace() -> None:
+    """`StoreMemory.share` sets a store's `rocksdb_options` before any partition opens:
+    every partition database is opened through it, from `as_options()`, whose table
+    factory `SharedRocksDB` builds again with the shared cache."""
+    assert "self.rocksdb_options.open(" in inspect.getsource(
+        faust_rocksdb.Store._open_for_partition
+    )
+    assert "self.as_options()" in inspect.getsource(faust_rocksdb.RocksDBOptions.open)
+    assert not missing_from(
+        faust_rocksdb.RocksDBOptions.as_options,
+        "set_bloom_filter(\n                self.bloom_filter_size, block_based=True",
+        "set_index_type(\n                rocksdict.BlockBasedIndexType.binary_search()",
+        "db_options.set_block_based_table_factory(table_factory_options)",
+    )
+
+
 def test_faust_recovery_seeks_through_the_consumer_thread() -> None:
     """Recovery calls `perform_seek` -> `Consumer.seek_to_committed` -> the thread's: the
     override in BatchConsumerThread is on that path."""
