@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-import msgspec
 import structlog
 
 from . import lifecycle, records, retention
@@ -32,17 +31,17 @@ from .enums import CheckType, Role
 from .message import ConsumedRecord, Record
 from .outputs import Keyed, Output, Stats
 from .parking import BatchParked, Parking
-from .retention import MAX_STATE_BYTES, TIME_UNKNOWN
+from .retention import TIME_UNKNOWN
+from .site_records import SiteRecords
+from .site_states import BatchStates, SiteStates
 from .state import (
     Config,
     LifecycleState,
     Parked,
-    SiteConfig,
     dump_state,
     load_state,
-    load_stored_state,
 )
-from .stores import DELETED, ParkedStore, Recent, SiteRecordStore, StateStore
+from .stores import DELETED, ParkedStore, SiteRecordStore, StateStore
 from .timers import Timers
 
 log = structlog.get_logger(__name__)
@@ -56,23 +55,15 @@ MAX_CACHED_STATES: Final = 8_192
 #: decoded parked lists kept between batches (a backlog parks a site's results batch
 #: after batch); as many as states, which held them before they had their own store
 MAX_CACHED_PARKED: Final = MAX_CACHED_STATES
-#: cached for a site whose store holds no state (one that only parks, so far)
-NO_STATE: Final = b""
 
 
-class _Batch:
-    """Per-batch cache: each site's state is read and written once per batch."""
+class _Batch(BatchStates):
+    """Per-batch view: each site's state and parked results are read and written once."""
 
-    __slots__ = ("dirty", "encoded", "out", "parked", "parts", "purged", "states")
+    __slots__ = ("out", "parked")
 
     def __init__(self) -> None:
-        self.states: dict[bytes, LifecycleState | None] = {}
-        #: partition of each key in `states`
-        self.parts: dict[bytes, int] = {}
-        #: what the store holds of each key in `states` (as read, or as written)
-        self.encoded: dict[bytes, bytes] = {}
-        self.dirty: dict[bytes, ConsumedRecord] = {}
-        self.purged: dict[bytes, ConsumedRecord] = {}
+        super().__init__()
         self.parked = BatchParked()
         self.out = Output()
 
@@ -94,8 +85,8 @@ class Processor:
         consumer: str,
     ) -> None:
         self.config = config
-        self.states = states
-        self.site_records = site_records
+        self.site_states = SiteStates(states, MAX_CACHED_STATES)
+        self.site_records = SiteRecords(site_records, MAX_CACHED_SETTINGS)
         self.parking = Parking(parked, MAX_CACHED_PARKED)
         self.results_topic = results_topic
         self.sites_topic = sites_topic
@@ -104,10 +95,6 @@ class Processor:
         #: partition -> newest input time seen on it (anchors the worker's ticks)
         self.stream_time: dict[int, int] = {}
         self.stats = Stats()
-        #: raw site records (what the store holds) and their decoded form, by site key
-        self._decoded: Recent[tuple[bytes, SiteConfig | None]] = Recent(MAX_CACHED_SETTINGS)
-        #: as stored (`NO_STATE`: the store holds none, for a site that only parks so far)
-        self._states: Recent[bytes] = Recent(MAX_CACHED_STATES)
 
     @property
     def deadlines(self) -> dict[bytes, tuple[int, int]]:
@@ -143,8 +130,7 @@ class Processor:
                 continue
             self.stats.inputs += 1
             newest[msg.partition] = inp
-            known = self._decoded.get(key)
-            raw = known[1][0] if known is not None else self.site_records.get(key, msg)
+            raw = self.site_records.raw(key, msg)
             if raw is None:
                 self._park(key, inp, msg, b)
                 continue
@@ -161,31 +147,8 @@ class Processor:
             at = lifecycle.input_time(inp)
             if at > self.stream_time.get(part, -1):
                 self.stream_time[part] = at
-        for key, msg in b.purged.items():
-            if key not in b.dirty:
-                self.states.delete(key, msg)
-        encoded = b.encoded
-        for key, msg in b.dirty.items():
-            state = b.states[key]
-            assert state is not None
-            data = encoded[key] = self._dump(key, state)
-            self.states.put(key, data, msg)
+        self.site_states.write(b)
         parking.write(b.parked)
-        # what the store holds now: as written, or as read for a state left unchanged
-        cache = self._states
-        purged = b.purged
-        for key, state in b.states.items():
-            if state is None:
-                if key in purged:
-                    cache.pop(key)  # forgotten everywhere
-                else:
-                    cache.put(key, b.parts[key], NO_STATE)
-                continue
-            kept = encoded.get(key)
-            if kept is None:
-                cache.pop(key)
-            else:
-                cache.put(key, b.parts[key], kept)
         return b.out
 
     def rebuild_deadlines(
@@ -199,7 +162,7 @@ class Processor:
         assignment."""
         expiry: dict[bytes, tuple[int, int | None]] = dict(self.parking.rebuild(parked))
         for key, partition, raw in states:
-            decoded = self._decode_state(key, raw)
+            decoded = self.site_states.decode(key, raw)
             if decoded is None:
                 continue
             state, older = decoded
@@ -213,28 +176,9 @@ class Processor:
 
     def forget_partitions(self, partitions: set[int]) -> None:
         self.timers.forget(partitions)
-        self._states.forget(partitions)
-        self._decoded.forget(partitions)
+        self.site_states.forget(partitions)
+        self.site_records.forget(partitions)
         self.parking.forget(partitions)
-
-    def site_config(self, key: bytes, raw: bytes, partition: int) -> SiteConfig | None:
-        """Decoded settings, cached per distinct record; None for a deleted site."""
-        cached = self._decoded.get(key)
-        if cached is not None and cached[1][0] == raw:
-            return cached[1][1]
-        if raw == DELETED:
-            self._decoded.put(key, partition, (raw, None))
-            return None
-        site: SiteConfig | None
-        try:
-            site = SiteConfig.from_record(records.site_decoder.decode(raw))
-        except Exception as exc:
-            # stored by an older version under looser limits: unusable until the next
-            # `sites` record of the site; it counts as deleted, loudly, not as a crash
-            log.error("stored site settings do not decode", key=key, error=error_of(exc))
-            site = None
-        self._decoded.put(key, partition, (raw, site))
-        return site
 
     # -- steps -----------------------------------------------------------------------
 
@@ -250,13 +194,7 @@ class Processor:
             self._dead_letter(b.out, msg, error_of(exc), now_ms)
             return
         self.stats.sites += 1
-        value = msg.value
-        if rec.custom_headers:
-            # the worker needs to know there are headers, never their values
-            blank = {name: "" for name in rec.custom_headers}
-            value = records.encode(msgspec.structs.replace(rec, custom_headers=blank))
-        self.site_records.put(key, value, msg)
-        self._decoded.pop(key)  # decoded again on its next use
+        value = self.site_records.put(key, rec, msg)
         state = self._load(key, msg, b)
         if state is not None and state.deleted_at is not None:
             state.deleted_at = None  # the site is back: its state lives on
@@ -299,8 +237,7 @@ class Processor:
             state = b.states[key] = LifecycleState()
         if key in self.parking:
             self._drop_parked(key, msg, b)
-        self.site_records.put(key, DELETED, msg)
-        self._decoded.put(key, msg.partition, (DELETED, None))
+        self.site_records.mark_deleted(key, msg)
         if state.deleted_at is None:
             state.deleted_at = self.stream_time.get(msg.partition, TIME_UNKNOWN)
         b.dirty[key] = msg
@@ -315,8 +252,7 @@ class Processor:
         b.dirty.pop(key, None)
         b.purged[key] = msg
         self.timers.schedule(key, msg.partition, None)
-        self._decoded.pop(key)
-        self._states.pop(key)
+        self.site_states.pop(key)
         self.stats.purged += 1
 
     def _tick(self, tick: records.Tick, msg: ConsumedRecord, b: _Batch, now_ms: int) -> None:
@@ -327,7 +263,7 @@ class Processor:
         for key in self.timers.pop_due(msg.partition, at):
             state = self._load(key, msg, b)
             if state is not None and state.open:
-                raw = self.site_records.get(key, msg)
+                raw = self.site_records.raw(key, msg)
                 self._apply(key, int(key), tick, msg, DELETED if raw is None else raw, b, now_ms)
                 state = b.states[key]
             if state is not None or key in self.parking:
@@ -359,7 +295,7 @@ class Processor:
                 (state is None and expired)
                 or (state is not None and not state.open and state.deleted_at is None)
             )
-            and self.site_records.get(key, msg) is None
+            and self.site_records.raw(key, msg) is None
         ):
             self._purge(key, msg, b)  # only parked results kept it: they are gone
             return
@@ -376,31 +312,10 @@ class Processor:
         until = self.parking.expiry(key, msg, b.parked)
         self.timers.schedule(key, partition, retention.next_deadline(state, self.config, until))
 
-    def _decode_state(self, key: bytes, raw: bytes) -> tuple[LifecycleState, list[Parked]] | None:
-        """A stored state, and what an older version parked in it (see `_load`)."""
-        try:
-            return load_stored_state(raw)
-        except Exception as exc:
-            # written by us, so this is a bug or an incompatible version: start the site
-            # afresh (its events time out) rather than stop every site of the partition
-            log.error("stored site state does not decode; starting afresh", key=key, error=str(exc))
-            return None
-
     def _load(self, key: bytes, msg: ConsumedRecord, b: _Batch) -> LifecycleState | None:
-        states = b.states
-        if key in states:
-            return states[key]
-        hit = self._states.get(key)
-        raw = hit[1] if hit is not None else self.states.get(key, msg)
-        state = None
-        older: Sequence[Parked] = ()
-        if raw:
-            decoded = self._decode_state(key, raw)
-            if decoded is not None:
-                state, older = decoded
-                b.encoded[key] = raw  # an older layout's is rewritten (below): dirty
-        states[key] = state
-        b.parts[key] = msg.partition
+        if key in b.states:
+            return b.states[key]
+        state, older = self.site_states.load(key, msg, b)
         if older:
             # stored by a version that parked results in the state: they move to the
             # parked store, and the state is written without them
@@ -434,7 +349,7 @@ class Processor:
         now_ms: int,
     ) -> None:
         state = self._load(key, msg, b)
-        site = self.site_config(key, raw_site, msg.partition)
+        site = self.site_records.config(key, raw_site, msg.partition)
         context = lifecycle.SiteContext(site_id, site, self.config)
         before = state.position if state is not None else -1
         # the core updates the state in place: keep a copy unless this is its trivial
@@ -474,13 +389,6 @@ class Processor:
             self.stats.verify_requests += len(effects.verify_requests)
         if state.open or key in self.timers.due:
             self._schedule(key, msg.partition, state, msg, b)
-
-    def _dump(self, key: bytes, state: LifecycleState) -> bytes:
-        data = dump_state(state)
-        if len(data) <= MAX_STATE_BYTES:
-            return data
-        log.error("site state too large; trimming it", key=key, bytes=len(data))
-        return retention.trim(state, data)
 
     def _dead_letter(self, out: Output, msg: ConsumedRecord, error: str, now_ms: int) -> None:
         self.stats.dead_letters += 1

@@ -85,7 +85,7 @@ def test_deleted_site_is_purged_from_every_table_and_index() -> None:
     assert b"1" in w.states.data  # ...and the state waits out the outbox horizon
     w.tick(HOUR + 1 + OUTBOX_HORIZON_MS / 1000 + 1)
     assert w.states.data == {} and w.settings.data == {}
-    assert w.proc.deadlines == {} and len(w.proc._decoded) == 0 and len(w.proc._states) == 0
+    assert w.proc.deadlines == {} and len(w.proc.site_records) == 0 and len(w.proc.site_states) == 0
     assert w.proc.stats.purged == 1
 
 
@@ -149,7 +149,7 @@ def test_settings_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for site_id in range(1, 301):
         w.site(site_id)
         w.result(result(True, site_id, site_id=site_id))
-    assert len(w.proc._decoded) <= 50
+    assert len(w.proc.site_records) <= 50
 
 
 def _fields(rec: records.CheckResult) -> dict[str, Any]:

@@ -219,7 +219,7 @@ def test_internal_error_applying_a_record_is_dead_lettered_and_the_state_kept(
 ) -> None:
     proc = make()
     proc.process([site_msg(0), res_msg(0, result(False, 0))], 0)
-    before = proc.states.data[b"1"]  # type: ignore[attr-defined]
+    before = proc.site_states.store.data[b"1"]  # type: ignore[attr-defined]
     real = lifecycle.apply
 
     def failing(state: Any, inp: Any, *args: Any, **kwargs: Any) -> Any:
@@ -232,7 +232,7 @@ def test_internal_error_applying_a_record_is_dead_lettered_and_the_state_kept(
     out = proc.process([res_msg(1, result(True, 1, result_id="boom"))], 0)
     assert [d.offset for _, d in out.dead_letters] == [1] and out.transitions == []
     assert "internal error" in out.dead_letters[0][1].error
-    assert proc.states.data[b"1"] == before  # type: ignore[attr-defined]
+    assert proc.site_states.store.data[b"1"] == before  # type: ignore[attr-defined]
     out = proc.process([res_msg(2, result(True, 2))], 0)
     assert [records.decode_transition(t.value).reason.value for t in out.transitions] == [
         "probe_cleared"

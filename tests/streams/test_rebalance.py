@@ -78,12 +78,12 @@ async def test_worker_forgets_a_partition_lost_and_regained_between_two_batches(
         probe="p",
     )
     worker.processor.process([Record(results, 0, 1, key, records.encode(failing))], now_ms=0)
-    assert worker.processor._states.get(key) is not None  # kept decoded between batches
+    assert key in dict(worker.processor.site_states.cached())  # kept decoded between batches
     worker.consumer.rebalances.assigned(assignment)
     worker.consumer.rebalances.assigned(tps(results, 1))  # another worker writes 0...
     worker.consumer.rebalances.assigned(assignment)  # ...and gives it back
     worker.assign()
-    assert worker.processor._states.get(key) is None  # read again from the store
-    assert worker.processor._decoded.get(key) is None
+    assert key not in dict(worker.processor.site_states.cached())  # read again from the store
+    assert not worker.processor.site_records.cached(key)
     worker.assign()  # nothing moved since: nothing forgotten or rebuilt again
     assert worker.indexed == {0, 1}

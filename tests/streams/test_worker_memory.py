@@ -12,7 +12,8 @@ from sitewatch.settings import Settings
 from sitewatch.streams import records
 from sitewatch.streams import worker as worker_mod
 from sitewatch.streams.message import Record
-from sitewatch.streams.processor import NO_STATE, Processor
+from sitewatch.streams.processor import Processor
+from sitewatch.streams.site_states import NO_STATE
 from sitewatch.streams.state import Config
 from sitewatch.streams.stores import MemoryStore
 from sitewatch.streams.worker import Worker
@@ -73,5 +74,5 @@ def test_state_kept_between_batches_is_what_the_store_holds(
             rec = result(ok, t, site_id=site_id)
             msgs.append(Record("r", 0, offset, records.site_key(site_id), records.encode(rec)))
         proc.process(msgs, now_ms=0)
-        for key, (_, kept) in proc._states.entries.items():
+        for key, kept in proc.site_states.cached():
             assert isinstance(kept, bytes) and kept == states.data.get(key, NO_STATE)
